@@ -1,0 +1,33 @@
+# hygie — two commands on a fresh machine: `make demo` and `make test` (see README).
+SHELL := /bin/bash
+export UV_PYTHON_DOWNLOADS := never
+export UV_PYTHON_PREFERENCE := only-system
+# uv from PATH, else as a Python module (installed from PyPI by the `uv` target when missing).
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+
+.PHONY: demo test lint bench uv sync docs clean
+
+uv:
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	@$(UV) --version >/dev/null 2>&1 || { echo "uv is not installed and could not be installed"; exit 1; }
+
+sync: uv
+	$(UV) sync --locked
+
+demo: sync
+	$(UV) run --locked hygie demo
+
+lint: sync
+	$(UV) run --locked ruff check src tests benchmarks
+
+test: lint
+	$(UV) run --locked pytest
+
+bench: sync
+	$(UV) run --locked python -m benchmarks.run
+
+docs: sync
+	$(UV) run --locked hygie cdm schema --out docs/cdm-schema.md
+
+clean:
+	rm -rf .venv .pytest_cache .ruff_cache .hygie

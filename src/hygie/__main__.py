@@ -1,0 +1,3 @@
+from hygie.cli.main import run
+
+run()

@@ -1,0 +1,1 @@
+"""The ``hygie`` command line: thin Typer commands over the same services the API uses."""

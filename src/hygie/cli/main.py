@@ -1,0 +1,42 @@
+"""Entry point of the ``hygie`` command. Each command group lives in its own module and registers here."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from hygie import __version__
+from hygie.cli import cdm, datasets, demo, release
+from hygie.cli.output import EXIT_INTERNAL_ERROR
+
+app = typer.Typer(
+    name="hygie",
+    help="hygie: an open, self-hostable health data hub (OMOP CDM warehouse, studies without row-level access).",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+
+# Command modules, in pipeline order. Each exposes `register(app)`.
+for module in (cdm, release, datasets, demo):
+    module.register(app)
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", help="Print hygie's version and exit.", is_eager=True),
+) -> None:
+    """State lives in HYGIE_HOME (default ./.hygie)."""
+    if version:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+def run() -> None:
+    try:
+        app()
+    except SystemExit:
+        raise
+    except BaseException:  # pragma: no cover - last resort; commands handle their own errors
+        sys.exit(EXIT_INTERNAL_ERROR)

@@ -1,0 +1,119 @@
+"""``hygie release``: list, show, verify and delete warehouse releases."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from hygie.cli.output import console, handle_errors, print_json, settings
+from hygie.errors import HygieError
+from hygie.releases import Release, ReleaseStore
+
+app = typer.Typer(
+    help="Warehouse releases: immutable, versioned, encrypted OMOP CDM 5.4 snapshots.", no_args_is_help=True
+)
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="release")
+
+
+def flags(release: Release) -> str:
+    return "SYNTHETIC" if release.manifest.synthetic else "real data"
+
+
+@app.command("list")
+@handle_errors
+def list_releases(as_json: bool = typer.Option(False, "--json", help="One JSON object per release.")) -> None:
+    """List releases, oldest first."""
+    releases = ReleaseStore(settings()).list()
+    if as_json:
+        for r in releases:
+            m = r.manifest
+            print_json(
+                {
+                    "name": m.name,
+                    "sequence": m.sequence,
+                    "created_at": m.created_at,
+                    "synthetic": m.synthetic,
+                    "persons": m.tables["person"].rows if "person" in m.tables else 0,
+                }
+            )
+        return
+    if not releases:
+        console.print("No release yet. Try [bold]hygie datasets load gibleed[/] or [bold]hygie cdm load DIR[/].")
+        return
+    t = Table("#", "name", "created", "persons", "rows", "flags")
+    for r in releases:
+        m = r.manifest
+        t.add_row(
+            str(m.sequence),
+            m.name,
+            m.created_at,
+            f"{m.tables['person'].rows:,}",
+            f"{sum(e.rows for e in m.tables.values()):,}",
+            flags(r),
+        )
+    console.print(t)
+
+
+@app.command("show")
+@handle_errors
+def show(
+    name: str = typer.Argument(..., help="Release name."),
+    as_json: bool = typer.Option(False, "--json", help="Print the whole manifest as JSON."),
+) -> None:
+    """Show a release: tables with row counts, lineage, quality findings and flags."""
+    release = ReleaseStore(settings()).get(name)
+    m = release.manifest
+    if as_json:
+        print_json(m.to_json())
+        return
+    console.print(
+        f"[bold]{m.name}[/] (#{m.sequence}), CDM {m.cdm_version}, created {m.created_at}, "
+        f"[{'yellow' if m.synthetic else 'green'}]{flags(release)}[/]"
+    )
+    if m.description:
+        console.print(m.description)
+    t = Table("table", "rows", "rejected", "flagged", "source")
+    sources = {e.table: e for e in m.lineage}
+    for e in m.tables.values():
+        if e.rows or e.name in sources:
+            src = sources.get(e.name)
+            t.add_row(
+                e.name,
+                f"{e.rows:,}",
+                f"{e.rejected_rows:,}",
+                f"{e.flagged_rows:,}",
+                f"{src.source} (CDM {src.source_cdm_version}, {src.origin})" if src else "",
+            )
+    console.print(t)
+    empty = [e.name for e in m.tables.values() if not e.rows and e.name not in sources]
+    console.print(f"[dim]empty tables: {', '.join(empty)}[/]")
+    for w in m.warnings:
+        console.print(f"[yellow]warning:[/] {w}", highlight=False)
+
+
+@app.command("verify")
+@handle_errors
+def verify(name: str = typer.Argument(..., help="Release name.")) -> None:
+    """Check every file of a release against the sha256 in its manifest."""
+    problems = ReleaseStore(settings()).get(name).verify()
+    if problems:
+        raise HygieError(f"release {name} is damaged:\n" + "\n".join(problems))
+    console.print(f"[green]release {name}: every file matches its manifest[/]")
+
+
+@app.command("delete")
+@handle_errors
+def delete(
+    name: str = typer.Argument(..., help="Release name."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> None:
+    """Delete a release and its results area (its wrapped data key goes with it)."""
+    store = ReleaseStore(settings())
+    store.get(name)
+    if not yes and not typer.confirm(f"Delete release {name}? This cannot be undone."):
+        raise typer.Abort()
+    store.delete(name)
+    console.print(f"deleted release {name}")

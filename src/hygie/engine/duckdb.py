@@ -1,0 +1,129 @@
+"""The one DuckDB connection helper, and the DuckDB engine over a release.
+
+Every DuckDB connection in hygie comes from ``connect``: extensions are never downloaded (autoinstall and
+autoload off, extension folder inside ``HYGIE_HOME``), remote file systems are disabled, spilling goes to
+``HYGIE_HOME/tmp``, and the configuration is locked so that no later statement can loosen it.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+import duckdb
+
+from hygie.config import Settings
+
+if TYPE_CHECKING:
+    import ibis.expr.types as ir
+    import pyarrow as pa
+
+    from hygie.releases.store import Release
+
+# Network file systems a DuckDB build may carry; none is ever needed by hygie.
+_REMOTE_FILESYSTEMS = "HTTPFileSystem,S3FileSystem,HuggingFaceFileSystem"
+
+
+def _httpfs_path() -> str:
+    """The signed httpfs extension shipped as a wheel; it brings OpenSSL, needed to *write* encrypted files."""
+    import duckdb_extension_httpfs
+
+    found = glob.glob(
+        os.path.join(os.path.dirname(duckdb_extension_httpfs.__file__), "extensions", "*", "httpfs.duckdb_extension")
+    )
+    if not found:  # pragma: no cover - a broken installation
+        raise RuntimeError("the duckdb-extension-httpfs wheel carries no extension binary")
+    return found[0]
+
+
+def connect(settings: Settings, *, writer: bool = False, database: str = ":memory:") -> duckdb.DuckDBPyConnection:
+    """Open a configured DuckDB connection. ``writer=True`` loads the crypto needed to write encrypted Parquet."""
+    settings.extension_dir.mkdir(parents=True, exist_ok=True)
+    settings.tmp_dir.mkdir(parents=True, exist_ok=True)
+    config: dict[str, str | bool | int] = {
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
+        "allow_community_extensions": False,
+        "extension_directory": str(settings.extension_dir),
+        "temp_directory": str(settings.tmp_dir),
+        "memory_limit": settings.memory_limit,
+    }
+    if settings.threads:
+        config["threads"] = settings.threads
+    con = duckdb.connect(database, config=config)
+    if writer:
+        con.execute(f"LOAD '{_httpfs_path()}'")
+    con.execute(f"SET disabled_filesystems = '{_REMOTE_FILESYSTEMS}'")
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET lock_configuration = true")
+    return con
+
+
+def register_key(con: duckdb.DuckDBPyConnection, name: str, key: bytes) -> None:
+    """Make a Parquet encryption key usable on this connection under ``name``."""
+    import base64
+
+    if not re.fullmatch(r"[A-Za-z0-9_]+", name):
+        raise ValueError(f"invalid key name {name!r}")
+    con.execute(f"PRAGMA add_parquet_key('{name}', '{base64.b64encode(key).decode()}')")
+
+
+def parquet_source(path: str, key_name: str | None) -> str:
+    """SQL of a table function reading one (possibly encrypted) Parquet file."""
+    escaped = path.replace("'", "''")
+    if key_name is None:
+        return f"read_parquet('{escaped}')"
+    return f"read_parquet('{escaped}', encryption_config = {{footer_key: '{key_name}'}})"
+
+
+def parquet_copy_options(key_name: str | None) -> str:
+    enc = f", ENCRYPTION_CONFIG {{footer_key: '{key_name}'}}" if key_name else ""
+    return f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880{enc})"
+
+
+class DuckDBEngine:
+    """A release opened read-only: one view per CDM table over its immutable (encrypted) Parquet files."""
+
+    name = "duckdb"
+
+    def __init__(self, release: Release, settings: Settings) -> None:
+        self.release = release
+        self.con = connect(settings)
+        key_name = None
+        if release.manifest.encryption is not None:
+            key_name = "release_key"
+            register_key(self.con, key_name, release.data_key(settings))
+        for entry in release.manifest.tables.values():
+            source = parquet_source(str(release.path / entry.file), key_name)
+            self.con.execute(f'CREATE VIEW "{entry.name}" AS SELECT * FROM {source}')
+        self._key_name = key_name
+
+    def tables(self) -> list[str]:
+        return list(self.release.manifest.tables)
+
+    def sql(self, query: str, params: list[object] | None = None) -> duckdb.DuckDBPyRelation:
+        return self.con.sql(query, params=params)
+
+    @cached_property
+    def ibis(self):  # noqa: ANN201 - ibis.backends.duckdb.Backend
+        import ibis
+
+        return ibis.duckdb.from_connection(self.con)
+
+    def table(self, name: str) -> ir.Table:
+        return self.ibis.table(name)
+
+    def to_arrow(self, expr: ir.Expr) -> pa.Table:
+        return self.ibis.to_pyarrow(expr)
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> DuckDBEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,1 @@
+"""From deposited files to a release: validate, upgrade, check quality, publish."""

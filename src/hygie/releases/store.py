@@ -1,0 +1,263 @@
+"""The release store: list, open, build and delete releases under ``HYGIE_HOME/releases``.
+
+Publishing protocol (crash-safe at every instant):
+1. a builder writes every file into ``staging/<name>.<random>/`` (which records its owner's pid);
+2. files are fsync'ed, the manifest is written last and fsync'ed;
+3. one ``rename`` moves the folder to ``releases/<name>``; rename is atomic and fails if the target exists,
+   so an existing release is never touched.
+A crash before step 3 leaves only a staging folder, swept by the next builder once its owner is dead.
+Deletion renames the release into ``trash/`` first (atomic), then removes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from hygie import __version__
+from hygie.config import Settings
+from hygie.engine.duckdb import connect, parquet_copy_options, register_key
+from hygie.errors import ConflictError, HygieError, NotFoundError
+from hygie.keys import MasterKey, WrappedKey, new_data_key
+from hygie.releases.manifest import MANIFEST_FILE, LineageEntry, Manifest, TableEntry, UnknownConcept
+
+_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+_WRITE_KEY = "staging_key"
+
+
+def validate_name(name: str) -> str:
+    if not _NAME.fullmatch(name) or ".." in name:
+        raise HygieError(
+            f"invalid release name {name!r}: use 1-64 lowercase letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class Release:
+    path: Path
+    manifest: Manifest
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    def data_key(self, settings: Settings) -> bytes:
+        if self.manifest.encryption is None:
+            raise HygieError(f"release {self.name} is not encrypted")
+        wrapped = WrappedKey.from_json(self.manifest.encryption["data_key"])
+        return MasterKey.load_or_create(settings.master_key_file).unwrap(wrapped, f"release:{self.name}")
+
+    def verify(self) -> list[str]:
+        """Check every file against the manifest; returns the problems found (empty when intact)."""
+        problems = []
+        for entry in self.manifest.tables.values():
+            f = self.path / entry.file
+            if not f.exists():
+                problems.append(f"{entry.file}: missing")
+            elif sha256_file(f) != entry.sha256:
+                problems.append(f"{entry.file}: sha256 differs from the manifest")
+        return problems
+
+
+class ReleaseStore:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    # -- reading ----------------------------------------------------------------------------------------
+    def names(self) -> list[str]:
+        root = self.settings.releases_dir
+        if not root.exists():
+            return []
+        return sorted(p.name for p in root.iterdir() if (p / MANIFEST_FILE).is_file())
+
+    def list(self) -> list[Release]:
+        return sorted((self.get(n) for n in self.names()), key=lambda r: r.manifest.sequence)
+
+    def exists(self, name: str) -> bool:
+        return (self.settings.releases_dir / name / MANIFEST_FILE).is_file()
+
+    def get(self, name: str) -> Release:
+        validate_name(name)
+        path = self.settings.releases_dir / name
+        manifest_path = path / MANIFEST_FILE
+        if not manifest_path.is_file():
+            known = ", ".join(self.names()) or "none"
+            raise NotFoundError(f"no release named {name!r} (releases: {known})")
+        return Release(path, Manifest.from_json(json.loads(manifest_path.read_text())))
+
+    # -- deleting ---------------------------------------------------------------------------------------
+    def delete(self, name: str) -> None:
+        release = self.get(name)
+        self.settings.trash_dir.mkdir(parents=True, exist_ok=True)
+        doomed = self.settings.trash_dir / f"{name}.{uuid.uuid4().hex}"
+        os.rename(release.path, doomed)  # atomic: the release disappears in one step
+        _fsync_path(self.settings.releases_dir)
+        shutil.rmtree(doomed)
+        results = self.settings.results_dir / name
+        if results.exists():
+            shutil.rmtree(results)
+
+    # -- building ---------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def build(self, name: str, *, synthetic: bool, description: str = "") -> Iterator[ReleaseBuilder]:
+        """Build a release in staging; it is published only if the block ends with ``builder.publish()``."""
+        validate_name(name)
+        if self.exists(name):
+            raise ConflictError(f"release {name!r} already exists; releases are immutable (choose another name)")
+        self.sweep_staging()
+        self.settings.staging_dir.mkdir(parents=True, exist_ok=True)
+        self.settings.releases_dir.mkdir(parents=True, exist_ok=True)
+        staging = self.settings.staging_dir / f"{name}.{uuid.uuid4().hex}"
+        staging.mkdir()
+        (staging / ".owner").write_text(str(os.getpid()))
+        builder = ReleaseBuilder(self, name, staging, synthetic=synthetic, description=description)
+        try:
+            yield builder
+        finally:
+            builder.con.close()
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
+
+    def sweep_staging(self) -> None:
+        """Remove staging folders left by builders that died."""
+        root = self.settings.staging_dir
+        if not root.exists():
+            return
+        for folder in root.iterdir():
+            try:
+                pid = int((folder / ".owner").read_text())
+            except (OSError, ValueError):
+                pid = None
+            if pid is None or not _alive(pid):
+                shutil.rmtree(folder, ignore_errors=True)
+
+    def next_sequence(self) -> int:
+        return max((r.manifest.sequence for r in self.list()), default=0) + 1
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class ReleaseBuilder:
+    """Writes the tables of one new release into its staging folder, then publishes it."""
+
+    def __init__(self, store: ReleaseStore, name: str, staging: Path, *, synthetic: bool, description: str) -> None:
+        self.store = store
+        self.name = name
+        self.staging = staging
+        self.synthetic = synthetic
+        self.description = description
+        master = MasterKey.load_or_create(store.settings.master_key_file)
+        data_key = new_data_key()
+        self._wrapped = master.wrap(data_key, f"release:{name}")
+        self.con: duckdb.DuckDBPyConnection = connect(store.settings, writer=True)
+        register_key(self.con, _WRITE_KEY, data_key)
+        self._tables: dict[str, TableEntry] = {}
+        self.lineage: list[LineageEntry] = []
+        self.unknown_concepts: list[UnknownConcept] = []
+        self.warnings: list[str] = []
+        self.rejects_file: str | None = None
+
+    def write_table(self, table: str, select_sql: str, *, rejected_rows: int = 0, flagged_rows: int = 0) -> TableEntry:
+        """Write the result of ``select_sql`` (on ``self.con``) as the release's table ``table``."""
+        file = f"{table}.parquet"
+        self._copy(select_sql, file)
+        rows = self.con.execute(
+            f"SELECT count(*) FROM read_parquet('{self.staging / file}', "
+            f"encryption_config = {{footer_key: '{_WRITE_KEY}'}})"
+        ).fetchone()[0]
+        entry = TableEntry(
+            name=table,
+            file=file,
+            rows=rows,
+            bytes=(self.staging / file).stat().st_size,
+            sha256=sha256_file(self.staging / file),
+            rejected_rows=rejected_rows,
+            flagged_rows=flagged_rows,
+        )
+        self._tables[table] = entry
+        return entry
+
+    def write_rejects(self, select_sql: str) -> None:
+        self._copy(select_sql, "rejects.parquet")
+        self.rejects_file = "rejects.parquet"
+
+    def _copy(self, select_sql: str, file: str) -> None:
+        target = str(self.staging / file).replace("'", "''")
+        self.con.execute(f"COPY ({select_sql}) TO '{target}' {parquet_copy_options(_WRITE_KEY)}")
+
+    def publish(self) -> Release:
+        """Write the manifest and move the release into place in one atomic step."""
+        if not self._tables:
+            raise HygieError("nothing to publish: the release has no table")
+        manifest = Manifest(
+            name=self.name,
+            sequence=self.store.next_sequence(),
+            created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            hygie_version=__version__,
+            cdm_version="5.4",
+            synthetic=self.synthetic,
+            tables=dict(sorted(self._tables.items())),
+            lineage=self.lineage,
+            encryption={
+                "scheme": "parquet-modular-encryption/AES_GCM_V1",
+                "data_key": self._wrapped.to_json(),
+            },
+            description=self.description,
+            rejects_file=self.rejects_file,
+            unknown_concepts=self.unknown_concepts,
+            warnings=self.warnings,
+        )
+        for f in self.staging.iterdir():
+            if f.is_file():
+                _fsync_path(f)
+        (self.staging / ".owner").unlink()
+        manifest_path = self.staging / MANIFEST_FILE
+        with manifest_path.open("w") as f:
+            f.write(manifest.dumps())
+            f.flush()
+            os.fsync(f.fileno())
+        _fsync_path(self.staging)
+        target = self.store.settings.releases_dir / self.name
+        try:
+            os.rename(self.staging, target)  # the publishing step
+        except OSError:
+            raise ConflictError(f"release {self.name!r} was published by someone else meanwhile") from None
+        _fsync_path(self.store.settings.releases_dir)
+        return Release(target, manifest)
