@@ -10,21 +10,23 @@ import csv
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
+if TYPE_CHECKING:  # pyarrow is imported only when Arrow types are asked for: it slows every CLI start
+    import pyarrow as pa
 
 SUPPORTED_VERSIONS = ("5.3", "5.4")
 CURRENT_VERSION = "5.4"
 
-# CDM logical type -> (DuckDB type, Arrow type). varchar(n) is checked for its length at load time.
-_BASE_TYPES: dict[str, tuple[str, pa.DataType]] = {
-    "bigint": ("BIGINT", pa.int64()),
-    "integer": ("INTEGER", pa.int32()),
-    "float": ("DOUBLE", pa.float64()),
-    "date": ("DATE", pa.date32()),
-    "datetime": ("TIMESTAMP", pa.timestamp("us")),
-    "varchar": ("VARCHAR", pa.string()),
-    "text": ("VARCHAR", pa.string()),
+# CDM logical type -> (DuckDB type, Arrow type name). varchar(n) lengths are checked (as warnings) at load.
+_BASE_TYPES: dict[str, tuple[str, str]] = {
+    "bigint": ("BIGINT", "int64"),
+    "integer": ("INTEGER", "int32"),
+    "float": ("DOUBLE", "float64"),
+    "date": ("DATE", "date32"),
+    "datetime": ("TIMESTAMP", "timestamp[us]"),
+    "varchar": ("VARCHAR", "string"),
+    "text": ("VARCHAR", "string"),
 }
 
 
@@ -58,7 +60,10 @@ class Column:
 
     @property
     def arrow_type(self) -> pa.DataType:
-        return _BASE_TYPES[self.base_type][1]
+        import pyarrow as pa
+
+        name = _BASE_TYPES[self.base_type][1]
+        return pa.timestamp("us") if name == "timestamp[us]" else pa.type_for_alias(name)
 
     @property
     def is_concept(self) -> bool:
@@ -99,6 +104,8 @@ class Table:
         return self.group == "vocabulary"
 
     def arrow_schema(self) -> pa.Schema:
+        import pyarrow as pa
+
         return pa.schema([pa.field(c.name, c.arrow_type, nullable=not c.required) for c in self.columns])
 
     def create_sql(self, qualified_name: str | None = None) -> str:

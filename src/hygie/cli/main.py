@@ -23,7 +23,7 @@ for module in (cdm, release, datasets, demo):
     module.register(app)
 
 
-@app.callback()
+@app.callback(invoke_without_command=True)
 def _main(
     version: bool = typer.Option(False, "--version", help="Print hygie's version and exit.", is_eager=True),
 ) -> None:

@@ -80,13 +80,14 @@ def load_cdm(
     of refusing the file; a repeated ``person_id`` in ``person`` is always refused.
     """
     today = today or dt.date.today()
+    store = ReleaseStore(settings)
+    store.check_new_name(release_name)  # before any work: fail fast on a bad or taken name
     cdm54, cdm53 = cdm_schema("5.4"), cdm_schema("5.3")
     files = discover(folder, set(cdm54.tables) | set(cdm53.tables))
     deposit_manifest = read_deposit_manifest(folder)
     digests = {f.table: f.sha256() for f in files}
     if deposit_manifest is not None:
         _check_against_manifest(files, digests, deposit_manifest)
-    store = ReleaseStore(settings)
     with store.build(release_name, synthetic=synthetic, description=description) as builder:
         con = builder.con
         staged: dict[str, StagedTable] = {}

@@ -130,9 +130,7 @@ class ReleaseStore:
     @contextlib.contextmanager
     def build(self, name: str, *, synthetic: bool, description: str = "") -> Iterator[ReleaseBuilder]:
         """Build a release in staging; it is published only if the block ends with ``builder.publish()``."""
-        validate_name(name)
-        if self.exists(name):
-            raise ConflictError(f"release {name!r} already exists; releases are immutable (choose another name)")
+        self.check_new_name(name)
         self.sweep_staging()
         self.settings.staging_dir.mkdir(parents=True, exist_ok=True)
         self.settings.releases_dir.mkdir(parents=True, exist_ok=True)
@@ -146,6 +144,11 @@ class ReleaseStore:
             builder.con.close()
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
+
+    def check_new_name(self, name: str) -> None:
+        validate_name(name)
+        if self.exists(name):
+            raise ConflictError(f"release {name!r} already exists; releases are immutable (choose another name)")
 
     def sweep_staging(self) -> None:
         """Remove staging folders left by builders that died."""
