@@ -9,12 +9,14 @@ PERSON = """person_id,gender_concept_id,year_of_birth,race_concept_id,ethnicity_
 2,8532,1961,0,0
 3,8532,1975,0,0
 """
-OBSERVATION_PERIOD = """observation_period_id,person_id,observation_period_start_date,observation_period_end_date,period_type_concept_id
+OBSERVATION_PERIOD = """\
+observation_period_id,person_id,observation_period_start_date,observation_period_end_date,period_type_concept_id
 1,1,2000-01-01,2019-12-31,44814724
 2,2,2005-06-01,2019-12-31,44814724
 3,3,2010-01-01,2018-12-31,44814724
 """
-CONDITION_OCCURRENCE = """condition_occurrence_id,person_id,condition_concept_id,condition_start_date,condition_type_concept_id
+CONDITION_OCCURRENCE = """\
+condition_occurrence_id,person_id,condition_concept_id,condition_start_date,condition_type_concept_id
 1,1,192671,2010-03-04,32020
 2,2,192671,2012-07-08,32020
 """

@@ -30,7 +30,9 @@ def _bigger_cdm(folder: Path) -> Path:
 def _load(folder: Path, name: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "hygie", "cdm", "load", str(folder), "--release", name],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
 

@@ -89,14 +89,24 @@ def test_duplicate_primary_key(tmp_path, settings):
 
 def test_duplicate_person_is_refused_even_when_duplicate_keys_are_allowed(tmp_path, settings):
     with pytest.raises(InputError, match="duplicate primary key"):
-        load_cdm(write_cdm(tmp_path / "cdm", person__csv=PERSON + "2,8507,1980,0,0\n"), "bad", settings,
-                 synthetic=True, allow_duplicate_keys=True)
+        load_cdm(
+            write_cdm(tmp_path / "cdm", person__csv=PERSON + "2,8507,1980,0,0\n"),
+            "bad",
+            settings,
+            synthetic=True,
+            allow_duplicate_keys=True,
+        )
 
 
 def test_duplicate_event_ids_can_be_kept_and_flagged(tmp_path, settings):
     text = OBSERVATION_PERIOD.replace("3,3,2010", "2,3,2010")
-    release = load_cdm(write_cdm(tmp_path / "cdm", observation_period__csv=text), "dup", settings,
-                       synthetic=True, allow_duplicate_keys=True)
+    release = load_cdm(
+        write_cdm(tmp_path / "cdm", observation_period__csv=text),
+        "dup",
+        settings,
+        synthetic=True,
+        allow_duplicate_keys=True,
+    )
     entry = release.manifest.tables["observation_period"]
     assert (entry.rows, entry.flagged_rows) == (3, 2)
 
@@ -111,8 +121,13 @@ def test_truncated_parquet(tmp_path, settings):
 
     duckdb.sql("COPY (SELECT 1 AS person_id) TO '" + str(tmp_path / "p.parquet") + "'")
     data = (tmp_path / "p.parquet").read_bytes()
-    _refused(tmp_path, settings, r"person\.parquet: not a readable Parquet file", person__csv=None,
-             person__parquet=data[: len(data) // 2])
+    _refused(
+        tmp_path,
+        settings,
+        r"person\.parquet: not a readable Parquet file",
+        person__csv=None,
+        person__parquet=data[: len(data) // 2],
+    )
 
 
 def test_wrong_delimiter(tmp_path, settings):
@@ -124,7 +139,8 @@ def test_not_utf8(tmp_path, settings):
 
 
 def test_same_table_twice(tmp_path, settings):
-    _refused(tmp_path, settings, r"table 'person' is also in", PERSON__csv=PERSON, person__tsv=PERSON.replace(",", "\t"))
+    tsv = PERSON.replace(",", "\t")
+    _refused(tmp_path, settings, r"table 'person' is also in", PERSON__csv=PERSON, person__tsv=tsv)
 
 
 def test_impossible_dates_are_rejected_with_reason_and_kept_aside(tmp_path, settings):
@@ -140,22 +156,35 @@ def test_impossible_dates_are_rejected_with_reason_and_kept_aside(tmp_path, sett
             f"SELECT source_file, source_row, check_name, reason, record->>'person_id' "
             f"FROM {parquet_source(str(release.path / 'rejects.parquet'), 'r')}"
         ).fetchall()
-    assert row == [("observation_period.csv", 3, "end_before_start",
-                    "observation_period_end_date is before observation_period_start_date", "3")]
+    assert row == [
+        (
+            "observation_period.csv",
+            3,
+            "end_before_start",
+            "observation_period_end_date is before observation_period_start_date",
+            "3",
+        )
+    ]
 
 
 def test_future_dates_are_rejected(tmp_path, settings):
     text = OBSERVATION_PERIOD.replace("2019-12-31", "2031-01-01", 1)
-    release = load_cdm(write_cdm(tmp_path / "cdm", observation_period__csv=text), "r", settings, synthetic=True,
-                       today=dt.date(2026, 1, 1))
+    release = load_cdm(
+        write_cdm(tmp_path / "cdm", observation_period__csv=text),
+        "r",
+        settings,
+        synthetic=True,
+        today=dt.date(2026, 1, 1),
+    )
     assert release.manifest.tables["observation_period"].rejected_rows == 1
 
 
 def test_deposit_manifest_is_checked(tmp_path, settings):
     folder = write_cdm(tmp_path / "cdm")
-    (folder / "MANIFEST.csv").write_text("table,rows,sha256\nperson,4,\nobservation_period,3,\n"
-                                         "condition_occurrence,2,\nconcept,3,\n")
-    with pytest.raises(InputError, match="3 rows read but MANIFEST.csv says 4"):
+    (folder / "MANIFEST.csv").write_text(
+        "table,rows,sha256\nperson,4,\nobservation_period,3,\ncondition_occurrence,2,\nconcept,3,\n"
+    )
+    with pytest.raises(InputError, match=r"3 rows read but MANIFEST\.csv says 4"):
         load_cdm(folder, "bad", settings, synthetic=True)
     (folder / "MANIFEST.csv").write_text("table,rows,sha256\nperson,3,00ff\n")
     with pytest.raises(InputError, match="sha256 differs") as info:

@@ -31,8 +31,7 @@ def test_load_list_show_delete(tmp_path, home):
     shown = json.loads(hygie("release", "show", "tiny", "--json").stdout)
     assert shown["tables"]["person"]["rows"] == 3
     assert shown["synthetic"] is True
-    assert {e["table"] for e in shown["lineage"]} == {"person", "observation_period", "condition_occurrence",
-                                                      "concept"}
+    assert {e["table"] for e in shown["lineage"]} == {"person", "observation_period", "condition_occurrence", "concept"}
     assert "SYNTHETIC" in hygie("release", "show", "tiny").stdout
     assert hygie("release", "verify", "tiny").exit_code == 0
 

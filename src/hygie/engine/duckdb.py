@@ -58,6 +58,7 @@ def connect(settings: Settings, *, writer: bool = False, database: str = ":memor
         con.execute(f"LOAD '{_httpfs_path()}'")
     con.execute(f"SET disabled_filesystems = '{_REMOTE_FILESYSTEMS}'")
     con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_progress_bar = false")  # the CLI shows its own progress
     con.execute("SET lock_configuration = true")
     return con
 

@@ -24,7 +24,7 @@ from hygie.cdm.schema import CURRENT_VERSION, CdmSchema, Column, Table, cdm_sche
 from hygie.config import Settings
 from hygie.errors import InputError, Problem
 from hygie.ingest.checks import FLAG_CHECKS, row_checks
-from hygie.releases import LineageEntry, Release, ReleaseStore
+from hygie.releases import LineageEntry, Release, ReleaseBuilder, ReleaseStore
 from hygie.releases.manifest import UnknownConcept
 from hygie.sources.omop_files import (
     ManifestEntry,
@@ -56,7 +56,8 @@ class StagedTable:
     source: SourceFile
     table: Table
     cdm_version: str
-    stage: str  # name of the typed DuckDB table (5.4 columns + _row)
+    stage: str  # view over the typed rows: the 5.4 columns + _row (1-based row in the file)
+    stored: str  # the DuckDB table behind the view
     rows: int = 0
     notes: list[str] = field(default_factory=list)
 
@@ -76,6 +77,8 @@ def load_cdm(
     """Load a folder of CDM table files into a new release; raises ``InputError`` and publishes nothing on
     a fatal problem.
 
+    Tables are processed one at a time (vocabulary first, then person, then the rest) and written as soon as
+    they are checked, so memory holds one table, plus the person ids and concept ids the checks refer to.
     ``allow_duplicate_keys`` keeps rows whose record id repeats in an event table (flagged, reported) instead
     of refusing the file; a repeated ``person_id`` in ``person`` is always refused.
     """
@@ -83,65 +86,91 @@ def load_cdm(
     store = ReleaseStore(settings)
     store.check_new_name(release_name)  # before any work: fail fast on a bad or taken name
     cdm54, cdm53 = cdm_schema("5.4"), cdm_schema("5.3")
-    files = discover(folder, set(cdm54.tables) | set(cdm53.tables))
+    files = sorted(discover(folder, set(cdm54.tables) | set(cdm53.tables)), key=_load_order)
     deposit_manifest = read_deposit_manifest(folder)
     digests = {f.table: f.sha256() for f in files}
     if deposit_manifest is not None:
         _check_against_manifest(files, digests, deposit_manifest)
     with store.build(release_name, synthetic=synthetic, description=description) as builder:
         con = builder.con
-        staged: dict[str, StagedTable] = {}
-        skipped: list[str] = []
+        con.execute(f"CREATE TEMP TABLE _issues ({ISSUE_COLUMNS})")
+        has_person = any(f.table == "person" for f in files)
+        has_vocabulary = any(f.table == "concept" for f in files)
         for source in files:
             step(f"reading {source.display}")
-            result = _stage(con, source, cdm54, cdm53, allow_duplicate_keys)
-            if result is None:
-                skipped.append(source.display)
-            else:
-                staged[result.table.name] = result
+            staged = _stage(con, source, cdm54, cdm53, allow_duplicate_keys)
             builder.lineage.append(
                 LineageEntry(
                     table=source.table,
                     source=source.display,
                     source_sha256=digests[source.table],
                     source_format=source.format,
-                    source_cdm_version=result.cdm_version if result else "5.3",
-                    rows_read=result.rows if result else 0,
+                    source_cdm_version=staged.cdm_version if staged else "5.3",
+                    rows_read=staged.rows if staged else 0,
                     origin=origin,
                 )
             )
-        if deposit_manifest is not None:
-            _check_rows_against_manifest(staged, deposit_manifest)
-        for name in skipped:
-            builder.warnings.append(f"{name}: table of CDM 5.3 only, empty, not carried into CDM 5.4")
-        step("checking rows")
-        counts = _row_checks(con, staged, today)
-        step("checking concepts")
-        builder.unknown_concepts, concept_warnings = _unknown_concepts(con, staged)
-        builder.warnings.extend(concept_warnings)
-        for s in staged.values():
-            builder.warnings.extend(s.notes)
-        step("writing the release")
-        if counts:
+            if staged is None:
+                builder.warnings.append(f"{source.display}: table of CDM 5.3 only, empty, not carried into CDM 5.4")
+                continue
+            if deposit_manifest is not None:
+                _check_rows_against_manifest(staged, deposit_manifest[source.table])
+            step(f"checking {source.display}")
+            rejected, flagged = _row_checks(
+                con, staged, today, has_person=has_person, duplicate_keys_allowed=allow_duplicate_keys
+            )
+            if has_vocabulary:
+                builder.unknown_concepts.extend(_unknown_concepts(con, staged))
+            builder.warnings.extend(staged.notes)
+            step(f"writing {staged.table.name}")
+            builder.write_table(
+                staged.table.name, _published_rows(staged, rejected), rejected_rows=rejected, flagged_rows=flagged
+            )
+            _keep_reference_columns(con, staged)
+            con.execute(f'DROP VIEW "{staged.stage}"')
+            con.execute(f'DROP TABLE "{staged.stored}"')
+        for table in cdm54:
+            if table.name not in builder.tables:
+                cols = ", ".join(f'"{c}"' for c in table.column_names)
+                builder.write_table(table.name, f"SELECT {cols} FROM (SELECT {_empty_row(table)}) WHERE false")
+        builder.warnings.extend(_concept_warnings(builder, has_vocabulary))
+        if con.execute("SELECT count(*) FROM _issues").fetchone()[0]:
             builder.write_rejects(
                 "SELECT table_name, source_file, source_row, check_name, action, column_name, reason, record "
                 "FROM _issues ORDER BY table_name, source_row, check_name"
             )
-        for table in cdm54:
-            cols = ", ".join(f'"{c}"' for c in table.column_names)
-            s = staged.get(table.name)
-            if s is None:
-                select = f"SELECT {cols} FROM (SELECT {_empty_row(table)}) WHERE false"
-            else:
-                select = (
-                    f'SELECT {cols} FROM "{s.stage}" t WHERE NOT EXISTS '
-                    f"(SELECT 1 FROM _issues i WHERE i.table_name = '{table.name}' "
-                    f"AND i.action = 'reject' AND i.source_row = t._row) ORDER BY _row"
-                )
-            rejected, flagged = counts.get(table.name, (0, 0))
-            builder.write_table(table.name, select, rejected_rows=rejected, flagged_rows=flagged)
         step("publishing")
         return builder.publish()
+
+
+ISSUE_COLUMNS = (
+    "table_name VARCHAR, source_file VARCHAR, source_row BIGINT, check_name VARCHAR, action VARCHAR, "
+    "column_name VARCHAR, reason VARCHAR, record JSON"
+)
+
+
+def _load_order(source: SourceFile) -> tuple[int, str]:
+    """Vocabulary first (concept ids are checked against it), then person (others refer to it)."""
+    rank = 0 if source.table == "concept" else 1 if source.table == "person" else 2
+    return rank, source.table
+
+
+def _published_rows(staged: StagedTable, rejected: int) -> str:
+    cols = ", ".join(f'"{c}"' for c in staged.table.column_names)
+    if not rejected:
+        return f'SELECT {cols} FROM "{staged.stage}"'
+    return (
+        f'SELECT {cols} FROM "{staged.stage}" WHERE _row NOT IN (SELECT source_row FROM _issues '
+        f"WHERE table_name = '{staged.table.name}' AND action = 'reject')"
+    )
+
+
+def _keep_reference_columns(con: duckdb.DuckDBPyConnection, staged: StagedTable) -> None:
+    """Keep what later tables are checked against: person ids and birth years, concept ids."""
+    if staged.table.name == "person":
+        con.execute(f'CREATE TEMP TABLE _person AS SELECT person_id, year_of_birth FROM "{staged.stage}"')
+    elif staged.table.name == "concept":
+        con.execute(f'CREATE TEMP TABLE _concept AS SELECT concept_id FROM "{staged.stage}"')
 
 
 # -- deposit manifest ----------------------------------------------------------------------------------
@@ -169,14 +198,9 @@ def _check_against_manifest(
         raise InputError(problems)
 
 
-def _check_rows_against_manifest(staged: dict[str, StagedTable], manifest: dict[str, ManifestEntry]) -> None:
-    problems = [
-        Problem(s.source.display, f"{s.rows} rows read but MANIFEST.csv says {manifest[name].rows}")
-        for name, s in staged.items()
-        if manifest[s.source.table].rows is not None and manifest[s.source.table].rows != s.rows
-    ]
-    if problems:
-        raise InputError(problems)
+def _check_rows_against_manifest(staged: StagedTable, entry: ManifestEntry) -> None:
+    if entry.rows is not None and entry.rows != staged.rows:
+        raise InputError(Problem(staged.source.display, f"{staged.rows} rows read but MANIFEST.csv says {entry.rows}"))
 
 
 # -- staging -------------------------------------------------------------------------------------------
@@ -219,27 +243,50 @@ def _stage(
     mapped = {renames.get(c, c): c for c in columns}  # 5.4 name -> name in the file
     _check_header(file, source, columns, mapped, table, version)
     source_types = _source_types(con, relation, source)
-    stage = f"_stage_{table.name}"
     present = [c for c in table.columns if c.name in mapped]
-    _check_values(con, relation, file, present, mapped, source_types)
-    selects = []
-    notes = []
+
+    # One pass over the file: convert every value to its CDM type and mark rows where a value did not fit.
+    selects, bad = [], []
     for c in table.columns:
         if c.name in mapped:
-            selects.append(f'{_cast(_ident(mapped[c.name]), c, source_types[mapped[c.name]])} AS "{c.name}"')
+            src, src_type = _ident(mapped[c.name]), source_types[mapped[c.name]]
+            converted = _cast(src, c, src_type)
+            selects.append(f'{converted} AS "{c.name}"')
+            if src_type != c.sql_type:
+                bad.append(f"({src} IS NOT NULL AND {converted} IS NULL)")
         else:
             default = _upgrade_default(table.name, c, version) or "NULL"
             selects.append(f'CAST({default} AS {c.sql_type}) AS "{c.name}"')
+    stored = f"_stored_{table.name}"
+    try:
+        con.execute(
+            f'CREATE TEMP TABLE "{stored}" AS SELECT {", ".join(selects)}, {" OR ".join(bad) or "false"} AS _bad '
+            f"FROM ({relation})"
+        )
+    except duckdb.Error as e:
+        raise InputError(Problem(file, f"cannot be read: {first_line(e)}")) from None
+    # Rows are stored in file order, so rowid + 1 is the data row number that messages and rejects cite.
+    stage = f"_stage_{table.name}"
+    con.execute(f'CREATE TEMP VIEW "{stage}" AS SELECT * EXCLUDE (_bad), rowid + 1 AS _row FROM "{stored}"')
+    required = [c for c in present if c.required]
+    rows, bad_rows, *missing = con.execute(
+        "SELECT count(*), count_if(_bad)"
+        + "".join(f', count_if("{c.name}" IS NULL)' for c in required)
+        + f' FROM "{stored}"'
+    ).fetchone()
+    if bad_rows:
+        _locate_type_errors(con, relation_sql(source, columns, numbered=True), file, present, mapped, source_types)
+    if any(missing):
+        _report_missing(con, stage, file, [c for c, n in zip(required, missing, strict=True) if n], sum(missing))
+    notes = []
     absent_optional = [c.name for c in table.columns if c.name not in mapped and not c.required]
     if absent_optional and version == CURRENT_VERSION:
         notes.append(f"{file}: optional column(s) absent, left empty: {', '.join(absent_optional)}")
-    con.execute(f'CREATE TEMP TABLE "{stage}" AS SELECT {", ".join(selects)}, _row FROM ({relation})')
-    rows = con.execute(f'SELECT count(*) FROM "{stage}"').fetchone()[0]
     if not (allow_duplicate_keys and table.name != "person"):
         _check_primary_key(con, stage, file, table)
     too_long = _too_long(con, stage, table)
     notes.extend(f"{file}: {n} value(s) of {col} longer than {limit} characters (kept)" for col, limit, n in too_long)
-    return StagedTable(source, table, version, stage, rows, notes)
+    return StagedTable(source, table, version, stage, stored, rows, notes)
 
 
 def _check_header(
@@ -277,7 +324,7 @@ def _upgrade_default(table: str, column: Column, version: str) -> str | None:
     if table == "cdm_source" and column.name == "cdm_version_concept_id":
         return str(CDM_V54_CONCEPT_ID)
     if table == "metadata" and column.name == "metadata_id":  # new primary key in 5.4: number the rows
-        return "_row"
+        return "row_number() OVER ()"
     return None
 
 
@@ -287,6 +334,10 @@ def _source_types(con: duckdb.DuckDBPyConnection, relation: str, source: SourceF
     except duckdb.Error as e:
         raise InputError(Problem(source.display, f"cannot be read: {first_line(e)}")) from None
     return {name.lower(): str(t) for name, t in zip(rel.columns, rel.types, strict=True)}
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _ident(name: str) -> str:
@@ -313,45 +364,38 @@ def _cast(expr: str, column: Column, source_type: str) -> str:
     return f"TRY_CAST({expr} AS {target})"
 
 
-def _check_values(
+def _locate_type_errors(
     con: duckdb.DuckDBPyConnection,
-    relation: str,
+    numbered: str,
     file: str,
     columns: list[Column],
     mapped: dict[str, str],
     source_types: dict[str, str],
 ) -> None:
-    """One scan: count values that do not convert to their type and required values that are missing."""
-    tests: list[tuple[Column, str, str]] = []  # (column, kind, predicate)
-    for c in columns:
-        src = _ident(mapped[c.name])
-        if source_types[mapped[c.name]] != c.sql_type:
-            tests.append((c, "type", f"{src} IS NOT NULL AND {_cast(src, c, source_types[mapped[c.name]])} IS NULL"))
-        if c.required:
-            tests.append((c, "missing", f"{src} IS NULL"))
-    if not tests:
-        return
-    aggregates = ", ".join(f"count_if({pred})" for _, _, pred in tests)
-    try:
-        counts = con.execute(f"SELECT {aggregates} FROM ({relation})").fetchone()
-    except duckdb.Error as e:
-        raise InputError(Problem(file, f"cannot be read: {first_line(e)}")) from None
+    """Name the rows and columns whose values do not fit their type (a second scan, only on failure)."""
     problems: list[Problem] = []
     more = 0
-    for (c, kind, pred), n in zip(tests, counts, strict=True):
-        if not n:
+    for c in columns:
+        src, src_type = _ident(mapped[c.name]), source_types[mapped[c.name]]
+        if src_type == c.sql_type:
             continue
-        rows = [
-            r[0]
-            for r in con.execute(
-                f"SELECT _row FROM ({relation}) WHERE {pred} ORDER BY _row LIMIT {MAX_EXAMPLES}"
-            ).fetchall()
-        ]
-        reason = f"not {_TYPE_WORDS[c.base_type]}" if kind == "type" else "required value is missing"
-        problems.extend(Problem(file, reason, row=r, column=c.name) for r in rows)
-        more += n - len(rows)
-    if problems:
-        raise InputError(problems, more=more)
+        pred = f"{src} IS NOT NULL AND {_cast(src, c, src_type)} IS NULL"
+        n, rows = con.execute(
+            f"SELECT count(*), list(_row ORDER BY _row)[1:{MAX_EXAMPLES}] FROM ({numbered}) WHERE {pred}"
+        ).fetchone()
+        problems.extend(Problem(file, f"not {_TYPE_WORDS[c.base_type]}", row=r, column=c.name) for r in rows or [])
+        more += n - len(rows or [])
+    raise InputError(problems, more=more)
+
+
+def _report_missing(con: duckdb.DuckDBPyConnection, stage: str, file: str, columns: list[Column], total: int) -> None:
+    problems: list[Problem] = []
+    for c in columns:
+        rows = con.execute(
+            f'SELECT list(_row ORDER BY _row)[1:{MAX_EXAMPLES}] FROM "{stage}" WHERE "{c.name}" IS NULL'
+        ).fetchone()[0]
+        problems.extend(Problem(file, "required value is missing", row=r, column=c.name) for r in rows)
+    raise InputError(problems, more=total - len(problems))
 
 
 def _count(con: duckdb.DuckDBPyConnection, relation: str, file: str) -> int:
@@ -403,70 +447,83 @@ def _empty_row(table: Table) -> str:
 
 
 def _row_checks(
-    con: duckdb.DuckDBPyConnection, staged: dict[str, StagedTable], today: dt.date
-) -> dict[str, tuple[int, int]]:
-    """Fill ``_issues``; return {table: (rejected rows, flagged rows kept)} for tables with issues."""
-    con.execute(
-        "CREATE TEMP TABLE _issues (table_name VARCHAR, source_file VARCHAR, source_row BIGINT, check_name VARCHAR, "
-        "action VARCHAR, column_name VARCHAR, reason VARCHAR, record JSON)"
+    con: duckdb.DuckDBPyConnection,
+    staged: StagedTable,
+    today: dt.date,
+    *,
+    has_person: bool,
+    duplicate_keys_allowed: bool,
+) -> tuple[int, int]:
+    """Record the table's row-level issues in ``_issues`` in one scan; return (rejected, flagged-and-kept)."""
+    checks = row_checks(
+        staged.table,
+        today=today,
+        has_person=has_person,
+        stage=staged.stage,
+        duplicate_keys_allowed=duplicate_keys_allowed,
     )
-    has_person = "person" in staged
-    if has_person:
-        con.execute(f'CREATE TEMP VIEW _person AS SELECT person_id, year_of_birth FROM "{staged["person"].stage}"')
-    counts: dict[str, tuple[int, int]] = {}
-    for s in staged.values():
-        for check in row_checks(s.table, today=today, has_person=has_person, stage=s.stage):
-            record = "to_json(t)" if check.action == "reject" else "NULL"
-            con.execute(
-                f"INSERT INTO _issues SELECT ?, ?, t._row, ?, ?, ?, ?, {record} "
-                f'FROM "{s.stage}" t WHERE {check.predicate}',
-                [s.table.name, s.source.display, check.name, check.action, check.column, check.reason],
-            )
-        rejected, flagged = con.execute(
-            "SELECT count(DISTINCT source_row) FILTER (action = 'reject'), "
-            "count(DISTINCT source_row) FILTER (action = 'flag' AND source_row NOT IN "
-            "(SELECT source_row FROM _issues WHERE table_name = ? AND action = 'reject')) "
-            "FROM _issues WHERE table_name = ?",
-            [s.table.name, s.table.name],
-        ).fetchone()
-        if rejected or flagged:
-            counts[s.table.name] = (rejected, flagged)
-            for name, n in con.execute(
-                "SELECT check_name, count(*) FROM _issues WHERE table_name = ? GROUP BY 1 ORDER BY 1",
-                [s.table.name],
-            ).fetchall():
-                action = "flagged (kept)" if name in FLAG_CHECKS else "rejected"
-                s.notes.append(f"{s.source.display}: {n} row(s) {action}: {name}")
-    return counts
+    if not checks:
+        return 0, 0
+    # One scan evaluates every check; a row yields one issue per failed check.
+    hits = ", ".join(f"CASE WHEN {c.predicate} THEN {i} END" for i, c in enumerate(checks))
+    con.execute(
+        f"CREATE TEMP TABLE _hits AS SELECT _row, unnest(list_filter([{hits}], x -> x IS NOT NULL)) AS check_index "
+        f'FROM "{staged.stage}" t WHERE ' + " OR ".join(f"({c.predicate})" for c in checks)
+    )
+    catalogue = ", ".join(
+        f"({i}, {_literal(c.name)}, {_literal(c.action)}, {_literal(c.column)}, {_literal(c.reason)})"
+        for i, c in enumerate(checks)
+    )
+    con.execute(
+        f"INSERT INTO _issues SELECT ?, ?, h._row, k.name, k.action, k.col, k.reason, "
+        f"CASE WHEN k.action = 'reject' THEN to_json(t) END "
+        f"FROM _hits h JOIN (VALUES {catalogue}) k(i, name, action, col, reason) ON k.i = h.check_index "
+        f'JOIN "{staged.stage}" t ON t._row = h._row',
+        [staged.table.name, staged.source.display],
+    )
+    con.execute("DROP TABLE _hits")
+    rejected, flagged = con.execute(
+        "SELECT count(DISTINCT source_row) FILTER (action = 'reject'), "
+        "count(DISTINCT source_row) FILTER (action = 'flag' AND source_row NOT IN "
+        "(SELECT source_row FROM _issues WHERE table_name = $1 AND action = 'reject')) "
+        "FROM _issues WHERE table_name = $1",
+        [staged.table.name],
+    ).fetchone()
+    for name, n in con.execute(
+        "SELECT check_name, count(*) FROM _issues WHERE table_name = ? GROUP BY 1 ORDER BY 1", [staged.table.name]
+    ).fetchall():
+        action = "flagged (kept)" if name in FLAG_CHECKS else "rejected"
+        staged.notes.append(f"{staged.source.display}: {n} row(s) {action}: {name}")
+    return rejected, flagged
 
 
-def _unknown_concepts(
-    con: duckdb.DuckDBPyConnection, staged: dict[str, StagedTable]
-) -> tuple[list[UnknownConcept], list[str]]:
-    if "concept" not in staged:
-        return [], ["no concept table in this release: concept ids were not checked against a vocabulary"]
-    concept = staged["concept"].stage
-    found: list[UnknownConcept] = []
-    for s in staged.values():
-        if s.table.is_vocabulary:
+def _unknown_concepts(con: duckdb.DuckDBPyConnection, staged: StagedTable) -> list[UnknownConcept]:
+    """Concept ids the table uses that the release's vocabulary lacks (0, "no concept", is not reported)."""
+    if staged.table.is_vocabulary:
+        return []
+    found = []
+    for c in staged.table.columns:
+        if not c.is_concept:
             continue
-        for c in s.table.columns:
-            if not c.is_concept:
-                continue
-            rows = con.execute(
-                f'SELECT "{c.name}", count(*) FROM "{s.stage}" t WHERE "{c.name}" <> 0 AND NOT EXISTS '
-                f'(SELECT 1 FROM "{concept}" k WHERE k.concept_id = t."{c.name}") GROUP BY 1 ORDER BY 2 DESC, 1'
-            ).fetchall()
-            found.extend(UnknownConcept(s.table.name, c.name, int(cid), int(n)) for cid, n in rows)
-    warnings = []
-    if found:
-        total = sum(u.rows for u in found)
-        warnings.append(
-            f"{len(found)} concept id(s) used by {total} row value(s) are absent from the vocabulary "
-            "(see unknown_concepts)"
-        )
+        rows = con.execute(
+            f'SELECT "{c.name}", count(*) FROM "{staged.stage}" t WHERE "{c.name}" <> 0 AND NOT EXISTS '
+            f'(SELECT 1 FROM _concept k WHERE k.concept_id = t."{c.name}") GROUP BY 1 ORDER BY 2 DESC, 1'
+        ).fetchall()
+        found.extend(UnknownConcept(staged.table.name, c.name, int(cid), int(n)) for cid, n in rows)
+    return found
+
+
+def _concept_warnings(builder: ReleaseBuilder, has_vocabulary: bool) -> list[str]:
+    if not has_vocabulary:
+        return ["no concept table in this release: concept ids were not checked against a vocabulary"]
+    found = builder.unknown_concepts
+    if not found:
+        return []
+    warnings = [
+        f"{len(found)} concept id(s) used by {sum(u.rows for u in found)} row value(s) are absent from the "
+        "vocabulary (see unknown_concepts)"
+    ]
     if len(found) > MAX_UNKNOWN_CONCEPTS:
-        found.sort(key=lambda u: -u.rows)
+        builder.unknown_concepts = sorted(found, key=lambda u: -u.rows)[:MAX_UNKNOWN_CONCEPTS]
         warnings.append(f"unknown_concepts lists the {MAX_UNKNOWN_CONCEPTS} most used of {len(found)}")
-        found = found[:MAX_UNKNOWN_CONCEPTS]
-    return found, warnings
+    return warnings

@@ -49,13 +49,15 @@ def _date_pairs(table: Table) -> list[tuple[str, str]]:
 FLAG_CHECKS = ("orphan", "before_birth", "duplicate_key")
 
 
-def row_checks(table: Table, *, today: dt.date, has_person: bool, stage: str) -> list[RowCheck]:
+def row_checks(
+    table: Table, *, today: dt.date, has_person: bool, stage: str, duplicate_keys_allowed: bool = False
+) -> list[RowCheck]:
     """The checks that apply to ``table``, staged as the SQL table ``stage`` (aliased ``t``)."""
     if table.is_vocabulary or table.group in ("results", "metadata"):
         return []
     checks: list[RowCheck] = []
     pk = table.primary_key
-    if pk is not None and table.name != "person":  # only reached when duplicates were allowed
+    if pk is not None and duplicate_keys_allowed and table.name != "person":  # else duplicates are refused
         checks.append(
             RowCheck(
                 "duplicate_key",

@@ -137,11 +137,13 @@ class ReleaseStore:
         staging = self.settings.staging_dir / f"{name}.{uuid.uuid4().hex}"
         staging.mkdir()
         (staging / ".owner").write_text(str(os.getpid()))
-        builder = ReleaseBuilder(self, name, staging, synthetic=synthetic, description=description)
+        builder = None
         try:
+            builder = ReleaseBuilder(self, name, staging, synthetic=synthetic, description=description)
             yield builder
         finally:
-            builder.con.close()
+            if builder is not None:
+                builder.con.close()
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
 
@@ -191,7 +193,7 @@ class ReleaseBuilder:
         self._wrapped = master.wrap(data_key, f"release:{name}")
         self.con: duckdb.DuckDBPyConnection = connect(store.settings, writer=True)
         register_key(self.con, _WRITE_KEY, data_key)
-        self._tables: dict[str, TableEntry] = {}
+        self.tables: dict[str, TableEntry] = {}
         self.lineage: list[LineageEntry] = []
         self.unknown_concepts: list[UnknownConcept] = []
         self.warnings: list[str] = []
@@ -214,7 +216,7 @@ class ReleaseBuilder:
             rejected_rows=rejected_rows,
             flagged_rows=flagged_rows,
         )
-        self._tables[table] = entry
+        self.tables[table] = entry
         return entry
 
     def write_rejects(self, select_sql: str) -> None:
@@ -227,7 +229,7 @@ class ReleaseBuilder:
 
     def publish(self) -> Release:
         """Write the manifest and move the release into place in one atomic step."""
-        if not self._tables:
+        if not self.tables:
             raise HygieError("nothing to publish: the release has no table")
         manifest = Manifest(
             name=self.name,
@@ -236,7 +238,7 @@ class ReleaseBuilder:
             hygie_version=__version__,
             cdm_version="5.4",
             synthetic=self.synthetic,
-            tables=dict(sorted(self._tables.items())),
+            tables=dict(sorted(self.tables.items())),
             lineage=self.lineage,
             encryption={
                 "scheme": "parquet-modular-encryption/AES_GCM_V1",

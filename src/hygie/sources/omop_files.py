@@ -147,13 +147,16 @@ def header(con: duckdb.DuckDBPyConnection, source: SourceFile) -> list[str]:
     return [c.strip().strip('"').lower() for c in line.split(source.delimiter)]
 
 
-def relation_sql(source: SourceFile, columns: list[str]) -> str:
-    """SQL reading the file with the given (header) columns: CSV as text, Parquet as stored, plus ``_row``.
+def relation_sql(source: SourceFile, columns: list[str], *, numbered: bool = False) -> str:
+    """SQL reading the file with the given (header) columns: CSV as text, Parquet as stored.
 
-    ``_row`` is the 1-based data row (the header is row 0). DuckDB keeps file order when reading a
-    CSV (insertion order is preserved), so numbering rows as they arrive matches the file.
+    ``numbered`` adds ``_row``, the 1-based data row (the header is row 0). DuckDB keeps file order when
+    reading a CSV (insertion order is preserved), so numbering rows as they arrive matches the file; the
+    numbering costs a window over the whole file, so the loader asks for it only to locate errors.
     """
     if source.format == "parquet":
+        if not numbered:
+            return f"SELECT * FROM read_parquet({_quote(source.path)})"
         return (
             f"SELECT * EXCLUDE (file_row_number), file_row_number + 1 AS _row "
             f"FROM read_parquet({_quote(source.path)}, file_row_number = true)"
@@ -162,8 +165,9 @@ def relation_sql(source: SourceFile, columns: list[str]) -> str:
     delim = "\\t" if source.delimiter == "\t" else source.delimiter
     # Tab files (Athena) are unquoted: concept names contain quotes.
     quote = "''" if source.delimiter == "\t" else "'\"'"
+    numbering = ", row_number() OVER () AS _row" if numbered else ""
     return (
-        f"SELECT *, row_number() OVER () AS _row FROM read_csv({_quote(source.path)}, header = true, "
+        f"SELECT *{numbering} FROM read_csv({_quote(source.path)}, header = true, "
         f"auto_detect = false, delim = E'{delim}', quote = {quote}, escape = {quote}, columns = {{{cols}}}, "
         f"strict_mode = true, null_padding = false)"
     )
