@@ -35,12 +35,14 @@ class Problem:
 class InputError(HygieError):
     """The input cannot be loaded; nothing was published."""
 
-    def __init__(self, problems: list[Problem] | Problem, *, more: int = 0) -> None:
+    def __init__(self, problems: list[Problem] | Problem, *, more: int = 0, hint: str | None = None) -> None:
         self.problems = [problems] if isinstance(problems, Problem) else list(problems)
         self.more = more
         lines = [str(p) for p in self.problems]
         if more:
             lines.append(f"... and {more} more problem(s) of the same kind")
+        if hint:
+            lines.append(f"hint: {hint}")
         super().__init__("\n".join(lines))
 
 

@@ -78,3 +78,12 @@ def test_internal_errors_exit_2(tmp_path, home):
 def test_console_script_runs(home):
     result = subprocess.run([sys.executable, "-m", "hygie", "--help"], capture_output=True, text=True, check=True)
     assert "cdm" in result.stdout and "release" in result.stdout
+
+
+def test_generated_schema_docs_are_up_to_date():
+    from pathlib import Path
+
+    from hygie.cdm.docs import schema_markdown
+
+    committed = Path(__file__).resolve().parents[2] / "docs" / "cdm-schema.md"
+    assert committed.read_text() == schema_markdown("5.4"), "docs/cdm-schema.md is stale: run `make docs`"

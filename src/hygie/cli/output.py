@@ -20,7 +20,7 @@ from hygie.errors import HygieError
 EXIT_OK, EXIT_USER_ERROR, EXIT_INTERNAL_ERROR = 0, 1, 2
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # messages stay one line per problem, for logs and grep
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -10,7 +10,8 @@ from __future__ import annotations
 import glob
 import os
 import re
-from functools import cached_property
+from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import duckdb
@@ -39,8 +40,19 @@ def _httpfs_path() -> str:
     return found[0]
 
 
-def connect(settings: Settings, *, writer: bool = False, database: str = ":memory:") -> duckdb.DuckDBPyConnection:
-    """Open a configured DuckDB connection. ``writer=True`` loads the crypto needed to write encrypted Parquet."""
+def connect(
+    settings: Settings,
+    *,
+    allowed_dirs: Sequence[Path],
+    writer: bool = False,
+    database: str = ":memory:",
+    lock: bool = True,
+) -> duckdb.DuckDBPyConnection:
+    """Open a configured DuckDB connection that can touch files only below ``allowed_dirs`` (and its own
+    spill folder). ``writer=True`` loads the crypto needed to write encrypted Parquet.
+
+    With ``lock=False`` the caller must call ``lock_configuration(con)`` once its own set-up is done.
+    """
     settings.extension_dir.mkdir(parents=True, exist_ok=True)
     settings.tmp_dir.mkdir(parents=True, exist_ok=True)
     config: dict[str, str | bool | int] = {
@@ -57,10 +69,20 @@ def connect(settings: Settings, *, writer: bool = False, database: str = ":memor
     if writer:
         con.execute(f"LOAD '{_httpfs_path()}'")
     con.execute(f"SET disabled_filesystems = '{_REMOTE_FILESYSTEMS}'")
+    # Below this line no file outside these folders can be read or written, and nothing can be installed.
+    dirs = [str(d.resolve()) + "/" for d in [*allowed_dirs, settings.tmp_dir]]
+    con.execute("SET allowed_directories = ?", [dirs])
+    con.execute("SET enable_external_access = false")
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")  # the CLI shows its own progress
-    con.execute("SET lock_configuration = true")
+    if lock:
+        lock_configuration(con)
     return con
+
+
+def lock_configuration(con: duckdb.DuckDBPyConnection) -> None:
+    """From now on no statement can change the connection's settings (network, extensions, limits)."""
+    con.execute("SET lock_configuration = true")
 
 
 def register_key(con: duckdb.DuckDBPyConnection, name: str, key: bytes) -> None:
@@ -90,9 +112,9 @@ class DuckDBEngine:
 
     name = "duckdb"
 
-    def __init__(self, release: Release, settings: Settings) -> None:
+    def __init__(self, release: Release, settings: Settings, *, writable_dirs: Sequence[Path] = ()) -> None:
         self.release = release
-        self.con = connect(settings)
+        self.con = connect(settings, allowed_dirs=[release.path, *writable_dirs], lock=False)
         key_name = None
         if release.manifest.encryption is not None:
             key_name = "release_key"
@@ -100,19 +122,17 @@ class DuckDBEngine:
         for entry in release.manifest.tables.values():
             source = parquet_source(str(release.path / entry.file), key_name)
             self.con.execute(f'CREATE VIEW "{entry.name}" AS SELECT * FROM {source}')
-        self._key_name = key_name
+        import ibis
+
+        # Ibis sets the session time zone when it attaches, so it attaches before the settings are locked.
+        self.ibis = ibis.duckdb.from_connection(self.con)
+        lock_configuration(self.con)
 
     def tables(self) -> list[str]:
         return list(self.release.manifest.tables)
 
     def sql(self, query: str, params: list[object] | None = None) -> duckdb.DuckDBPyRelation:
         return self.con.sql(query, params=params)
-
-    @cached_property
-    def ibis(self):  # noqa: ANN201 - ibis.backends.duckdb.Backend
-        import ibis
-
-        return ibis.duckdb.from_connection(self.con)
 
     def table(self, name: str) -> ir.Table:
         return self.ibis.table(name)

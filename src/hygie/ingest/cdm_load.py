@@ -91,7 +91,7 @@ def load_cdm(
     digests = {f.table: f.sha256() for f in files}
     if deposit_manifest is not None:
         _check_against_manifest(files, digests, deposit_manifest)
-    with store.build(release_name, synthetic=synthetic, description=description) as builder:
+    with store.build(release_name, synthetic=synthetic, description=description, read_from=[folder]) as builder:
         con = builder.con
         con.execute(f"CREATE TEMP TABLE _issues ({ISSUE_COLUMNS})")
         has_person = any(f.table == "person" for f in files)
@@ -411,22 +411,20 @@ def _check_primary_key(con: duckdb.DuckDBPyConnection, stage: str, file: str, ta
         return
     dupes = con.execute(
         f'SELECT list(_row ORDER BY _row)[1:2], count(*) OVER () FROM "{stage}" GROUP BY "{pk.name}" '
-        f"HAVING count(*) > 1 LIMIT {MAX_EXAMPLES}"
+        f"HAVING count(*) > 1 ORDER BY list(_row ORDER BY _row)[2] LIMIT {MAX_EXAMPLES}"
     ).fetchall()
     if dupes:
         problems = [
             Problem(file, f"duplicate primary key: same {pk.name} as row {rows[0]}", row=rows[1], column=pk.name)
             for rows, _ in dupes
         ]
-        more = dupes[0][1] - len(dupes)
-        problems.append(
-            Problem(
-                file,
-                "primary keys must be unique; if the extract is known to repeat record ids "
-                "in event tables, load with --allow-duplicate-keys (rows kept and flagged)",
-            )
+        hint = (
+            "if the extract is known to repeat record ids in an event table, load with --allow-duplicate-keys "
+            "(rows kept and flagged)"
+            if table.name != "person"
+            else None
         )
-        raise InputError(problems, more=more)
+        raise InputError(problems, more=dupes[0][1] - len(dupes), hint=hint)
 
 
 def _too_long(con: duckdb.DuckDBPyConnection, stage: str, table: Table) -> list[tuple[str, int, int]]:

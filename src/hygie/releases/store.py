@@ -19,7 +19,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,8 +128,13 @@ class ReleaseStore:
 
     # -- building ---------------------------------------------------------------------------------------
     @contextlib.contextmanager
-    def build(self, name: str, *, synthetic: bool, description: str = "") -> Iterator[ReleaseBuilder]:
-        """Build a release in staging; it is published only if the block ends with ``builder.publish()``."""
+    def build(
+        self, name: str, *, synthetic: bool, description: str = "", read_from: Sequence[Path] = ()
+    ) -> Iterator[ReleaseBuilder]:
+        """Build a release in staging; it is published only if the block ends with ``builder.publish()``.
+
+        The builder's DuckDB connection may read files only below ``read_from`` and write only to staging.
+        """
         self.check_new_name(name)
         self.sweep_staging()
         self.settings.staging_dir.mkdir(parents=True, exist_ok=True)
@@ -139,7 +144,9 @@ class ReleaseStore:
         (staging / ".owner").write_text(str(os.getpid()))
         builder = None
         try:
-            builder = ReleaseBuilder(self, name, staging, synthetic=synthetic, description=description)
+            builder = ReleaseBuilder(
+                self, name, staging, synthetic=synthetic, description=description, read_from=read_from
+            )
             yield builder
         finally:
             if builder is not None:
@@ -182,7 +189,16 @@ def _alive(pid: int) -> bool:
 class ReleaseBuilder:
     """Writes the tables of one new release into its staging folder, then publishes it."""
 
-    def __init__(self, store: ReleaseStore, name: str, staging: Path, *, synthetic: bool, description: str) -> None:
+    def __init__(
+        self,
+        store: ReleaseStore,
+        name: str,
+        staging: Path,
+        *,
+        synthetic: bool,
+        description: str,
+        read_from: Sequence[Path] = (),
+    ) -> None:
         self.store = store
         self.name = name
         self.staging = staging
@@ -191,7 +207,7 @@ class ReleaseBuilder:
         master = MasterKey.load_or_create(store.settings.master_key_file)
         data_key = new_data_key()
         self._wrapped = master.wrap(data_key, f"release:{name}")
-        self.con: duckdb.DuckDBPyConnection = connect(store.settings, writer=True)
+        self.con: duckdb.DuckDBPyConnection = connect(store.settings, writer=True, allowed_dirs=[staging, *read_from])
         register_key(self.con, _WRITE_KEY, data_key)
         self.tables: dict[str, TableEntry] = {}
         self.lineage: list[LineageEntry] = []
@@ -251,6 +267,7 @@ class ReleaseBuilder:
         )
         for f in self.staging.iterdir():
             if f.is_file():
+                f.chmod(0o440)  # published files are never written again
                 _fsync_path(f)
         (self.staging / ".owner").unlink()
         manifest_path = self.staging / MANIFEST_FILE
@@ -258,6 +275,7 @@ class ReleaseBuilder:
             f.write(manifest.dumps())
             f.flush()
             os.fsync(f.fileno())
+        manifest_path.chmod(0o440)
         _fsync_path(self.staging)
         target = self.store.settings.releases_dir / self.name
         try:
