@@ -75,7 +75,7 @@ def show(
     )
     if m.description:
         console.print(m.description)
-    t = Table("table", "rows", "rejected", "flagged", "source")
+    t = Table("table", "rows", "rejected", "flagged", "from", "CDM")
     sources = {e.table: e for e in m.lineage}
     for e in m.tables.values():
         if e.rows or e.name in sources:
@@ -85,9 +85,12 @@ def show(
                 f"{e.rows:,}",
                 f"{e.rejected_rows:,}",
                 f"{e.flagged_rows:,}",
-                f"{src.source} (CDM {src.source_cdm_version}, {src.origin})" if src else "",
+                src.source if src else "",
+                src.source_cdm_version if src else "",
             )
     console.print(t)
+    origins = sorted({e.origin for e in m.lineage})
+    console.print(f"origin: {', '.join(origins)}")
     empty = [e.name for e in m.tables.values() if not e.rows and e.name not in sources]
     console.print(f"[dim]empty tables: {', '.join(empty)}[/]")
     for w in m.warnings:

@@ -472,23 +472,23 @@ def _row_checks(
         f"({i}, {_literal(c.name)}, {_literal(c.action)}, {_literal(c.column)}, {_literal(c.reason)})"
         for i, c in enumerate(checks)
     )
+    # SQL literals rather than bound parameters: binding makes DuckDB's Python client import pandas (seconds).
+    table, file = _literal(staged.table.name), _literal(staged.source.display)
     con.execute(
-        f"INSERT INTO _issues SELECT ?, ?, h._row, k.name, k.action, k.col, k.reason, "
+        f"INSERT INTO _issues SELECT {table}, {file}, h._row, k.name, k.action, k.col, k.reason, "
         f"CASE WHEN k.action = 'reject' THEN to_json(t) END "
         f"FROM _hits h JOIN (VALUES {catalogue}) k(i, name, action, col, reason) ON k.i = h.check_index "
-        f'JOIN "{staged.stage}" t ON t._row = h._row',
-        [staged.table.name, staged.source.display],
+        f'JOIN "{staged.stage}" t ON t._row = h._row'
     )
     con.execute("DROP TABLE _hits")
     rejected, flagged = con.execute(
         "SELECT count(DISTINCT source_row) FILTER (action = 'reject'), "
         "count(DISTINCT source_row) FILTER (action = 'flag' AND source_row NOT IN "
-        "(SELECT source_row FROM _issues WHERE table_name = $1 AND action = 'reject')) "
-        "FROM _issues WHERE table_name = $1",
-        [staged.table.name],
+        f"(SELECT source_row FROM _issues WHERE table_name = {table} AND action = 'reject')) "
+        f"FROM _issues WHERE table_name = {table}"
     ).fetchone()
     for name, n in con.execute(
-        "SELECT check_name, count(*) FROM _issues WHERE table_name = ? GROUP BY 1 ORDER BY 1", [staged.table.name]
+        f"SELECT check_name, count(*) FROM _issues WHERE table_name = {table} GROUP BY 1 ORDER BY 1"
     ).fetchall():
         action = "flagged (kept)" if name in FLAG_CHECKS else "rejected"
         staged.notes.append(f"{staged.source.display}: {n} row(s) {action}: {name}")
