@@ -11,10 +11,10 @@ import sys
 import time
 from pathlib import Path
 
+from hygie.checksums import sha256_file
 from hygie.config import Settings
 from hygie.engine import DuckDBEngine
 from hygie.releases import ReleaseStore
-from hygie.releases.store import sha256_file
 from tests.cdm_files import VALID, write_cdm
 
 KILLS = 16

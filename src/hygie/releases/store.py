@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
 import json
 import os
 import re
@@ -26,6 +25,7 @@ from pathlib import Path
 import duckdb
 
 from hygie import __version__
+from hygie.checksums import sha256_file
 from hygie.config import Settings
 from hygie.engine.duckdb import connect, parquet_copy_options, register_key
 from hygie.errors import ConflictError, HygieError, NotFoundError
@@ -43,14 +43,6 @@ def validate_name(name: str) -> str:
             "starting with a letter or digit"
         )
     return name
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _fsync_path(path: Path) -> None:

@@ -6,12 +6,12 @@ This module only finds files and describes how to read them; the ingest stage de
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
+from hygie.checksums import sha256_file
 from hygie.errors import InputError, Problem
 
 CSV_SUFFIXES = (".csv", ".tsv", ".txt")
@@ -45,11 +45,7 @@ class SourceFile:
         return self.path.name
 
     def sha256(self) -> str:
-        h = hashlib.sha256()
-        with self.path.open("rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        return h.hexdigest()
+        return sha256_file(self.path)
 
 
 def discover(folder: Path, known_tables: set[str]) -> list[SourceFile]:
