@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import duckdb
 
 from hygie.config import Settings
+from hygie.sql import literal
 
 if TYPE_CHECKING:
     import ibis.expr.types as ir
@@ -70,7 +71,7 @@ def connect(
         con.execute(f"LOAD '{_httpfs_path()}'")
     con.execute(f"SET disabled_filesystems = '{_REMOTE_FILESYSTEMS}'")
     # Below this line no file outside these folders can be read or written, and nothing can be installed.
-    dirs = ", ".join(_literal(str(d.resolve()) + "/") for d in [*allowed_dirs, settings.tmp_dir])
+    dirs = ", ".join(literal(str(d.resolve()) + "/") for d in [*allowed_dirs, settings.tmp_dir])
     con.execute(f"SET allowed_directories = [{dirs}]")  # a literal: binding a list would import pandas (3 s)
     con.execute("SET enable_external_access = false")
     con.execute("SET TimeZone = 'UTC'")
@@ -78,10 +79,6 @@ def connect(
     if lock:
         lock_configuration(con)
     return con
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def lock_configuration(con: duckdb.DuckDBPyConnection) -> None:

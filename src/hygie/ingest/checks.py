@@ -1,6 +1,7 @@
 """Row-level plausibility checks of CDM tables, defined once as data.
 
-Each check is a SQL predicate over a staged table. A ``reject`` check puts the row aside (in the release's
+Each check is a SQL predicate over a staged table; ``record_issues`` evaluates them all in one scan into the
+``_issues`` table. A ``reject`` check puts the row aside (in the release's
 rejects file, with its content and the reason); a ``flag`` check keeps the row and reports it. Structural
 problems (unreadable file, wrong type, missing required value, duplicate key) are not here: they stop
 the load (see ``cdm_load``).
@@ -10,13 +11,26 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+import duckdb
 
 from hygie.cdm.schema import Table
+from hygie.ingest.staging import StagedTable
+from hygie.releases.manifest import UnknownConcept
+from hygie.sql import literal
+
+if TYPE_CHECKING:
+    from hygie.releases import ReleaseBuilder
 
 Action = Literal["reject", "flag"]
 
 EARLIEST_DATE = dt.date(1800, 1, 1)
+MAX_UNKNOWN_CONCEPTS = 1000
+ISSUE_COLUMNS = (
+    "table_name VARCHAR, source_file VARCHAR, source_row BIGINT, check_name VARCHAR, action VARCHAR, "
+    "column_name VARCHAR, reason VARCHAR, record JSON"
+)
 
 
 @dataclass(frozen=True)
@@ -113,3 +127,86 @@ def row_checks(
                 )
             )
     return checks
+
+
+def record_issues(
+    con: duckdb.DuckDBPyConnection,
+    staged: StagedTable,
+    today: dt.date,
+    *,
+    has_person: bool,
+    duplicate_keys_allowed: bool,
+) -> tuple[int, int]:
+    """Record the table's row-level issues in ``_issues`` in one scan; return (rejected, flagged-and-kept)."""
+    checks = row_checks(
+        staged.table,
+        today=today,
+        has_person=has_person,
+        stage=staged.stage,
+        duplicate_keys_allowed=duplicate_keys_allowed,
+    )
+    if not checks:
+        return 0, 0
+    # One scan evaluates every check; a row yields one issue per failed check.
+    hits = ", ".join(f"CASE WHEN {c.predicate} THEN {i} END" for i, c in enumerate(checks))
+    con.execute(
+        f"CREATE TEMP TABLE _hits AS SELECT _row, unnest(list_filter([{hits}], x -> x IS NOT NULL)) AS check_index "
+        f'FROM "{staged.stage}" t WHERE ' + " OR ".join(f"({c.predicate})" for c in checks)
+    )
+    catalogue = ", ".join(
+        f"({i}, {literal(c.name)}, {literal(c.action)}, {literal(c.column)}, {literal(c.reason)})"
+        for i, c in enumerate(checks)
+    )
+    # SQL literals rather than bound parameters: binding makes DuckDB's Python client import pandas (seconds).
+    table, file = literal(staged.table.name), literal(staged.source.display)
+    con.execute(
+        f"INSERT INTO _issues SELECT {table}, {file}, h._row, k.name, k.action, k.col, k.reason, "
+        f"CASE WHEN k.action = 'reject' THEN to_json(t) END "
+        f"FROM _hits h JOIN (VALUES {catalogue}) k(i, name, action, col, reason) ON k.i = h.check_index "
+        f'JOIN "{staged.stage}" t ON t._row = h._row'
+    )
+    con.execute("DROP TABLE _hits")
+    rejected, flagged = con.execute(
+        "SELECT count(DISTINCT source_row) FILTER (action = 'reject'), "
+        "count(DISTINCT source_row) FILTER (action = 'flag' AND source_row NOT IN "
+        f"(SELECT source_row FROM _issues WHERE table_name = {table} AND action = 'reject')) "
+        f"FROM _issues WHERE table_name = {table}"
+    ).fetchone()
+    for name, n in con.execute(
+        f"SELECT check_name, count(*) FROM _issues WHERE table_name = {table} GROUP BY 1 ORDER BY 1"
+    ).fetchall():
+        action = "flagged (kept)" if name in FLAG_CHECKS else "rejected"
+        staged.notes.append(f"{staged.source.display}: {n} row(s) {action}: {name}")
+    return rejected, flagged
+
+
+def unknown_concepts(con: duckdb.DuckDBPyConnection, staged: StagedTable) -> list[UnknownConcept]:
+    """Concept ids the table uses that the release's vocabulary lacks (0, "no concept", is not reported)."""
+    if staged.table.is_vocabulary:
+        return []
+    found = []
+    for c in staged.table.columns:
+        if not c.is_concept:
+            continue
+        rows = con.execute(
+            f'SELECT "{c.name}", count(*) FROM "{staged.stage}" t WHERE "{c.name}" <> 0 AND NOT EXISTS '
+            f'(SELECT 1 FROM _concept k WHERE k.concept_id = t."{c.name}") GROUP BY 1 ORDER BY 2 DESC, 1'
+        ).fetchall()
+        found.extend(UnknownConcept(staged.table.name, c.name, int(cid), int(n)) for cid, n in rows)
+    return found
+
+
+def concept_warnings(builder: ReleaseBuilder, has_vocabulary: bool) -> list[str]:
+    if not has_vocabulary:
+        return ["no concept table in this release: concept ids were not checked against a vocabulary"]
+    found = builder.unknown_concepts
+    if not found:
+        return []
+    warnings = [
+        f"{len(found)} concept id(s) used by {sum(u.rows for u in found)} row value(s) are absent from the "
+        "vocabulary (see unknown_concepts)"
+    ]
+    if len(found) > MAX_UNKNOWN_CONCEPTS:
+        builder.unknown_concepts = sorted(found, key=lambda u: -u.rows)[:MAX_UNKNOWN_CONCEPTS]
+        warnings.append(f"unknown_concepts lists the {MAX_UNKNOWN_CONCEPTS} most used of {len(found)}")
+    return warnings

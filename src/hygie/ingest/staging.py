@@ -1,0 +1,268 @@
+"""Staging one table file: read it, map it to CDM 5.4, give every value its CDM type, refuse what cannot be.
+
+Structural problems stop the load (``InputError`` naming file, row and column): an unreadable file, unknown
+or missing required columns, values that do not fit their type, missing required values, duplicate primary
+keys. The result is a typed DuckDB view with ``_row``, the row's 1-based position in the file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import duckdb
+
+from hygie.cdm.schema import CURRENT_VERSION, CdmSchema, Column, Table, renames_53_to_54
+from hygie.errors import InputError, Problem
+from hygie.sources.omop_files import SourceFile, first_line, header, relation_sql
+from hygie.sql import ident
+
+MAX_EXAMPLES = 5
+CDM_V54_CONCEPT_ID = 756265  # "OMOP CDM Version 5.4.0"
+
+_TYPE_WORDS = {
+    "bigint": "an integer",
+    "integer": "a 32-bit integer",
+    "float": "a number",
+    "date": "a date (YYYY-MM-DD or YYYYMMDD)",
+    "datetime": "a date-time (YYYY-MM-DD HH:MM:SS)",
+    "varchar": "text",
+    "text": "text",
+}
+
+
+@dataclass
+class StagedTable:
+    source: SourceFile
+    table: Table
+    cdm_version: str
+    stage: str  # view over the typed rows: the 5.4 columns + _row (1-based row in the file)
+    stored: str  # the DuckDB table behind the view
+    rows: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def _detect_version(table: str, columns: list[str], cdm54: CdmSchema, cdm53: CdmSchema) -> str:
+    if table not in cdm54:
+        return "5.3"
+    if table not in cdm53:
+        return CURRENT_VERSION
+    old_names = set(renames_53_to_54().get(table, {}))
+    if old_names & set(columns):
+        return "5.3"
+    # A file with exactly the 5.3 columns of a table that 5.4 extended is a 5.3 file.
+    v53, v54 = cdm53[table].column_names, cdm54[table].column_names
+    return "5.3" if set(columns) == set(v53) and set(v53) != set(v54) else CURRENT_VERSION
+
+
+def stage_file(
+    con: duckdb.DuckDBPyConnection,
+    source: SourceFile,
+    cdm54: CdmSchema,
+    cdm53: CdmSchema,
+    allow_duplicate_keys: bool,
+) -> StagedTable | None:
+    columns = header(con, source)
+    file = source.display
+    dupes = sorted({c for c in columns if columns.count(c) > 1})
+    if dupes:
+        raise InputError(Problem(file, f"column(s) {', '.join(dupes)} appear more than once in the header", row=0))
+    version = _detect_version(source.table, columns, cdm54, cdm53)
+    relation = relation_sql(source, columns)
+    if source.table not in cdm54:  # a 5.3-only table: carried only if empty, else refused
+        rows = _count(con, relation, file)
+        if rows:
+            raise InputError(Problem(file, f"table '{source.table}' does not exist in CDM 5.4 and is not empty"))
+        return None
+    table = cdm54[source.table]
+    renames = renames_53_to_54().get(source.table, {}) if version == "5.3" else {}
+    mapped = {renames.get(c, c): c for c in columns}  # 5.4 name -> name in the file
+    _check_header(file, source, columns, mapped, table, version)
+    source_types = _source_types(con, relation, source)
+    present = [c for c in table.columns if c.name in mapped]
+
+    # One pass over the file: convert every value to its CDM type and mark rows where a value did not fit.
+    selects, bad = [], []
+    for c in table.columns:
+        if c.name in mapped:
+            src, src_type = ident(mapped[c.name]), source_types[mapped[c.name]]
+            converted = _cast(src, c, src_type)
+            selects.append(f'{converted} AS "{c.name}"')
+            if src_type != c.sql_type:
+                bad.append(f"({src} IS NOT NULL AND {converted} IS NULL)")
+        else:
+            default = _upgrade_default(table.name, c, version) or "NULL"
+            selects.append(f'CAST({default} AS {c.sql_type}) AS "{c.name}"')
+    stored = f"_stored_{table.name}"
+    try:
+        con.execute(
+            f'CREATE TEMP TABLE "{stored}" AS SELECT {", ".join(selects)}, {" OR ".join(bad) or "false"} AS _bad '
+            f"FROM ({relation})"
+        )
+    except duckdb.Error as e:
+        raise InputError(Problem(file, f"cannot be read: {first_line(e)}")) from None
+    # Rows are stored in file order, so rowid + 1 is the data row number that messages and rejects cite.
+    stage = f"_stage_{table.name}"
+    con.execute(f'CREATE TEMP VIEW "{stage}" AS SELECT * EXCLUDE (_bad), rowid + 1 AS _row FROM "{stored}"')
+    required = [c for c in present if c.required]
+    rows, bad_rows, *missing = con.execute(
+        "SELECT count(*), count_if(_bad)"
+        + "".join(f', count_if("{c.name}" IS NULL)' for c in required)
+        + f' FROM "{stored}"'
+    ).fetchone()
+    if bad_rows:
+        _locate_type_errors(con, relation_sql(source, columns, numbered=True), file, present, mapped, source_types)
+    if any(missing):
+        _report_missing(con, stage, file, [c for c, n in zip(required, missing, strict=True) if n], sum(missing))
+    notes = []
+    absent_optional = [c.name for c in table.columns if c.name not in mapped and not c.required]
+    if absent_optional and version == CURRENT_VERSION:
+        notes.append(f"{file}: optional column(s) absent, left empty: {', '.join(absent_optional)}")
+    if not (allow_duplicate_keys and table.name != "person"):
+        _check_primary_key(con, stage, file, table)
+    too_long = _too_long(con, stage, table)
+    notes.extend(f"{file}: {n} value(s) of {col} longer than {limit} characters (kept)" for col, limit, n in too_long)
+    return StagedTable(source, table, version, stage, stored, rows, notes)
+
+
+def _check_header(
+    file: str, source: SourceFile, columns: list[str], mapped: dict[str, str], table: Table, version: str
+) -> None:
+    problems = []
+    if len(columns) == 1 and source.format == "csv":
+        for d in (";", "|"):
+            if d in columns[0]:
+                raise InputError(
+                    Problem(
+                        file,
+                        f"the header is one column containing '{d}': hygie reads comma- or tab-separated files",
+                        row=0,
+                    )
+                )
+    unknown = [original for name, original in mapped.items() if name not in table.column_names]
+    if unknown:
+        problems.append(Problem(file, f"unknown column(s) for CDM table {table.name}: {', '.join(unknown)}", row=0))
+    missing = [
+        c.name
+        for c in table.columns
+        if c.required and c.name not in mapped and _upgrade_default(table.name, c, version) is None
+    ]
+    if missing:
+        problems.append(Problem(file, f"required column(s) missing: {', '.join(missing)}", row=0))
+    if problems:
+        raise InputError(problems)
+
+
+def _upgrade_default(table: str, column: Column, version: str) -> str | None:
+    """The 5.4 value implied by a 5.3 source for a column it cannot have, if any."""
+    if version != "5.3":
+        return None
+    if table == "cdm_source" and column.name == "cdm_version_concept_id":
+        return str(CDM_V54_CONCEPT_ID)
+    if table == "metadata" and column.name == "metadata_id":  # new primary key in 5.4: number the rows
+        return "row_number() OVER ()"
+    return None
+
+
+def _source_types(con: duckdb.DuckDBPyConnection, relation: str, source: SourceFile) -> dict[str, str]:
+    try:
+        rel = con.sql(f"SELECT * FROM ({relation}) LIMIT 0")
+    except duckdb.Error as e:
+        raise InputError(Problem(source.display, f"cannot be read: {first_line(e)}")) from None
+    return {name.lower(): str(t) for name, t in zip(rel.columns, rel.types, strict=True)}
+
+
+def _cast(expr: str, column: Column, source_type: str) -> str:
+    """SQL converting a source value to the column's CDM type; NULL when it does not convert."""
+    target = column.sql_type
+    if source_type == target:
+        return expr
+    base = column.base_type
+    if base == "date":
+        if source_type == "VARCHAR":
+            return f"COALESCE(TRY_CAST({expr} AS DATE), CAST(TRY_STRPTIME({expr}, '%Y%m%d') AS DATE))"
+        return f"TRY_CAST({expr} AS DATE)"
+    if base == "datetime":
+        if source_type == "VARCHAR":
+            return f"COALESCE(TRY_CAST({expr} AS TIMESTAMP), TRY_STRPTIME({expr}, '%Y%m%d'))"
+        return f"TRY_CAST({expr} AS TIMESTAMP)"
+    fractional = source_type in ("FLOAT", "DOUBLE") or source_type.startswith("DECIMAL")
+    if base in ("bigint", "integer") and fractional:  # 2.0 is an integer, 2.5 is not
+        return f"CASE WHEN {expr} = round({expr}) THEN TRY_CAST({expr} AS {target}) END"
+    return f"TRY_CAST({expr} AS {target})"
+
+
+def _locate_type_errors(
+    con: duckdb.DuckDBPyConnection,
+    numbered: str,
+    file: str,
+    columns: list[Column],
+    mapped: dict[str, str],
+    source_types: dict[str, str],
+) -> None:
+    """Name the rows and columns whose values do not fit their type (a second scan, only on failure)."""
+    problems: list[Problem] = []
+    more = 0
+    for c in columns:
+        src, src_type = ident(mapped[c.name]), source_types[mapped[c.name]]
+        if src_type == c.sql_type:
+            continue
+        pred = f"{src} IS NOT NULL AND {_cast(src, c, src_type)} IS NULL"
+        n, rows = con.execute(
+            f"SELECT count(*), list(_row ORDER BY _row)[1:{MAX_EXAMPLES}] FROM ({numbered}) WHERE {pred}"
+        ).fetchone()
+        problems.extend(Problem(file, f"not {_TYPE_WORDS[c.base_type]}", row=r, column=c.name) for r in rows or [])
+        more += n - len(rows or [])
+    raise InputError(problems, more=more)
+
+
+def _report_missing(con: duckdb.DuckDBPyConnection, stage: str, file: str, columns: list[Column], total: int) -> None:
+    problems: list[Problem] = []
+    for c in columns:
+        rows = con.execute(
+            f'SELECT list(_row ORDER BY _row)[1:{MAX_EXAMPLES}] FROM "{stage}" WHERE "{c.name}" IS NULL'
+        ).fetchone()[0]
+        problems.extend(Problem(file, "required value is missing", row=r, column=c.name) for r in rows)
+    raise InputError(problems, more=total - len(problems))
+
+
+def _count(con: duckdb.DuckDBPyConnection, relation: str, file: str) -> int:
+    try:
+        return con.execute(f"SELECT count(*) FROM ({relation})").fetchone()[0]
+    except duckdb.Error as e:
+        raise InputError(Problem(file, f"cannot be read: {first_line(e)}")) from None
+
+
+def _check_primary_key(con: duckdb.DuckDBPyConnection, stage: str, file: str, table: Table) -> None:
+    pk = table.primary_key
+    if pk is None:
+        return
+    dupes = con.execute(
+        f'SELECT list(_row ORDER BY _row)[1:2], count(*) OVER () FROM "{stage}" GROUP BY "{pk.name}" '
+        f"HAVING count(*) > 1 ORDER BY list(_row ORDER BY _row)[2] LIMIT {MAX_EXAMPLES}"
+    ).fetchall()
+    if dupes:
+        problems = [
+            Problem(file, f"duplicate primary key: same {pk.name} as row {rows[0]}", row=rows[1], column=pk.name)
+            for rows, _ in dupes
+        ]
+        hint = (
+            "if the extract is known to repeat record ids in an event table, load with --allow-duplicate-keys "
+            "(rows kept and flagged)"
+            if table.name != "person"
+            else None
+        )
+        raise InputError(problems, more=dupes[0][1] - len(dupes), hint=hint)
+
+
+def _too_long(con: duckdb.DuckDBPyConnection, stage: str, table: Table) -> list[tuple[str, int, int]]:
+    limited = [c for c in table.columns if c.max_length]
+    if not limited:
+        return []
+    counts = con.execute(
+        "SELECT " + ", ".join(f'count_if(length("{c.name}") > {c.max_length})' for c in limited) + f' FROM "{stage}"'
+    ).fetchone()
+    return [(c.name, c.max_length or 0, n) for c, n in zip(limited, counts, strict=True) if n]
+
+
+def empty_row(table: Table) -> str:
+    return ", ".join(f'CAST(NULL AS {c.sql_type}) AS "{c.name}"' for c in table.columns)
