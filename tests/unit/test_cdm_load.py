@@ -32,10 +32,11 @@ def test_optional_columns_may_be_absent_and_are_reported(tmp_path, settings):
 
 
 def _refused(tmp_path, settings, match: str, **files) -> InputError:
+    store = ReleaseStore(settings)
+    before = store.names()
     with pytest.raises(InputError, match=match) as info:
         load_cdm(write_cdm(tmp_path / "cdm", **files), "bad", settings, synthetic=True)
-    store = ReleaseStore(settings)
-    assert store.names() == []  # nothing published
+    assert store.names() == before  # nothing published
     staging = settings.staging_dir
     assert not staging.exists() or not any(staging.iterdir())  # nothing left half-written
     return info.value
@@ -200,3 +201,73 @@ def test_releases_are_immutable(tmp_path, settings):
     assert ReleaseStore(settings).get("tiny").manifest == first.manifest
     second = load_cdm(folder, "tiny-2", settings, synthetic=True)
     assert second.manifest.sequence == first.manifest.sequence + 1
+
+
+def test_cdm53_columns_are_renamed_to_54(tmp_path, settings):
+    visits = (
+        "visit_occurrence_id,person_id,visit_concept_id,visit_start_date,visit_end_date,visit_type_concept_id,"
+        "admitting_source_concept_id,discharge_to_concept_id\n"
+        "1,1,9201,2010-01-01,2010-01-03,32035,8870,8536\n"
+    )
+    release = load_cdm(write_cdm(tmp_path / "cdm", visit_occurrence__csv=visits), "v53", settings, synthetic=True)
+    with DuckDBEngine(release, settings) as engine:
+        row = engine.sql("SELECT admitted_from_concept_id, discharged_to_concept_id FROM visit_occurrence").fetchone()
+    assert row == (8870, 8536)
+    lineage = {e.table: e.source_cdm_version for e in release.manifest.lineage}
+    assert lineage["visit_occurrence"] == "5.3"
+    assert release.manifest.cdm_version == "5.4"
+
+
+def test_parquet_input_is_typed_and_fractional_ids_refused(tmp_path, settings):
+    import duckdb
+
+    good = tmp_path / "good.parquet"
+    duckdb.sql(
+        "COPY (SELECT 1::DOUBLE AS person_id, 8507 AS gender_concept_id, '1950' AS year_of_birth, "
+        f"0 AS race_concept_id, 0 AS ethnicity_concept_id) TO '{good}'"
+    )
+    release = load_cdm(
+        write_cdm(tmp_path / "ok", person__csv=None, person__parquet=good.read_bytes()), "pq", settings, synthetic=True
+    )
+    with DuckDBEngine(release, settings) as engine:
+        assert engine.sql("SELECT person_id, year_of_birth FROM person").fetchone() == (1, 1950)
+    bad = tmp_path / "bad.parquet"
+    duckdb.sql(
+        "COPY (SELECT 1.5::DOUBLE AS person_id, 8507 AS gender_concept_id, 1950 AS year_of_birth, "
+        f"0 AS race_concept_id, 0 AS ethnicity_concept_id) TO '{bad}'"
+    )
+    error = _refused(tmp_path, settings, "not an integer", person__csv=None, person__parquet=bad.read_bytes())
+    assert (error.problems[0].file, error.problems[0].row, error.problems[0].column) == (
+        "person.parquet",
+        1,
+        "person_id",
+    )
+
+
+def test_errors_late_in_a_large_file_name_the_right_row(tmp_path, settings):
+    rows = ["person_id,gender_concept_id,year_of_birth,race_concept_id,ethnicity_concept_id"]
+    rows += [f"{i},8507,{1950 + i % 50},0,0" for i in range(1, 300_001)]
+    rows[250_001] = "250001,8507,19x0,0,0"
+    error = _refused(tmp_path, settings, "not a 32-bit integer", person__csv="\n".join(rows) + "\n")
+    assert [(p.row, p.column) for p in error.problems] == [(250_001, "year_of_birth")]
+
+
+def test_rejected_rows_late_in_a_large_file_name_the_right_row(tmp_path, settings):
+    rows = [
+        "observation_period_id,person_id,observation_period_start_date,observation_period_end_date,"
+        "period_type_concept_id"
+    ]
+    rows += [f"{i},{1 + i % 3},2001-01-01,2002-01-01,44814724" for i in range(1, 200_001)]
+    rows[180_000] = "180000,1,2005-01-01,2002-01-01,44814724"
+    release = load_cdm(
+        write_cdm(tmp_path / "cdm", observation_period__csv="\n".join(rows) + "\n"), "big", settings, synthetic=True
+    )
+    with DuckDBEngine(release, settings) as engine:
+        from hygie.engine.duckdb import parquet_source, register_key
+
+        register_key(engine.con, "r", release.data_key(settings))
+        found = engine.sql(
+            f"SELECT source_row, record->>'observation_period_id' "
+            f"FROM {parquet_source(str(release.path / 'rejects.parquet'), 'r')}"
+        ).fetchall()
+    assert found == [(180_000, "180000")]
