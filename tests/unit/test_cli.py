@@ -87,3 +87,20 @@ def test_generated_schema_docs_are_up_to_date():
 
     committed = Path(__file__).resolve().parents[2] / "docs" / "cdm-schema.md"
     assert committed.read_text() == schema_markdown("5.4"), "docs/cdm-schema.md is stale: run `make docs`"
+
+
+def test_rejects_are_listed_and_exported(tmp_path, home):
+    from tests.cdm_files import OBSERVATION_PERIOD
+
+    bad = OBSERVATION_PERIOD.replace("3,3,2010-01-01,2018-12-31", "3,3,2010-01-01,2009-12-31")
+    hygie("cdm", "load", str(write_cdm(tmp_path / "cdm", observation_period__csv=bad)), "--release", "r")
+    listed = hygie("release", "rejects", "r")
+    assert listed.exit_code == 0
+    assert "observation_period_end_date is before" in listed.stdout
+    out = tmp_path / "rejects.csv"
+    assert hygie("release", "rejects", "r", "--out", str(out)).exit_code == 0
+    import csv
+
+    [row] = list(csv.DictReader(out.open()))
+    assert (row["table_name"], row["source_row"], row["check_name"]) == ("observation_period", "3", "end_before_start")
+    assert json.loads(row["record"])["person_id"] == 3

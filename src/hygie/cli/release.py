@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import csv
+from pathlib import Path
+
 import typer
 from rich.table import Table
 
 from hygie.cli.output import console, handle_errors, print_json, settings
 from hygie.errors import HygieError
-from hygie.releases import Release, ReleaseStore
+from hygie.releases import Release, ReleaseStore, read_rejects
 
 app = typer.Typer(
     help="Warehouse releases: immutable, versioned, encrypted OMOP CDM 5.4 snapshots.", no_args_is_help=True
@@ -95,6 +98,38 @@ def show(
     console.print(f"[dim]empty tables: {', '.join(empty)}[/]")
     for w in m.warnings:
         console.print(f"[yellow]warning:[/] {w}", highlight=False)
+    if m.unknown_concepts:
+        top = sorted(m.unknown_concepts, key=lambda u: -u.rows)[:5]
+        console.print(
+            "most used unknown concepts: "
+            + ", ".join(f"{u.table}.{u.column}={u.concept_id} ({u.rows:,} rows)" for u in top)
+        )
+
+
+@app.command("rejects")
+@handle_errors
+def rejects(
+    name: str = typer.Argument(..., help="Release name."),
+    table: str | None = typer.Option(None, "--table", help="Only this CDM table."),
+    out: Path | None = typer.Option(None, "--out", help="Write all of them (with row content) to this CSV file."),
+    limit: int = typer.Option(20, "--limit", help="How many to print."),
+) -> None:
+    """Rows the load rejected or flagged, with the check and the reason (operators: row-level data)."""
+    s = settings()
+    rows = read_rejects(ReleaseStore(s).get(name), s, table=table)
+    if out is not None:
+        with out.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["table_name"])
+            writer.writeheader()
+            writer.writerows(rows)
+        console.print(f"wrote {len(rows):,} row(s) to {out}")
+        return
+    t = Table("table", "row", "action", "reason")
+    for r in rows[:limit]:
+        t.add_row(str(r["table_name"]), str(r["source_row"]), str(r["action"]), str(r["reason"]))
+    console.print(t)
+    if len(rows) > limit:
+        console.print(f"... {len(rows) - limit:,} more (use --limit or --out)")
 
 
 @app.command("verify")

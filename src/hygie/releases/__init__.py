@@ -1,7 +1,7 @@
 """Immutable, versioned warehouse releases: encrypted Parquet files plus a manifest, published atomically."""
 
 from hygie.releases.manifest import LineageEntry, Manifest, TableEntry
-from hygie.releases.store import Release, ReleaseBuilder, ReleaseStore, validate_name
+from hygie.releases.store import Release, ReleaseBuilder, ReleaseStore, read_rejects, validate_name
 
 __all__ = [
     "LineageEntry",
@@ -10,5 +10,6 @@ __all__ = [
     "ReleaseBuilder",
     "ReleaseStore",
     "TableEntry",
+    "read_rejects",
     "validate_name",
 ]

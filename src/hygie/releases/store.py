@@ -276,3 +276,26 @@ class ReleaseBuilder:
             raise ConflictError(f"release {self.name!r} was published by someone else meanwhile") from None
         _fsync_path(self.store.settings.releases_dir)
         return Release(target, manifest)
+
+
+def read_rejects(release: Release, settings: Settings, *, table: str | None = None) -> list[dict[str, object]]:
+    """The release's rejected and flagged rows with their reasons (row content included for rejected rows).
+
+    Operator-only: this is row-level data, read from the encrypted rejects file.
+    """
+    if release.manifest.rejects_file is None:
+        return []
+    from hygie.engine.duckdb import parquet_source
+    from hygie.sql import literal
+
+    con = connect(settings, allowed_dirs=[release.path])
+    try:
+        register_key(con, "rejects_key", release.data_key(settings))
+        where = f"WHERE table_name = {literal(table)}" if table else ""
+        rel = con.sql(
+            f"SELECT * FROM {parquet_source(str(release.path / release.manifest.rejects_file), 'rejects_key')} "
+            f"{where} ORDER BY table_name, source_row, check_name"
+        )
+        return [dict(zip(rel.columns, row, strict=True)) for row in rel.fetchall()]
+    finally:
+        con.close()
