@@ -38,6 +38,14 @@ class Settings:
         return self.home / "releases"
 
     @property
+    def vocabularies_dir(self) -> Path:
+        return self.home / "vocabularies"
+
+    @property
+    def sites_dir(self) -> Path:
+        return self.home / "sites"
+
+    @property
     def staging_dir(self) -> Path:
         return self.home / "staging"
 

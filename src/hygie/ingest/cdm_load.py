@@ -38,6 +38,8 @@ def load_cdm(
     step: Callable[[str], None] = lambda _s: None,
     today: dt.date | None = None,
     allow_duplicate_keys: bool = False,
+    store: ReleaseStore | None = None,
+    groups: frozenset[str] | None = None,
 ) -> Release:
     """Load a folder of CDM table files into a new release; raises ``InputError`` and publishes nothing on
     a fatal problem.
@@ -45,13 +47,16 @@ def load_cdm(
     Tables are processed one at a time (vocabulary first, then person, then the rest) and written as soon as
     they are checked, so memory holds one table, plus the person ids and concept ids the checks refer to.
     ``allow_duplicate_keys`` keeps rows whose record id repeats in an event table (flagged, reported) instead
-    of refusing the file; a repeated ``person_id`` in ``person`` is always refused.
+    of refusing the file; a repeated ``person_id`` in ``person`` is always refused. ``store`` publishes
+    elsewhere than the releases (vocabularies, deposits); ``groups`` restricts the accepted tables to those
+    CDM groups (e.g. {"vocabulary"}).
     """
     today = today or dt.date.today()
-    store = ReleaseStore(settings)
+    store = store or ReleaseStore(settings)
     store.check_new_name(release_name)  # before any work: fail fast on a bad or taken name
     cdm54, cdm53 = cdm_schema("5.4"), cdm_schema("5.3")
-    files = sorted(discover(folder, set(cdm54.tables) | set(cdm53.tables)), key=_load_order)
+    known = {t.name for t in [*cdm54, *cdm53] if groups is None or t.group in groups}
+    files = sorted(discover(folder, known), key=_load_order)
     deposit_manifest = read_deposit_manifest(folder)
     digests = {f.table: f.sha256() for f in files}
     if deposit_manifest is not None:
@@ -95,7 +100,7 @@ def load_cdm(
             con.execute(f'DROP VIEW "{staged.stage}"')
             con.execute(f'DROP TABLE "{staged.stored}"')
         for table in cdm54:
-            if table.name not in builder.tables:
+            if table.name not in builder.tables and (groups is None or table.group in groups):
                 cols = ", ".join(f'"{c}"' for c in table.column_names)
                 builder.write_table(table.name, f"SELECT {cols} FROM (SELECT {empty_row(table)}) WHERE false")
         builder.warnings.extend(concept_warnings(builder, has_vocabulary))

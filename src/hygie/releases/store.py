@@ -1,5 +1,8 @@
 """The release store: list, open, build and delete releases under ``HYGIE_HOME/releases``.
 
+The same store, given another root and kind, keeps other immutable sets of encrypted tables: installed
+vocabularies (``HYGIE_HOME/vocabularies``) and site deposits (``HYGIE_HOME/sites/<site>/deposits``).
+
 Publishing protocol (crash-safe at every instant):
 1. a builder writes every file into ``staging/<name>.<random>/`` (which records its owner's pid);
 2. files are fsync'ed, the manifest is written last and fsync'ed;
@@ -57,6 +60,7 @@ def _fsync_path(path: Path) -> None:
 class Release:
     path: Path
     manifest: Manifest
+    kind: str = "release"
 
     @property
     def name(self) -> str:
@@ -66,7 +70,7 @@ class Release:
         if self.manifest.encryption is None:
             raise HygieError(f"release {self.name} is not encrypted")
         wrapped = WrappedKey.from_json(self.manifest.encryption["data_key"])
-        return MasterKey.load_or_create(settings.master_key_file).unwrap(wrapped, f"release:{self.name}")
+        return MasterKey.load_or_create(settings.master_key_file).unwrap(wrapped, f"{self.kind}:{self.name}")
 
     def verify(self) -> list[str]:
         """Check every file against the manifest; returns the problems found (empty when intact)."""
@@ -81,12 +85,14 @@ class Release:
 
 
 class ReleaseStore:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, root: Path | None = None, kind: str = "release") -> None:
         self.settings = settings
+        self.root = root or settings.releases_dir
+        self.kind = kind
 
     # -- reading ----------------------------------------------------------------------------------------
     def names(self) -> list[str]:
-        root = self.settings.releases_dir
+        root = self.root
         if not root.exists():
             return []
         return sorted(p.name for p in root.iterdir() if (p / MANIFEST_FILE).is_file())
@@ -95,16 +101,16 @@ class ReleaseStore:
         return sorted((self.get(n) for n in self.names()), key=lambda r: r.manifest.sequence)
 
     def exists(self, name: str) -> bool:
-        return (self.settings.releases_dir / name / MANIFEST_FILE).is_file()
+        return (self.root / name / MANIFEST_FILE).is_file()
 
     def get(self, name: str) -> Release:
         validate_name(name)
-        path = self.settings.releases_dir / name
+        path = self.root / name
         manifest_path = path / MANIFEST_FILE
         if not manifest_path.is_file():
             known = ", ".join(self.names()) or "none"
-            raise NotFoundError(f"no release named {name!r} (releases: {known})")
-        return Release(path, Manifest.from_json(json.loads(manifest_path.read_text())))
+            raise NotFoundError(f"no {self.kind} named {name!r} ({self.kind}s: {known})")
+        return Release(path, Manifest.from_json(json.loads(manifest_path.read_text())), self.kind)
 
     # -- deleting ---------------------------------------------------------------------------------------
     def delete(self, name: str) -> None:
@@ -112,10 +118,10 @@ class ReleaseStore:
         self.settings.trash_dir.mkdir(parents=True, exist_ok=True)
         doomed = self.settings.trash_dir / f"{name}.{uuid.uuid4().hex}"
         os.rename(release.path, doomed)  # atomic: the release disappears in one step
-        _fsync_path(self.settings.releases_dir)
+        _fsync_path(self.root)
         shutil.rmtree(doomed)
         results = self.settings.results_dir / name
-        if results.exists():
+        if self.kind == "release" and results.exists():
             shutil.rmtree(results)
 
     # -- building ---------------------------------------------------------------------------------------
@@ -130,7 +136,7 @@ class ReleaseStore:
         self.check_new_name(name)
         self.sweep_staging()
         self.settings.staging_dir.mkdir(parents=True, exist_ok=True)
-        self.settings.releases_dir.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(parents=True, exist_ok=True)
         staging = self.settings.staging_dir / f"{name}.{uuid.uuid4().hex}"
         staging.mkdir()
         (staging / ".owner").write_text(str(os.getpid()))
@@ -149,7 +155,7 @@ class ReleaseStore:
     def check_new_name(self, name: str) -> None:
         validate_name(name)
         if self.exists(name):
-            raise ConflictError(f"release {name!r} already exists; releases are immutable (choose another name)")
+            raise ConflictError(f"{self.kind} {name!r} already exists and is immutable (choose another name)")
 
     def sweep_staging(self) -> None:
         """Remove staging folders left by builders that died."""
@@ -198,7 +204,7 @@ class ReleaseBuilder:
         self.description = description
         master = MasterKey.load_or_create(store.settings.master_key_file)
         data_key = new_data_key()
-        self._wrapped = master.wrap(data_key, f"release:{name}")
+        self._wrapped = master.wrap(data_key, f"{store.kind}:{name}")
         self.con: duckdb.DuckDBPyConnection = connect(store.settings, writer=True, allowed_dirs=[staging, *read_from])
         register_key(self.con, _WRITE_KEY, data_key)
         self.tables: dict[str, TableEntry] = {}
@@ -238,7 +244,7 @@ class ReleaseBuilder:
     def publish(self) -> Release:
         """Write the manifest and move the release into place in one atomic step."""
         if not self.tables:
-            raise HygieError("nothing to publish: the release has no table")
+            raise HygieError(f"nothing to publish: the {self.store.kind} has no table")
         manifest = Manifest(
             name=self.name,
             sequence=self.store.next_sequence(),
@@ -269,13 +275,13 @@ class ReleaseBuilder:
             os.fsync(f.fileno())
         manifest_path.chmod(0o440)
         _fsync_path(self.staging)
-        target = self.store.settings.releases_dir / self.name
+        target = self.store.root / self.name
         try:
             os.rename(self.staging, target)  # the publishing step
         except OSError:
-            raise ConflictError(f"release {self.name!r} was published by someone else meanwhile") from None
-        _fsync_path(self.store.settings.releases_dir)
-        return Release(target, manifest)
+            raise ConflictError(f"{self.store.kind} {self.name!r} was published by someone else meanwhile") from None
+        _fsync_path(self.store.root)
+        return Release(target, manifest, self.store.kind)
 
 
 def read_rejects(release: Release, settings: Settings, *, table: str | None = None) -> list[dict[str, object]]:

@@ -69,7 +69,7 @@ def discover(folder: Path, known_tables: set[str]) -> list[SourceFile]:
         if path.name.lower() == DEPOSIT_MANIFEST:
             continue
         if table not in known_tables:
-            problems.append(Problem(path.name, f"'{table}' is not an OMOP CDM table"))
+            problems.append(Problem(path.name, f"'{table}' is not an OMOP CDM table accepted here"))
             continue
         if table in found:
             problems.append(Problem(path.name, f"table '{table}' is also in {found[table].path.name}"))
