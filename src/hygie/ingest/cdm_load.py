@@ -23,7 +23,7 @@ from hygie.config import Settings
 from hygie.errors import InputError, Problem
 from hygie.ingest.checks import ISSUE_COLUMNS, concept_warnings, record_issues, unknown_concepts
 from hygie.ingest.staging import StagedTable, empty_row, stage_file
-from hygie.releases import LineageEntry, Release, ReleaseStore
+from hygie.releases import LineageEntry, Release, ReleaseBuilder, ReleaseStore
 from hygie.sources.omop_files import ManifestEntry, SourceFile, discover, read_deposit_manifest
 
 
@@ -40,6 +40,7 @@ def load_cdm(
     allow_duplicate_keys: bool = False,
     store: ReleaseStore | None = None,
     groups: frozenset[str] | None = None,
+    hooks: LoadHooks | None = None,
 ) -> Release:
     """Load a folder of CDM table files into a new release; raises ``InputError`` and publishes nothing on
     a fatal problem.
@@ -49,7 +50,8 @@ def load_cdm(
     ``allow_duplicate_keys`` keeps rows whose record id repeats in an event table (flagged, reported) instead
     of refusing the file; a repeated ``person_id`` in ``person`` is always refused. ``store`` publishes
     elsewhere than the releases (vocabularies, deposits); ``groups`` restricts the accepted tables to those
-    CDM groups (e.g. {"vocabulary"}).
+    CDM groups (e.g. {"vocabulary"}); ``hooks`` let a caller (the deposit pipeline) add tables and
+    transform each staged table before it is checked and written.
     """
     today = today or dt.date.today()
     store = store or ReleaseStore(settings)
@@ -61,11 +63,16 @@ def load_cdm(
     digests = {f.table: f.sha256() for f in files}
     if deposit_manifest is not None:
         _check_against_manifest(files, digests, deposit_manifest)
-    with store.build(release_name, synthetic=synthetic, description=description, read_from=[folder]) as builder:
+    hooks = hooks or LoadHooks()
+    with store.build(
+        release_name, synthetic=synthetic, description=description, read_from=[folder, *hooks.read_from]
+    ) as builder:
         con = builder.con
+        hooks.prepare(builder)
         con.execute(f"CREATE TEMP TABLE _issues ({ISSUE_COLUMNS})")
         has_person = any(f.table == "person" for f in files)
-        has_vocabulary = any(f.table == "concept" for f in files)
+        # A vocabulary in the files, or one the hooks attached (an installed vocabulary, as `_concept`).
+        has_vocabulary = any(f.table == "concept" for f in files) or _has_table(con, "_concept")
         for source in files:
             step(f"reading {source.display}")
             staged = stage_file(con, source, cdm54, cdm53, allow_duplicate_keys)
@@ -85,6 +92,7 @@ def load_cdm(
                 continue
             if deposit_manifest is not None:
                 _check_rows_against_manifest(staged, deposit_manifest[source.table])
+            hooks.after_stage(con, staged)
             step(f"checking {source.display}")
             rejected, flagged = record_issues(
                 con, staged, today, has_person=has_person, duplicate_keys_allowed=allow_duplicate_keys
@@ -97,7 +105,8 @@ def load_cdm(
                 staged.table.name, _published_rows(staged, rejected), rejected_rows=rejected, flagged_rows=flagged
             )
             _keep_reference_columns(con, staged)
-            con.execute(f'DROP VIEW "{staged.stage}"')
+            for view in reversed(staged.views):
+                con.execute(f'DROP VIEW "{view}"')
             con.execute(f'DROP TABLE "{staged.stored}"')
         for table in cdm54:
             if table.name not in builder.tables and (groups is None or table.group in groups):
@@ -111,6 +120,22 @@ def load_cdm(
             )
         step("publishing")
         return builder.publish()
+
+
+class LoadHooks:
+    """Extension points of ``load_cdm``; the default does nothing."""
+
+    read_from: tuple[Path, ...] = ()  # extra folders the load may read (e.g. an identity file's)
+
+    def prepare(self, builder: ReleaseBuilder) -> None:
+        """Called once the builder exists, before any table is read."""
+
+    def after_stage(self, con: duckdb.DuckDBPyConnection, staged: StagedTable) -> None:
+        """Called for each table once typed, before its row checks; may point ``staged.stage`` elsewhere."""
+
+
+def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    return bool(con.execute(f"SELECT count(*) FROM duckdb_tables() WHERE table_name = '{name}'").fetchone()[0])
 
 
 def _load_order(source: SourceFile) -> tuple[int, str]:

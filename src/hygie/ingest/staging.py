@@ -39,6 +39,16 @@ class StagedTable:
     stored: str  # the DuckDB table behind the view
     rows: int = 0
     notes: list[str] = field(default_factory=list)
+    views: list[str] = field(default_factory=list)  # views built on `stored`, oldest first (dropped after use)
+
+    def __post_init__(self) -> None:
+        if not self.views:
+            self.views.append(self.stage)
+
+    def replace_stage(self, view: str) -> None:
+        """Point later steps at ``view``, built over the current stage."""
+        self.views.append(view)
+        self.stage = view
 
 
 def _detect_version(table: str, columns: list[str], cdm54: CdmSchema, cdm53: CdmSchema) -> str:

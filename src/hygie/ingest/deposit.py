@@ -1,0 +1,295 @@
+"""``hygie ingest SITE DIR``: stage one site's extract as an encrypted, pseudonymised deposit.
+
+An OMOP deposit folder holds the clinical tables in ``cdm/`` and the identities apart, in ``identities.csv``
+(local_id, nir, family_name, given_name, birth_date, sex, postcode). Ingestion:
+1. hashes the identities into linkage tokens with the hub's linkage key (``ingest.pseudonymise``);
+2. loads the clinical tables with the CDM loader (same validation, rejects and flags), and, for each table,
+   replaces local person ids by keyed person keys, empties the columns where identifiers hide
+   (``ingest.identifiers``) and maps source codes of rows without a concept (``ingest.vocabulary``);
+3. publishes the deposit atomically under ``HYGIE_HOME/sites/<site>/deposits/<id>``, where ``id`` is a digest
+   of the extract: depositing the same extract again changes nothing.
+No local id, name, NIR, address or birth date is written anywhere: the deposit holds person keys and tokens.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from hygie.checksums import sha256_file
+from hygie.config import Settings
+from hygie.engine.duckdb import parquet_source, register_key
+from hygie.errors import HygieError, InputError, Problem
+from hygie.ingest.cdm_load import LoadHooks, load_cdm
+from hygie.ingest.identifiers import scrubbed
+from hygie.ingest.pseudonymise import (
+    IDENTITY_COLUMNS,
+    REQUIRED_IDENTITY_COLUMNS,
+    TOKEN_COLUMNS,
+    LinkageKey,
+    TokenReport,
+    tokenise,
+)
+from hygie.ingest.sites import Site, SiteRegistry
+from hygie.ingest.staging import StagedTable
+from hygie.ingest.vocabulary import create_source_maps, vocabulary_store
+from hygie.releases import Release, ReleaseBuilder
+from hygie.sql import ident, literal
+
+# The tables a site deposits: everything but vocabularies (the hub installs its own) and results.
+DEPOSIT_GROUPS = frozenset({"clinical", "health_system", "economics", "derived", "metadata"})
+IDENTITY_FILE = "identities.csv"
+
+# Event tables whose rows may arrive with source codes only: concept column, source code, source concept.
+SOURCE_CODE_COLUMNS = {
+    "condition_occurrence": ("condition_concept_id", "condition_source_value", "condition_source_concept_id"),
+    "drug_exposure": ("drug_concept_id", "drug_source_value", "drug_source_concept_id"),
+    "measurement": ("measurement_concept_id", "measurement_source_value", "measurement_source_concept_id"),
+    "observation": ("observation_concept_id", "observation_source_value", "observation_source_concept_id"),
+    "procedure_occurrence": ("procedure_concept_id", "procedure_source_value", "procedure_source_concept_id"),
+}
+MAX_UNMAPPED_REPORTED = 20
+
+
+@dataclass(frozen=True)
+class DepositResult:
+    deposit: Release
+    created: bool  # False: the same extract had already been deposited
+
+
+def linkage_key(settings: Settings) -> LinkageKey:
+    """The hub's own linkage key (identities that reach the hub are hashed with it)."""
+    path = Path(os.environ.get("HYGIE_LINKAGE_KEY_FILE", settings.home / "keys" / "linkage.key"))
+    return LinkageKey.load(path) if path.exists() else LinkageKey.generate(path)
+
+
+def person_key(key: LinkageKey, local_id: str) -> int:
+    """A site's local person id as a 63-bit keyed pseudonym (the same id always gives the same key)."""
+    token = key.token("local_id", local_id)
+    assert token is not None
+    return int(token[:16], 16) >> 1
+
+
+def ingest(
+    site: Site,
+    folder: Path,
+    settings: Settings,
+    *,
+    vocabulary: str | None = None,
+    synthetic: bool = False,
+    identities: Path | None = None,
+) -> DepositResult:
+    if site.format != "omop":
+        raise HygieError(f"site {site.name} deposits {site.format}: only OMOP deposits are supported so far")
+    clinical = folder / "cdm" if (folder / "cdm").is_dir() else folder
+    identities = identities or folder / IDENTITY_FILE
+    if not identities.is_file():
+        raise InputError(Problem(identities.name, f"no identity file: expected {identities}"))
+    if identities.parent.resolve() == clinical.resolve():
+        raise InputError(Problem(identities.name, "keep the identity file outside the clinical folder (cdm/)"))
+    store = SiteRegistry(settings).deposits(site)
+    deposit_id = _digest([*sorted(p for p in clinical.iterdir() if p.is_file()), identities])
+    if store.exists(deposit_id):
+        return DepositResult(store.get(deposit_id), created=False)
+    key = linkage_key(settings)
+    report = TokenReport()
+    records = _read_identities(identities)
+    local_ids = [(r["local_id"] or "").strip() for r in records]
+    tokens = list(tokenise(records, key, report))
+    vocab = _vocabulary(settings, vocabulary)
+    hooks = _DepositHooks(site, key, local_ids, tokens, report, vocab, settings, identities)
+    deposit = load_cdm(
+        clinical,
+        deposit_id,
+        settings,
+        synthetic=synthetic,
+        description=f"deposit of site {site.name}",
+        origin=f"deposit {site.name}",
+        store=store,
+        groups=DEPOSIT_GROUPS,
+        hooks=hooks,
+    )
+    return DepositResult(deposit, created=True)
+
+
+def _digest(files: list[Path]) -> str:
+    listing = [(p.name, sha256_file(p)) for p in files]
+    return "d-" + hashlib.sha256(json.dumps(listing).encode()).hexdigest()[:16]
+
+
+def _vocabulary(settings: Settings, name: str | None) -> Release | None:
+    store = vocabulary_store(settings)
+    if name is not None:
+        return store.get(name)
+    installed = store.list()
+    return installed[-1] if installed else None
+
+
+def _read_identities(path: Path) -> list[dict[str, str | None]]:
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        reader = csv.DictReader(f)
+        columns = [c.strip().lower() for c in reader.fieldnames or []]
+        missing = [c for c in REQUIRED_IDENTITY_COLUMNS if c not in columns]
+        unknown = [c for c in columns if c not in IDENTITY_COLUMNS]
+        if missing or unknown:
+            reason = "; ".join(
+                part
+                for part in (
+                    f"required column(s) missing: {', '.join(missing)}" if missing else "",
+                    f"unknown column(s): {', '.join(unknown)}" if unknown else "",
+                )
+                if part
+            )
+            raise InputError(Problem(path.name, reason, row=0))
+        reader.fieldnames = columns
+        rows = []
+        seen: set[str] = set()
+        for i, row in enumerate(reader, start=1):
+            if None in row or any(v is None for v in row.values()):
+                raise InputError(Problem(path.name, "wrong number of fields", row=i))
+            local_id = (row["local_id"] or "").strip()
+            if not local_id:
+                raise InputError(Problem(path.name, "required value is missing", row=i, column="local_id"))
+            if local_id in seen:
+                raise InputError(Problem(path.name, "the same local_id appears twice", row=i, column="local_id"))
+            seen.add(local_id)
+            rows.append(row)
+    return rows
+
+
+class _DepositHooks(LoadHooks):
+    def __init__(
+        self,
+        site: Site,
+        key: LinkageKey,
+        local_ids: list[str],
+        tokens: list[dict],
+        report: TokenReport,
+        vocabulary: Release | None,
+        settings: Settings,
+        identities: Path,
+    ) -> None:
+        self.site, self.key, self.local_ids, self.tokens, self.report = site, key, local_ids, tokens, report
+        self.vocabulary, self.settings = vocabulary, settings
+        self.read_from = (vocabulary.path,) if vocabulary else ()
+        self.identities = identities
+        self.builder: ReleaseBuilder | None = None
+
+    def prepare(self, builder: ReleaseBuilder) -> None:
+        self.builder = builder
+        con = builder.con
+        keys = pa.table(
+            {
+                "local_id": pa.array(self.local_ids, pa.string()),
+                "person_key": pa.array([person_key(self.key, i) for i in self.local_ids], pa.int64()),
+            }
+        )
+        con.register("_person_keys_arrow", keys)
+        con.execute("CREATE TEMP TABLE _person_keys AS SELECT * FROM _person_keys_arrow")
+        con.unregister("_person_keys_arrow")
+        token_table = pa.table(
+            {
+                "person_key": keys["person_key"],
+                **{c: pa.array([t[c] for t in self.tokens], pa.string()) for c in TOKEN_COLUMNS},
+            }
+        )
+        con.register("_tokens_arrow", token_table)
+        builder.write_table("identity_tokens", "SELECT * FROM _tokens_arrow")
+        con.unregister("_tokens_arrow")
+        builder.warnings.append(
+            f"{self.identities.name}: {self.report.records} identity record(s) hashed with linkage key "
+            f"{self.key.key_id}; "
+            + ", ".join(f"{field} absent or invalid in {n}" for field, n in sorted(self.report.missing.items()))
+        )
+        if self.vocabulary is not None:
+            register_key(con, "vocabulary_key", self.vocabulary.data_key(self.settings))
+            for table in ("concept", "concept_relationship"):
+                source = parquet_source(str(self.vocabulary.path / f"{table}.parquet"), "vocabulary_key")
+                con.execute(f"CREATE TEMP VIEW _vocab_{table} AS SELECT * FROM {source}")
+            create_source_maps(con, concept="_vocab_concept", concept_relationship="_vocab_concept_relationship")
+            con.execute("CREATE TEMP TABLE _concept AS SELECT concept_id FROM _vocab_concept")
+            builder.warnings.append(f"source codes mapped with vocabulary {self.vocabulary.name}")
+
+    def after_stage(self, con: duckdb.DuckDBPyConnection, staged: StagedTable) -> None:
+        table = staged.table
+        replacements: dict[str, str] = {}
+        joins = ""
+        if "person_id" in table.column_names:
+            self._add_missing_person_keys(con, staged)
+            joins += " JOIN _person_keys k ON k.local_id = CAST(s.person_id AS VARCHAR)"
+            replacements["person_id"] = "k.person_key"
+        for c in table.columns:
+            expr = scrubbed(table.name, c.name, f"s.{ident(c.name)}")
+            if expr != f"s.{ident(c.name)}":
+                replacements[c.name] = f"CAST({expr} AS {c.sql_type})"
+        if table.name in SOURCE_CODE_COLUMNS and self.vocabulary is not None:
+            concept, code, source_concept = SOURCE_CODE_COLUMNS[table.name]
+            vocabulary_id = self.site.source_vocabularies.get(table.name)
+            if vocabulary_id:
+                joins += (
+                    f" LEFT JOIN (SELECT concept_code, min(concept_id) AS concept_id, "
+                    f"min(source_concept_id) AS source_concept_id FROM _source_map "
+                    f"WHERE vocabulary_id = {literal(vocabulary_id)} GROUP BY 1) m "
+                    f"ON s.{concept} = 0 AND m.concept_code = s.{code}"
+                )
+                replacements[concept] = f"CASE WHEN s.{concept} = 0 THEN coalesce(m.concept_id, 0) ELSE s.{concept} END"
+                replacements[source_concept] = (
+                    f"CASE WHEN coalesce(s.{source_concept}, 0) = 0 THEN coalesce(m.source_concept_id, 0) "
+                    f"ELSE s.{source_concept} END"
+                )
+                self._report_unmapped(con, staged, concept, code, vocabulary_id)
+        if not replacements:
+            return
+        view = f"{staged.stage}_deposit"
+        replace = ", ".join(f"{expr} AS {ident(col)}" for col, expr in replacements.items())
+        con.execute(f'CREATE TEMP VIEW "{view}" AS SELECT s.* REPLACE ({replace}) FROM "{staged.stage}" s{joins}')
+        staged.replace_stage(view)
+
+    def _add_missing_person_keys(self, con: duckdb.DuckDBPyConnection, staged: StagedTable) -> None:
+        """Persons without an identity record still get a keyed pseudonym (they cannot be linked)."""
+        missing = [
+            r[0]
+            for r in con.execute(
+                f'SELECT DISTINCT CAST(person_id AS VARCHAR) FROM "{staged.stage}" '
+                "WHERE CAST(person_id AS VARCHAR) NOT IN (SELECT local_id FROM _person_keys)"
+            ).fetchall()
+        ]
+        if not missing:
+            return
+        keys = pa.table(
+            {
+                "local_id": pa.array(missing, pa.string()),
+                "person_key": pa.array([person_key(self.key, i) for i in missing], pa.int64()),
+            }
+        )
+        con.register("_more_keys", keys)
+        con.execute("INSERT INTO _person_keys SELECT * FROM _more_keys")
+        con.unregister("_more_keys")
+        assert self.builder is not None
+        self.builder.warnings.append(
+            f"{staged.source.display}: {len(missing)} person(s) without an identity record "
+            "(pseudonymised, but they cannot be linked to other sites)"
+        )
+
+    def _report_unmapped(
+        self, con: duckdb.DuckDBPyConnection, staged: StagedTable, concept: str, code: str, vocabulary_id: str
+    ) -> None:
+        known = f"SELECT concept_code FROM _source_map WHERE vocabulary_id = {literal(vocabulary_id)}"
+        rows = con.execute(
+            f'SELECT s.{code}, count(*) FROM "{staged.stage}" s WHERE s.{concept} = 0 AND s.{code} IS NOT NULL '
+            f"AND s.{code} NOT IN ({known}) GROUP BY 1 ORDER BY 2 DESC, 1"
+        ).fetchall()
+        if rows and self.builder is not None:
+            shown = ", ".join(f"{c} ({n})" for c, n in rows[:MAX_UNMAPPED_REPORTED])
+            more = f" and {len(rows) - MAX_UNMAPPED_REPORTED} more" if len(rows) > MAX_UNMAPPED_REPORTED else ""
+            self.builder.warnings.append(
+                f"{staged.source.display}: {sum(n for _, n in rows)} row(s) with {len(rows)} {vocabulary_id} "
+                f"code(s) not mapped to a standard concept (concept id 0 kept): {shown}{more}"
+            )
