@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from hygie.cli.output import console, handle_errors, print_json, settings
+from hygie.cli.output import console, handle_errors, print_json, progress, settings
 from hygie.errors import HygieError
 from hygie.releases import Release, ReleaseStore, read_rejects
 
@@ -155,3 +155,24 @@ def delete(
         raise typer.Abort()
     store.delete(name)
     console.print(f"deleted release {name}")
+
+
+@app.command("build")
+@handle_errors
+def build(
+    name: str = typer.Argument(..., help="Name of the new release."),
+    vocabulary: str | None = typer.Option(None, "--vocabulary", help="Installed vocabulary (default: latest)."),
+) -> None:
+    """Combine every site's latest deposit into a new linked, pseudonymised release."""
+    from hygie.ingest.build import build_release
+
+    with progress() as step:
+        release = build_release(name, settings(), vocabulary=vocabulary, step=step)
+    m = release.manifest
+    linkage = m.linkage or {}
+    console.print(
+        f"[green]published release [bold]{m.name}[/][/] (#{m.sequence}): {m.tables['person'].rows:,} persons from "
+        f"{linkage.get('records', 0):,} site records" + (" [yellow](SYNTHETIC)[/]" if m.synthetic else "")
+    )
+    for w in m.warnings:
+        console.print(f"[yellow]warning:[/] {w}", highlight=False)

@@ -63,6 +63,7 @@ class Manifest:
     rejects_file: str | None = None
     unknown_concepts: list[UnknownConcept] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    linkage: dict[str, Any] | None = None  # releases built from deposits: how persons were linked
     format: str = FORMAT
 
     @property
@@ -99,4 +100,5 @@ class Manifest:
             rejects_file=data.get("rejects_file"),
             unknown_concepts=[UnknownConcept(**u) for u in data.get("unknown_concepts", [])],
             warnings=list(data.get("warnings", [])),
+            linkage=data.get("linkage"),
         )

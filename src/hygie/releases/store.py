@@ -212,6 +212,7 @@ class ReleaseBuilder:
         self.unknown_concepts: list[UnknownConcept] = []
         self.warnings: list[str] = []
         self.rejects_file: str | None = None
+        self.linkage: dict[str, object] | None = None
 
     def write_table(self, table: str, select_sql: str, *, rejected_rows: int = 0, flagged_rows: int = 0) -> TableEntry:
         """Write the result of ``select_sql`` (on ``self.con``) as the release's table ``table``."""
@@ -262,6 +263,7 @@ class ReleaseBuilder:
             rejects_file=self.rejects_file,
             unknown_concepts=self.unknown_concepts,
             warnings=self.warnings,
+            linkage=self.linkage,
         )
         for f in self.staging.iterdir():
             if f.is_file():

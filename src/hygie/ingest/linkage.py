@@ -1,0 +1,109 @@
+"""Record linkage on linkage tokens: which person keys of which sites are the same person.
+
+Deterministic rules for now, each an equi-join on tokens plus a condition (docs/decisions/0006): NIR with
+sex and birth date (or its day/month swap); birth date, sex and both names' sounds; birth date, sex, given
+name and postcode (family names change). Two records with different NIRs are never linked, not even through
+a third record. Linked pairs are
+grouped into persons (connected components). A probabilistic pass (Fellegi-Sunter with Splink) for records
+that no rule links is the next step of issue 4.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import duckdb
+
+NIR_AGREES = "(a.nir_token IS NULL OR b.nir_token IS NULL OR a.nir_token = b.nir_token)"
+SAME_BIRTH_DATE = (
+    "(a.birth_date_token = b.birth_date_token OR a.birth_date_token = b.birth_date_swapped_token "
+    "OR a.birth_date_swapped_token = b.birth_date_token)"
+)
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    join_on: tuple[str, ...]  # token columns that must be equal (and present): the blocking key
+    condition: str  # further SQL condition on the pair (a, b)
+
+
+RULES = (
+    Rule("nir", ("nir_token", "sex"), SAME_BIRTH_DATE),
+    Rule(
+        "names_and_birth_date",
+        ("birth_date_token", "sex", "family_name_soundex_token", "given_name_soundex_token"),
+        NIR_AGREES,
+    ),
+    Rule(
+        "given_name_postcode_and_birth_date",
+        ("birth_date_token", "sex", "given_name_token", "postcode_token"),
+        NIR_AGREES,
+    ),
+)
+
+
+def link(con: duckdb.DuckDBPyConnection, identities: str) -> dict[str, object]:
+    """Create ``_clusters(rid, cluster)`` for the records of ``identities`` (a table with ``rid`` and the
+    token columns); return a report of counts (never tokens)."""
+    edges: list[tuple[int, int]] = []
+    by_rule: dict[str, int] = {}
+    for rule in RULES:
+        on = " AND ".join(f"a.{c} = b.{c}" for c in rule.join_on)
+        pairs = con.execute(
+            f"SELECT a.rid, b.rid FROM {identities} a JOIN {identities} b ON {on} AND a.rid < b.rid "
+            f"WHERE {rule.condition}"
+        ).fetchall()
+        by_rule[rule.name] = len(pairs)
+        edges.extend(pairs)
+    nodes = con.execute(f"SELECT rid, nir_token FROM {identities} ORDER BY rid").fetchall()
+    rids = [r for r, _ in nodes]
+    cluster, refused = _components(rids, edges, {r: n for r, n in nodes if n is not None})
+    import pyarrow as pa
+
+    con.register(
+        "_clusters_arrow",
+        pa.table({"rid": pa.array(rids, pa.int64()), "cluster": pa.array([cluster[r] for r in rids], pa.int64())}),
+    )
+    con.execute("CREATE OR REPLACE TEMP TABLE _clusters AS SELECT * FROM _clusters_arrow")
+    con.unregister("_clusters_arrow")
+    sizes = Counter(Counter(cluster.values()).values())
+    return {
+        "records": len(rids),
+        "persons": len(set(cluster.values())),
+        "pairs_by_rule": by_rule,
+        "pairs_refused_nir_conflict": refused,
+        "persons_by_records": {str(k): v for k, v in sorted(sizes.items())},
+    }
+
+
+def _components(
+    nodes: list[int], edges: list[tuple[int, int]], nir: dict[int, str] | None = None
+) -> tuple[dict[int, int], int]:
+    """Connected components (union-find), named by their smallest member, never joining two different NIRs.
+
+    Edges come strongest rule first, so a record without NIR that resembles two persons with different
+    NIRs joins the first and cannot bridge them. Returns the components and the number of refused edges.
+    """
+    parent = {n: n for n in nodes}
+    nirs: dict[int, str | None] = {n: (nir or {}).get(n) for n in nodes}  # per root
+    refused = 0
+
+    def find(n: int) -> int:
+        while parent[n] != n:
+            parent[n] = parent[parent[n]]
+            n = parent[n]
+        return n
+
+    for a, b in edges:
+        ra, rb = find(a), find(b)
+        if ra == rb:
+            continue
+        if nirs[ra] and nirs[rb] and nirs[ra] != nirs[rb]:
+            refused += 1
+            continue
+        root, child = min(ra, rb), max(ra, rb)
+        parent[child] = root
+        nirs[root] = nirs[root] or nirs[child]
+    return {n: find(n) for n in nodes}, refused
