@@ -115,3 +115,16 @@ def test_new_deposit_gives_new_release_and_stable_person_ids(hub, settings):
 def test_build_needs_deposits(settings):
     with pytest.raises(HygieError, match="no deposit yet"):
         build_release("empty", settings)
+
+
+def test_linkage_is_measured_against_a_ground_truth(hub, settings, tmp_path):
+    from hygie.ingest.linkage_evaluation import evaluate
+
+    release = build_release("linked", settings)
+    truth = tmp_path / "linkage.csv"
+    truth.write_text("site,local_id,person_key\na,1,p1\na,2,p2\na,3,p3\nd,101,p1\nd,102,p2\nd,103,p4\nc,9,p9\n")
+    result = evaluate(release, settings, truth, {"a": "site-a", "d": "site-d"})
+    assert (result["records"], result["true_pairs"], result["precision"], result["recall"]) == (6, 2, 1.0, 1.0)
+    truth.write_text("site,local_id,person_key\na,1,p1\na,2,p2\na,3,p1\nd,101,p1\nd,102,p2\nd,103,p4\n")
+    result = evaluate(release, settings, truth, {"a": "site-a", "d": "site-d"})
+    assert result["recall"] == round(2 / 4, 4)  # p1 has three records: three true pairs, one found

@@ -176,3 +176,25 @@ def build(
     )
     for w in m.warnings:
         console.print(f"[yellow]warning:[/] {w}", highlight=False)
+
+
+@app.command("linkage-check")
+@handle_errors
+def linkage_check(
+    name: str = typer.Argument(..., help="A synthetic release built from deposits."),
+    truth: Path = typer.Option(..., "--truth", help="Ground truth CSV (site, local_id, person_key)."),
+    site: list[str] = typer.Option(..., "--site", help="CODE=SITE: a truth site code and its hub site name."),
+) -> None:
+    """Pairwise precision and recall of the release's linkage against a synthetic ground truth."""
+    from hygie.ingest.linkage_evaluation import evaluate
+
+    sites = dict(pair.split("=", 1) for pair in site if "=" in pair)
+    if len(sites) != len(site):
+        raise HygieError("--site takes CODE=SITE, e.g. --site a=site-a")
+    s = settings()
+    result = evaluate(ReleaseStore(s).get(name), s, truth, sites)
+    console.print(
+        f"precision {result['precision']:.4f}, recall {result['recall']:.4f} "
+        f"({result['correct_pairs']:,} of {result['true_pairs']:,} true pairs found, "
+        f"{result['predicted_pairs']:,} predicted, {result['records']:,} records)"
+    )

@@ -75,6 +75,16 @@ def build_release(
                 if "person_id" in table.column_names:
                     _add_orphans(builder, table, len(latest), key)
                 _write_clinical(builder, table, latest)
+        # Which deposit's person key became which person: for opt-out and linkage audits, never for studies.
+        deposit_names = " UNION ALL ".join(
+            f"SELECT {i} AS deposit, {literal(d.name)} AS deposit_name, {literal(site)} AS site"
+            for i, (site, d) in enumerate(latest, 1)
+        )
+        builder.linkage["person_map_file"] = builder.write_operator_file(
+            "person_map.parquet",
+            f"SELECT n.site, n.deposit_name, m.person_key, m.person_id FROM _person_map m "
+            f"JOIN ({deposit_names}) n USING (deposit) ORDER BY 1, 3",
+        )
         _write_vocabulary(builder, vocab, settings)
         for table in cdm_schema("5.4").in_group("results"):
             builder.write_table(table.name, _empty(table))
@@ -182,7 +192,7 @@ def _write_clinical(builder: ReleaseBuilder, table: Table, latest: list[tuple[st
         )
         conflicts = builder.con.execute(
             f"SELECT count(*) FROM (SELECT person_id FROM ({union}) GROUP BY 1 "
-            "HAVING count(DISTINCT gender_concept_id) > 1 OR count(DISTINCT year_of_birth) > 1)"
+            "HAVING count(DISTINCT nullif(gender_concept_id, 0)) > 1 OR count(DISTINCT year_of_birth) > 1)"
         ).fetchone()[0]
         if conflicts:
             builder.warnings.append(

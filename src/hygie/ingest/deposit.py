@@ -49,6 +49,8 @@ IDENTITY_FILE = "identities.csv"
 
 # Event tables whose rows may arrive with source codes only: concept column, source code, source concept.
 SOURCE_CODE_COLUMNS = {
+    "person": ("gender_concept_id", "gender_source_value", "gender_source_concept_id"),
+    "visit_occurrence": ("visit_concept_id", "visit_source_value", "visit_source_concept_id"),
     "condition_occurrence": ("condition_concept_id", "condition_source_value", "condition_source_concept_id"),
     "drug_exposure": ("drug_concept_id", "drug_source_value", "drug_source_concept_id"),
     "measurement": ("measurement_concept_id", "measurement_source_value", "measurement_source_concept_id"),
@@ -210,10 +212,15 @@ class _DepositHooks(LoadHooks):
         )
         if self.vocabulary is not None:
             register_key(con, "vocabulary_key", self.vocabulary.data_key(self.settings))
-            for table in ("concept", "concept_relationship"):
+            for table in ("concept", "concept_relationship", "source_to_concept_map"):
                 source = parquet_source(str(self.vocabulary.path / f"{table}.parquet"), "vocabulary_key")
                 con.execute(f"CREATE TEMP VIEW _vocab_{table} AS SELECT * FROM {source}")
-            create_source_maps(con, concept="_vocab_concept", concept_relationship="_vocab_concept_relationship")
+            create_source_maps(
+                con,
+                concept="_vocab_concept",
+                concept_relationship="_vocab_concept_relationship",
+                source_to_concept_map="_vocab_source_to_concept_map",
+            )
             con.execute("CREATE TEMP TABLE _concept AS SELECT concept_id FROM _vocab_concept")
             builder.warnings.append(f"source codes mapped with vocabulary {self.vocabulary.name}")
 

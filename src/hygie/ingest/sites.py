@@ -17,6 +17,8 @@ FORMATS: tuple[str, ...] = ("omop", "fhir")
 
 # Which vocabulary a site's source codes belong to, per table, unless the site says otherwise.
 DEFAULT_SOURCE_VOCABULARIES = {
+    "person": "Gender",
+    "visit_occurrence": "Visit",
     "condition_occurrence": "ICD10",
     "drug_exposure": "ATC",
     "measurement": "LOINC",

@@ -36,12 +36,29 @@ def install_vocabulary(folder: Path, name: str, settings: Settings, *, descripti
     )
 
 
-def create_source_maps(con: duckdb.DuckDBPyConnection, *, concept: str, concept_relationship: str) -> str:
+def create_source_maps(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    concept: str,
+    concept_relationship: str,
+    source_to_concept_map: str | None = None,
+) -> str:
     """Create ``_source_map``: (vocabulary_id, concept_code) -> source concept -> its standard concept.
 
     A code is mapped through the valid "Maps to" relationship of its concept, or to itself when the concept
-    is already standard. Codes with several valid targets keep them all (OMOP allows one-to-many maps).
+    is already standard; local codes (a site's own visit codes...) through ``source_to_concept_map``.
+    Codes with several valid targets keep them all (OMOP allows one-to-many maps).
     """
+    local = (
+        f"""
+        UNION
+        SELECT m.source_vocabulary_id, m.source_code, m.source_concept_id, t.concept_id, t.domain_id
+        FROM {source_to_concept_map} m JOIN {concept} t ON t.concept_id = m.target_concept_id
+        WHERE m.invalid_reason IS NULL AND t.standard_concept = 'S'
+        """
+        if source_to_concept_map
+        else ""
+    )
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _source_map AS
@@ -54,6 +71,7 @@ def create_source_maps(con: duckdb.DuckDBPyConnection, *, concept: str, concept_
         UNION
         SELECT vocabulary_id, concept_code, concept_id, concept_id, domain_id
         FROM {concept} WHERE standard_concept = 'S'
+        {local}
         """
     )
     return "_source_map"

@@ -238,6 +238,11 @@ class ReleaseBuilder:
         self._copy(select_sql, "rejects.parquet")
         self.rejects_file = "rejects.parquet"
 
+    def write_operator_file(self, file: str, select_sql: str) -> str:
+        """An encrypted file kept with the release for operators only: no engine exposes it to studies."""
+        self._copy(select_sql, file)
+        return file
+
     def _copy(self, select_sql: str, file: str) -> None:
         target = str(self.staging / file).replace("'", "''")
         self.con.execute(f"COPY ({select_sql}) TO '{target}' {parquet_copy_options(_WRITE_KEY)}")
