@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from hygie.cdm.docs import schema_markdown
-from hygie.cli.output import console, handle_errors, print_json, progress, settings
+from hygie.cli.output import console, handle_errors, print_json, progress, settings, warn
 from hygie.engine.duckdb import DuckDBEngine
 from hygie.ingest.cdm_load import load_cdm
 from hygie.releases import Release, ReleaseStore
@@ -30,7 +30,7 @@ def report_load(release: Release) -> None:
         + (" [yellow](SYNTHETIC)[/]" if m.synthetic else "")
     )
     for w in m.warnings:
-        console.print(f"[yellow]warning:[/] {w}", highlight=False)
+        warn(w)
 
 
 @app.command("load")

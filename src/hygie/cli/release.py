@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from hygie.cli.output import console, handle_errors, print_json, progress, settings
+from hygie.cli.output import console, handle_errors, print_json, progress, settings, warn
 from hygie.errors import HygieError
 from hygie.releases import Release, ReleaseStore, read_rejects
 
@@ -97,7 +97,7 @@ def show(
     empty = [e.name for e in m.tables.values() if not e.rows and e.name not in sources]
     console.print(f"[dim]empty tables: {', '.join(empty)}[/]")
     for w in m.warnings:
-        console.print(f"[yellow]warning:[/] {w}", highlight=False)
+        warn(w)
     if m.unknown_concepts:
         top = sorted(m.unknown_concepts, key=lambda u: -u.rows)[:5]
         console.print(
@@ -175,7 +175,7 @@ def build(
         f"{linkage.get('records', 0):,} site records" + (" [yellow](SYNTHETIC)[/]" if m.synthetic else "")
     )
     for w in m.warnings:
-        console.print(f"[yellow]warning:[/] {w}", highlight=False)
+        warn(w)
 
 
 @app.command("linkage-check")

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from hygie.cli.output import console, handle_errors, progress, settings
+from hygie.cli.output import console, handle_errors, progress, settings, warn
 from hygie.errors import HygieError
 from hygie.ingest.deposit import ingest
 from hygie.ingest.sites import FORMATS, SiteRegistry
@@ -82,4 +82,4 @@ def ingest_command(
         f"{m.flagged_rows:,} flagged, {m.tables['identity_tokens'].rows:,} identities hashed"
     )
     for w in m.warnings:
-        console.print(f"[yellow]warning:[/] {w}", highlight=False)
+        warn(w)
