@@ -22,9 +22,11 @@ from hygie.cdm.schema import cdm_schema
 from hygie.config import Settings
 from hygie.errors import InputError, Problem
 from hygie.ingest.checks import ISSUE_COLUMNS, concept_warnings, record_issues, unknown_concepts
+from hygie.ingest.identifiers import SCRUBBED_COLUMNS, scrubbed
 from hygie.ingest.staging import StagedTable, empty_row, stage_file
 from hygie.releases import LineageEntry, Release, ReleaseBuilder, ReleaseStore
 from hygie.sources.omop_files import ManifestEntry, SourceFile, discover, read_deposit_manifest
+from hygie.sql import ident
 
 
 def load_cdm(
@@ -92,6 +94,7 @@ def load_cdm(
                 continue
             if deposit_manifest is not None:
                 _check_rows_against_manifest(staged, deposit_manifest[source.table])
+            _scrub_identifiers(con, staged)
             hooks.after_stage(con, staged)
             step(f"checking {source.display}")
             rejected, flagged = record_issues(
@@ -132,6 +135,30 @@ class LoadHooks:
 
     def after_stage(self, con: duckdb.DuckDBPyConnection, staged: StagedTable) -> None:
         """Called for each table once typed, before its row checks; may point ``staged.stage`` elsewhere."""
+
+
+def _scrub_identifiers(con: duckdb.DuckDBPyConnection, staged: StagedTable) -> None:
+    """Empty the columns where direct identifiers hide (``ingest.identifiers``), whatever the source."""
+    table = staged.table
+    columns = [c for c in table.columns if (table.name, c.name) in SCRUBBED_COLUMNS]
+    if not columns:
+        return
+    counts = con.execute(
+        "SELECT " + ", ".join(f'count("{c.name}")' for c in columns) + f' FROM "{staged.stage}"'
+    ).fetchone()
+    present = [(c, n) for c, n in zip(columns, counts, strict=True) if n]
+    if not present:
+        return
+    replace = ", ".join(
+        f'CAST({scrubbed(table.name, c.name, ident(c.name))} AS {c.sql_type}) AS "{c.name}"' for c, _ in present
+    )
+    view = f"{staged.stage}_scrubbed"
+    con.execute(f'CREATE TEMP VIEW "{view}" AS SELECT * REPLACE ({replace}) FROM "{staged.stage}"')
+    staged.replace_stage(view)
+    staged.notes.append(
+        f"{staged.source.display}: identifying column(s) emptied or coarsened: "
+        + ", ".join(f"{c.name} ({n} value(s))" for c, n in present)
+    )
 
 
 def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:

@@ -3,9 +3,9 @@
 An OMOP deposit folder holds the clinical tables in ``cdm/`` and the identities apart, in ``identities.csv``
 (local_id, nir, family_name, given_name, birth_date, sex, postcode). Ingestion:
 1. hashes the identities into linkage tokens with the hub's linkage key (``ingest.pseudonymise``);
-2. loads the clinical tables with the CDM loader (same validation, rejects and flags), and, for each table,
-   replaces local person ids by keyed person keys, empties the columns where identifiers hide
-   (``ingest.identifiers``) and maps source codes of rows without a concept (``ingest.vocabulary``);
+2. loads the clinical tables with the CDM loader (same validation, rejects and flags; the columns where
+   identifiers hide are emptied, ``ingest.identifiers``), and, for each table, replaces local person ids by
+   keyed person keys and maps source codes of rows without a concept (``ingest.vocabulary``);
 3. publishes the deposit atomically under ``HYGIE_HOME/sites/<site>/deposits/<id>``, where ``id`` is a digest
    of the extract: depositing the same extract again changes nothing.
 No local id, name, NIR, address or birth date is written anywhere: the deposit holds person keys and tokens.
@@ -28,7 +28,6 @@ from hygie.config import Settings
 from hygie.engine.duckdb import parquet_source, register_key
 from hygie.errors import HygieError, InputError, Problem
 from hygie.ingest.cdm_load import LoadHooks, load_cdm
-from hygie.ingest.identifiers import scrubbed
 from hygie.ingest.pseudonymise import (
     IDENTITY_COLUMNS,
     REQUIRED_IDENTITY_COLUMNS,
@@ -232,10 +231,6 @@ class _DepositHooks(LoadHooks):
             self._add_missing_person_keys(con, staged)
             joins += " JOIN _person_keys k ON k.local_id = CAST(s.person_id AS VARCHAR)"
             replacements["person_id"] = "k.person_key"
-        for c in table.columns:
-            expr = scrubbed(table.name, c.name, f"s.{ident(c.name)}")
-            if expr != f"s.{ident(c.name)}":
-                replacements[c.name] = f"CAST({expr} AS {c.sql_type})"
         if table.name in SOURCE_CODE_COLUMNS and self.vocabulary is not None:
             concept, code, source_concept = SOURCE_CODE_COLUMNS[table.name]
             vocabulary_id = self.site.source_vocabularies.get(table.name)

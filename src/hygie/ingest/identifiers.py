@@ -1,7 +1,8 @@
 """Where direct identifiers can hide in CDM tables, defined once, and what ingestion does with them.
 
-A deposit never keeps these values: each column listed here is emptied (or coarsened) before anything is
-written, whatever the site put in it. Person ids themselves are replaced by keyed pseudonyms (pseudonymise).
+No release or deposit keeps these values: every load (``hygie cdm load``, ``hygie ingest``) empties (or
+coarsens) each column listed here before any check or write, whatever the source put in it. In deposits,
+person ids themselves are replaced by keyed pseudonyms (``ingest.pseudonymise``).
 """
 
 from __future__ import annotations
