@@ -60,12 +60,12 @@ def load_cdm(
     store.check_new_name(release_name)  # before any work: fail fast on a bad or taken name
     cdm54, cdm53 = cdm_schema("5.4"), cdm_schema("5.3")
     known = {t.name for t in [*cdm54, *cdm53] if groups is None or t.group in groups}
-    files = sorted(discover(folder, known), key=_load_order)
+    hooks = hooks or LoadHooks()
+    files = sorted(discover(folder, known, key_name=hooks.source_key_name), key=_load_order)
     deposit_manifest = read_deposit_manifest(folder)
     digests = {f.table: f.sha256() for f in files}
     if deposit_manifest is not None:
         _check_against_manifest(files, digests, deposit_manifest)
-    hooks = hooks or LoadHooks()
     with store.build(
         release_name, synthetic=synthetic, description=description, read_from=[folder, *hooks.read_from]
     ) as builder:
@@ -129,6 +129,7 @@ class LoadHooks:
     """Extension points of ``load_cdm``; the default does nothing."""
 
     read_from: tuple[Path, ...] = ()  # extra folders the load may read (e.g. an identity file's)
+    source_key_name: str | None = None  # the input Parquet files are encrypted; ``prepare`` registers the key
 
     def prepare(self, builder: ReleaseBuilder) -> None:
         """Called once the builder exists, before any table is read."""

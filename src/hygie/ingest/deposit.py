@@ -17,15 +17,18 @@ import csv
 import hashlib
 import json
 import os
+import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
+from hygie.cdm.schema import cdm_schema
 from hygie.checksums import sha256_file
 from hygie.config import Settings
-from hygie.engine.duckdb import parquet_source, register_key
+from hygie.engine.duckdb import connect, parquet_copy_options, parquet_source, register_key
 from hygie.errors import HygieError, InputError, Problem
 from hygie.ingest.cdm_load import LoadHooks, load_cdm
 from hygie.ingest.pseudonymise import (
@@ -40,6 +43,7 @@ from hygie.ingest.sites import Site, SiteRegistry
 from hygie.ingest.staging import StagedTable
 from hygie.ingest.vocabulary import create_source_maps, vocabulary_store
 from hygie.releases import Release, ReleaseBuilder
+from hygie.sources.fhir import FhirExtract
 from hygie.sql import ident, literal
 
 # The tables a site deposits: everything but vocabularies (the hub installs its own) and results.
@@ -87,8 +91,8 @@ def ingest(
     synthetic: bool = False,
     identities: Path | None = None,
 ) -> DepositResult:
-    if site.format != "omop":
-        raise HygieError(f"site {site.name} deposits {site.format}: only OMOP deposits are supported so far")
+    if site.format == "fhir":
+        return _ingest_fhir(site, folder, settings, vocabulary=vocabulary, synthetic=synthetic)
     clinical = folder / "cdm" if (folder / "cdm").is_dir() else folder
     identities = identities or folder / IDENTITY_FILE
     if not identities.is_file():
@@ -105,7 +109,7 @@ def ingest(
     local_ids = [(r["local_id"] or "").strip() for r in records]
     tokens = list(tokenise(records, key, report))
     vocab = _vocabulary(settings, vocabulary)
-    hooks = _DepositHooks(site, key, local_ids, tokens, report, vocab, settings, identities)
+    hooks = _DepositHooks(site, key, local_ids, tokens, report, vocab, settings, identities.name)
     deposit = load_cdm(
         clinical,
         deposit_id,
@@ -118,6 +122,115 @@ def ingest(
         hooks=hooks,
     )
     return DepositResult(deposit, created=True)
+
+
+def _ingest_fhir(
+    site: Site, folder: Path, settings: Settings, *, vocabulary: str | None, synthetic: bool
+) -> DepositResult:
+    """FHIR: convert the export to CDM tables (encrypted, temporary), then deposit them like OMOP files."""
+    from hygie.sources.fhir import convert
+
+    export = folder / "fhir" if (folder / "fhir").is_dir() else folder
+    store = SiteRegistry(settings).deposits(site)
+    deposit_id = _digest(sorted(p for p in export.iterdir() if p.is_file() and p.suffix == ".ndjson"))
+    if store.exists(deposit_id):
+        return DepositResult(store.get(deposit_id), created=False)
+    vocab = _vocabulary(settings, vocabulary)
+    if vocab is None:
+        raise HygieError("a FHIR deposit needs an installed vocabulary to map its codes: `hygie vocab load`")
+    key = linkage_key(settings)
+    work = settings.tmp_dir / f"fhir-{uuid.uuid4().hex}"
+    work.mkdir(parents=True, mode=0o700)
+    try:
+        con = connect(settings, writer=True, allowed_dirs=[export, vocab.path, work])
+        try:
+            _attach_vocabulary(con, vocab, settings)
+            extract = convert(con, export)
+            local_ids = [str(i["local_id"]) for i in extract.identities]
+            subjects = {
+                r[0]
+                for t in extract.tables.values()
+                for r in con.execute(f"SELECT DISTINCT person_id FROM {t} WHERE person_id IS NOT NULL").fetchall()
+            }
+            ids = sorted(subjects | set(local_ids))
+            con.register(
+                "_keys",
+                pa.table(
+                    {
+                        "fhir_id": pa.array(ids, pa.string()),
+                        "person_key": pa.array([person_key(key, i) for i in ids], pa.int64()),
+                    }
+                ),
+            )
+            file_key = os.urandom(32)
+            register_key(con, "fhir_files", file_key)
+            (work / "cdm").mkdir()
+            for table, name in extract.tables.items():
+                columns = cdm_schema("5.4")[table].column_names
+                present = {c for c, _ in con.execute(f"SELECT column_name, 1 FROM (DESCRIBE {name})").fetchall()}
+                select = ", ".join(
+                    ("k.person_key AS person_id" if c == "person_id" else f"t.{ident(c)}")
+                    if c in present
+                    else f"NULL AS {ident(c)}"
+                    for c in columns
+                )
+                join = " JOIN _keys k ON k.fhir_id = t.person_id" if "person_id" in present else ""
+                target = literal(str(work / "cdm" / f"{table}.parquet"))
+                con.execute(
+                    f"COPY (SELECT {select} FROM {name} t{join}) TO {target} " + parquet_copy_options("fhir_files")
+                )
+        finally:
+            con.close()
+        report = TokenReport()
+        tokens = list(tokenise(extract.identities, key, report))
+        hooks = _DepositHooks(
+            site, key, local_ids, tokens, report, vocab, settings, "Patient.ndjson", persons_keyed=True
+        )
+        hooks.source_key, hooks.source_key_name = file_key, "fhir_files"
+        hooks.notes = _conversion_notes(extract)
+        hooks.read_from = (vocab.path,)
+        deposit = load_cdm(
+            work / "cdm",
+            deposit_id,
+            settings,
+            synthetic=synthetic,
+            description=f"deposit of site {site.name}",
+            origin=f"deposit {site.name} (FHIR)",
+            store=store,
+            groups=DEPOSIT_GROUPS,
+            hooks=hooks,
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return DepositResult(deposit, created=True)
+
+
+def _conversion_notes(extract: FhirExtract) -> list[str]:
+    notes = ["FHIR resources read: " + ", ".join(f"{k} {v}" for k, v in sorted(extract.resources.items()))]
+    if extract.unsupported:
+        notes.append(
+            "FHIR resource types not mapped (counted, not loaded): "
+            + ", ".join(f"{k} {v}" for k, v in sorted(extract.unsupported.items()))
+        )
+    if extract.without_date_or_patient:
+        notes.append(
+            "FHIR resources set aside for want of a date or a patient: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(extract.without_date_or_patient.items()))
+        )
+    return notes
+
+
+def _attach_vocabulary(con: duckdb.DuckDBPyConnection, vocabulary: Release, settings: Settings) -> None:
+    register_key(con, "vocabulary_key", vocabulary.data_key(settings))
+    for table in ("concept", "concept_relationship", "source_to_concept_map"):
+        source = parquet_source(str(vocabulary.path / f"{table}.parquet"), "vocabulary_key")
+        con.execute(f"CREATE TEMP VIEW _vocab_{table} AS SELECT * FROM {source}")
+    create_source_maps(
+        con,
+        concept="_vocab_concept",
+        concept_relationship="_vocab_concept_relationship",
+        source_to_concept_map="_vocab_source_to_concept_map",
+    )
 
 
 def _digest(files: list[Path]) -> str:
@@ -175,17 +288,25 @@ class _DepositHooks(LoadHooks):
         report: TokenReport,
         vocabulary: Release | None,
         settings: Settings,
-        identities: Path,
+        identity_source: str,
+        *,
+        persons_keyed: bool = False,
     ) -> None:
         self.site, self.key, self.local_ids, self.tokens, self.report = site, key, local_ids, tokens, report
         self.vocabulary, self.settings = vocabulary, settings
         self.read_from = (vocabulary.path,) if vocabulary else ()
-        self.identities = identities
+        self.identity_source = identity_source
+        self.persons_keyed = persons_keyed  # person ids of the files are already person keys (FHIR route)
         self.builder: ReleaseBuilder | None = None
+        self.source_key: bytes | None = None
+        self.notes: list[str] = []  # recorded in the deposit's warnings
 
     def prepare(self, builder: ReleaseBuilder) -> None:
         self.builder = builder
         con = builder.con
+        if self.source_key is not None and self.source_key_name is not None:
+            register_key(con, self.source_key_name, self.source_key)
+        builder.warnings.extend(self.notes)
         keys = pa.table(
             {
                 "local_id": pa.array(self.local_ids, pa.string()),
@@ -205,7 +326,7 @@ class _DepositHooks(LoadHooks):
         builder.write_table("identity_tokens", "SELECT * FROM _tokens_arrow")
         con.unregister("_tokens_arrow")
         builder.warnings.append(
-            f"{self.identities.name}: {self.report.records} identity record(s) hashed with linkage key "
+            f"{self.identity_source}: {self.report.records} identity record(s) hashed with linkage key "
             f"{self.key.key_id}; "
             + ", ".join(f"{field} absent or invalid in {n}" for field, n in sorted(self.report.missing.items()))
         )
@@ -227,7 +348,7 @@ class _DepositHooks(LoadHooks):
         table = staged.table
         replacements: dict[str, str] = {}
         joins = ""
-        if "person_id" in table.column_names:
+        if "person_id" in table.column_names and not self.persons_keyed:
             self._add_missing_person_keys(con, staged)
             joins += " JOIN _person_keys k ON k.local_id = CAST(s.person_id AS VARCHAR)"
             replacements["person_id"] = "k.person_key"

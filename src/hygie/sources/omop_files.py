@@ -38,6 +38,7 @@ class SourceFile:
     table: str  # the CDM table the file holds, lower-case
     format: str  # "csv" or "parquet"
     delimiter: str | None = None  # csv only
+    key_name: str | None = None  # parquet only: the file is encrypted with this (registered) key
 
     @property
     def display(self) -> str:
@@ -48,7 +49,7 @@ class SourceFile:
         return sha256_file(self.path)
 
 
-def discover(folder: Path, known_tables: set[str]) -> list[SourceFile]:
+def discover(folder: Path, known_tables: set[str], *, key_name: str | None = None) -> list[SourceFile]:
     """The table files in ``folder``; any other data file, duplicate or unreadable folder is an error.
 
     A ``MANIFEST.csv`` (columns ``table, rows, sha256``) is the depositor's list of files, not a table:
@@ -75,7 +76,7 @@ def discover(folder: Path, known_tables: set[str]) -> list[SourceFile]:
             problems.append(Problem(path.name, f"table '{table}' is also in {found[table].path.name}"))
             continue
         if suffix in PARQUET_SUFFIXES:
-            found[table] = SourceFile(path, table, "parquet")
+            found[table] = SourceFile(path, table, "parquet", key_name=key_name)
         else:
             found[table] = SourceFile(path, table, "csv", _sniff_delimiter(path, suffix))
     if problems:
@@ -133,7 +134,7 @@ def header(con: duckdb.DuckDBPyConnection, source: SourceFile) -> list[str]:
     """Column names of a file, lower-case, as the file declares them."""
     if source.format == "parquet":
         try:
-            rel = con.sql(f"SELECT * FROM read_parquet({_quote(source.path)}) LIMIT 0")
+            rel = con.sql(f"SELECT * FROM {_parquet(source)} LIMIT 0")
         except duckdb.Error as e:
             raise InputError(Problem(source.display, f"not a readable Parquet file ({first_line(e)})")) from None
         return [c.lower() for c in rel.columns]
@@ -152,10 +153,10 @@ def relation_sql(source: SourceFile, columns: list[str], *, numbered: bool = Fal
     """
     if source.format == "parquet":
         if not numbered:
-            return f"SELECT * FROM read_parquet({_quote(source.path)})"
+            return f"SELECT * FROM {_parquet(source)}"
         return (
             f"SELECT * EXCLUDE (file_row_number), file_row_number + 1 AS _row "
-            f"FROM read_parquet({_quote(source.path)}, file_row_number = true)"
+            f"FROM {_parquet(source, 'file_row_number = true')}"
         )
     cols = ", ".join(f"'{c}': 'VARCHAR'" for c in columns)
     delim = "\\t" if source.delimiter == "\t" else source.delimiter
@@ -172,6 +173,13 @@ def relation_sql(source: SourceFile, columns: list[str], *, numbered: bool = Fal
 def first_line(error: BaseException) -> str:
     """The first line of a DuckDB error: later lines may quote the offending row, which stays out of messages."""
     return str(error).strip().splitlines()[0] if str(error).strip() else error.__class__.__name__
+
+
+def _parquet(source: SourceFile, options: str = "") -> str:
+    settings = [options] if options else []
+    if source.key_name:
+        settings.append(f"encryption_config = {{footer_key: '{source.key_name}'}}")
+    return f"read_parquet({', '.join([_quote(source.path), *settings])})"
 
 
 def _quote(path: Path) -> str:

@@ -1,0 +1,423 @@
+"""FHIR R4 Bulk Data (NDJSON, one or more files per resource type) -> OMOP CDM 5.4 tables + identities.
+
+Resources are parsed by DuckDB (``read_ndjson_objects``: parallel, no Python per line). Mapping:
+Patient -> person (+ death from deceasedDateTime) and the identity records (never into a table);
+Encounter -> visit_occurrence; Condition -> condition_occurrence, or the table of its standard concept's
+domain; MedicationRequest / MedicationAdministration / MedicationStatement / Immunization -> drug_exposure
+(``medicationReference`` resolved through Medication resources); Observation -> measurement or observation
+by domain, values and units kept; Procedure -> procedure_occurrence. Observation periods span each patient's
+first to last recorded date. References may be ``Patient/<id>`` or ``urn:uuid:<id>``. Each CodeableConcept
+may carry several codings: the first whose code maps to a standard concept wins, else the first coding is
+kept as source value with concept id 0. Resource types with no mapping are counted and reported.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from hygie.errors import InputError, Problem
+from hygie.sources.omop_files import first_line
+from hygie.sql import literal
+
+NIR_SYSTEM = "urn:oid:1.2.250.1.213.1.4.8"  # INS-NIR, the French national health number
+
+# FHIR code systems -> OMOP vocabulary ids.
+CODE_SYSTEMS = {
+    "http://hl7.org/fhir/sid/icd-10": "ICD10",
+    "http://hl7.org/fhir/sid/icd-10-fr": "ICD10",
+    "http://hl7.org/fhir/sid/icd-10-cm": "ICD10CM",
+    "http://snomed.info/sct": "SNOMED",
+    "http://loinc.org": "LOINC",
+    "http://www.whocc.no/atc": "ATC",
+    "http://www.nlm.nih.gov/research/umls/rxnorm": "RxNorm",
+    "http://hl7.org/fhir/sid/cvx": "CVX",
+    "urn:oid:1.2.250.1.213.2.5": "CCAM",
+    "http://unitsofmeasure.org": "UCUM",
+}
+ENCOUNTER_CLASSES = {"AMB": 9202, "IMP": 9201, "ACUTE": 9201, "NONAC": 9201, "EMER": 9203, "HH": 581476}
+GENDERS = {"male": 8507, "female": 8532}
+EHR = 32817  # type concept: EHR
+SUPPORTED = {
+    "Patient",
+    "Encounter",
+    "Condition",
+    "MedicationRequest",
+    "MedicationAdministration",
+    "MedicationStatement",
+    "Immunization",
+    "Observation",
+    "Procedure",
+    "Medication",
+}
+
+
+@dataclass
+class FhirExtract:
+    """The converted tables (DuckDB temp tables on the connection) and what was left aside."""
+
+    tables: dict[str, str]  # CDM table -> temp table name
+    identities: list[dict[str, str | None]]
+    resources: Counter[str] = field(default_factory=Counter)
+    unsupported: Counter[str] = field(default_factory=Counter)  # resource type -> lines not mapped
+    without_date_or_patient: Counter[str] = field(default_factory=Counter)  # resource type -> events set aside
+
+
+def _files(folder: Path) -> dict[str, list[Path]]:
+    found: dict[str, list[Path]] = {}
+    for path in sorted(folder.glob("*.ndjson")):
+        resource = re.split(r"[.\-_]", path.name, maxsplit=1)[0]
+        found.setdefault(resource, []).append(path)
+    if not found:
+        raise InputError(Problem(folder.name, "no FHIR NDJSON file (<ResourceType>.ndjson) in the folder"))
+    return found
+
+
+def _objects(con: duckdb.DuckDBPyConnection, files: list[Path], resource: str) -> str:
+    """A temp table of one resource type's JSON objects (checked to be that type)."""
+    name = f"_fhir_{resource.lower()}"
+    paths = "[" + ", ".join(literal(str(p)) for p in files) + "]"
+    try:
+        con.execute(f"CREATE TEMP TABLE {name} AS SELECT json AS r FROM read_ndjson_objects({paths})")
+    except duckdb.Error as e:
+        message = first_line(e)
+        for p in files:
+            message = message.replace(str(p), p.name)
+        raise InputError(Problem(files[0].name, f"not valid NDJSON: {message}")) from None
+    wrong = con.execute(
+        f"SELECT count(*) FROM {name} WHERE (r->>'resourceType') IS DISTINCT FROM {literal(resource)}"
+    ).fetchone()[0]
+    if wrong:
+        raise InputError(Problem(files[0].name, f"{wrong} line(s) are not {resource} resources"))
+    return name
+
+
+def _ref(expr: str) -> str:
+    """The id in a reference: ``Patient/123``, ``urn:uuid:abc`` or a bare id."""
+    return f"regexp_replace(regexp_replace({expr}, '^urn:uuid:', ''), '^[A-Za-z]+/', '')"
+
+
+def _coded(con: duckdb.DuckDBPyConnection, objects: str, path: str, name: str) -> None:
+    """``name``: per resource id, the chosen coding of the CodeableConcept at ``path``: source code,
+    vocabulary, source concept, standard concept and its domain."""
+    systems = ", ".join(f"({literal(k)}, {literal(v)})" for k, v in CODE_SYSTEMS.items())
+    con.execute(f"""
+        CREATE TEMP TABLE {name} AS
+        WITH listed AS (
+            SELECT (r->>'id') AS id, CAST(r->'{path}'->'coding' AS JSON[]) AS cs FROM {objects}
+        ),
+        codings AS (
+            SELECT id, position, coding->>'system' AS system, coding->>'code' AS code
+            FROM (SELECT id, generate_subscripts(cs, 1) AS position, unnest(cs) AS coding FROM listed)
+        ),
+        known AS (
+            SELECT c.*, s.vocabulary_id FROM codings c LEFT JOIN (VALUES {systems}) s(system, vocabulary_id)
+            USING (system)
+        ),
+        mapped AS (
+            SELECT k.id, k.position, k.code, k.vocabulary_id, m.source_concept_id, m.concept_id, m.domain_id
+            FROM known k LEFT JOIN _source_map m ON m.vocabulary_id = k.vocabulary_id AND m.concept_code = k.code
+        )
+        SELECT id, code AS source_value, vocabulary_id, coalesce(source_concept_id, 0) AS source_concept_id,
+               coalesce(concept_id, 0) AS concept_id, domain_id
+        FROM mapped
+        QUALIFY row_number() OVER (PARTITION BY id ORDER BY concept_id IS NULL, position, concept_id) = 1
+    """)
+
+
+def convert(con: duckdb.DuckDBPyConnection, folder: Path) -> FhirExtract:
+    """Convert a Bulk Data export into temp tables on ``con`` (which must hold ``_source_map``)."""
+    files = _files(folder)
+    extract = FhirExtract(tables={}, identities=[])
+    objects: dict[str, str] = {}
+    for resource, paths in files.items():
+        if resource not in SUPPORTED:
+            extract.unsupported[resource] = sum(sum(1 for _ in p.open()) for p in paths)
+            continue
+        objects[resource] = _objects(con, paths, resource)
+        extract.resources[resource] = con.execute(f"SELECT count(*) FROM {objects[resource]}").fetchone()[0]
+    if "Patient" not in objects:
+        raise InputError(Problem(folder.name, "no Patient.ndjson: every other resource refers to patients"))
+    _patients(con, objects["Patient"], extract)
+    _encounters(con, objects.get("Encounter"), extract)
+    events = []
+    if "Condition" in objects:
+        _coded(con, objects["Condition"], "code", "_code_condition")
+        events.append(
+            (
+                "Condition",
+                objects["Condition"],
+                "_code_condition",
+                "condition_occurrence",
+                "coalesce(r->>'onsetDateTime', r->>'recordedDate', r->'onsetPeriod'->>'start')",
+                "coalesce(r->>'abatementDateTime', r->'onsetPeriod'->>'end')",
+            )
+        )
+    if "Procedure" in objects:
+        _coded(con, objects["Procedure"], "code", "_code_procedure")
+        events.append(
+            (
+                "Procedure",
+                objects["Procedure"],
+                "_code_procedure",
+                "procedure_occurrence",
+                "coalesce(r->>'performedDateTime', r->'performedPeriod'->>'start')",
+                "r->'performedPeriod'->>'end'",
+            )
+        )
+    _drugs(con, objects, extract)
+    _observations(con, objects.get("Observation"), events, extract)
+    _events(con, events, extract)
+    _observation_periods(con, extract)
+    return extract
+
+
+def _date(expr: str) -> str:
+    return f"TRY_CAST(left({expr}, 10) AS DATE)"
+
+
+def _patients(con: duckdb.DuckDBPyConnection, patients: str, extract: FhirExtract) -> None:
+    con.execute(f"""
+        CREATE TEMP TABLE _omop_person AS
+        SELECT r->>'id' AS person_id,
+               coalesce(CASE r->>'gender' WHEN 'male' THEN 8507 WHEN 'female' THEN 8532 END, 0) AS gender_concept_id,
+               year({_date("r->>'birthDate'")}) AS year_of_birth, month({_date("r->>'birthDate'")}) AS month_of_birth,
+               day({_date("r->>'birthDate'")}) AS day_of_birth, 0 AS race_concept_id, 0 AS ethnicity_concept_id,
+               r->>'gender' AS gender_source_value,
+               {_date("r->>'deceasedDateTime'")} AS death_date
+        FROM {patients}
+    """)
+    missing_birth = con.execute("SELECT count(*) FROM _omop_person WHERE year_of_birth IS NULL").fetchone()[0]
+    if missing_birth:
+        raise InputError(Problem("Patient.ndjson", f"{missing_birth} patient(s) without a valid birthDate"))
+    extract.tables["person"] = "_omop_person"
+    con.execute("""
+        CREATE TEMP TABLE _omop_death AS SELECT person_id, death_date, 32817 AS death_type_concept_id
+        FROM _omop_person WHERE death_date IS NOT NULL
+    """)
+    extract.tables["death"] = "_omop_death"
+    rows = con.execute(f"""
+        SELECT r->>'id',
+               (SELECT i->>'value' FROM unnest(CAST(r->'identifier' AS JSON[])) t(i)
+                WHERE i->>'system' = {literal(NIR_SYSTEM)} LIMIT 1),
+               (r->'name'->0)->>'family', ((r->'name'->0)->'given')->>0, r->>'birthDate',
+               CASE r->>'gender' WHEN 'male' THEN 'M' WHEN 'female' THEN 'F' END,
+               (r->'address'->0)->>'postalCode'
+        FROM {patients}
+    """).fetchall()
+    keys = ("local_id", "nir", "family_name", "given_name", "birth_date", "sex", "postcode")
+    extract.identities = [dict(zip(keys, row, strict=True)) for row in rows]
+
+
+def _encounters(con: duckdb.DuckDBPyConnection, encounters: str | None, extract: FhirExtract) -> None:
+    if encounters is None:  # an empty visit table, so that other resources can always look visits up
+        encounters = "(SELECT CAST(NULL AS JSON) AS r WHERE false)"
+    classes = ", ".join(f"({literal(k)}, {v})" for k, v in ENCOUNTER_CLASSES.items())
+    con.execute(f"""
+        CREATE TEMP TABLE _omop_visit_occurrence AS
+        SELECT row_number() OVER (ORDER BY r->>'id') AS visit_occurrence_id, r->>'id' AS fhir_id,
+               {_ref("r->'subject'->>'reference'")} AS person_id,
+               coalesce(k.concept_id, 0) AS visit_concept_id,
+               {_date("r->'period'->>'start'")} AS visit_start_date,
+               coalesce({_date("r->'period'->>'end'")}, {_date("r->'period'->>'start'")}) AS visit_end_date,
+               {EHR} AS visit_type_concept_id, r->'class'->>'code' AS visit_source_value
+        FROM {encounters} LEFT JOIN (VALUES {classes}) k(code, concept_id) ON k.code = (r->'class'->>'code')
+    """)
+    extract.tables["visit_occurrence"] = "_omop_visit_occurrence"
+
+
+MEDICATION_REFERENCE = "r->'medicationReference'->>'reference'"
+ENCOUNTER_REFERENCE = "coalesce(r->'encounter'->>'reference', r->'context'->>'reference')"
+
+
+def _drugs(con: duckdb.DuckDBPyConnection, objects: dict[str, str], extract: FhirExtract) -> None:
+    parts = []
+    if "Medication" in objects:
+        _coded(con, objects["Medication"], "code", "_code_medication")
+    for resource, start, end in (
+        (
+            "MedicationRequest",
+            "coalesce(r->'dispenseRequest'->'validityPeriod'->>'start', r->>'authoredOn')",
+            "r->'dispenseRequest'->'validityPeriod'->>'end'",
+        ),
+        (
+            "MedicationAdministration",
+            "coalesce(r->>'effectiveDateTime', r->'effectivePeriod'->>'start')",
+            "r->'effectivePeriod'->>'end'",
+        ),
+        (
+            "MedicationStatement",
+            "coalesce(r->>'effectiveDateTime', r->'effectivePeriod'->>'start')",
+            "r->'effectivePeriod'->>'end'",
+        ),
+        ("Immunization", "r->>'occurrenceDateTime'", "NULL"),
+    ):
+        if resource not in objects:
+            continue
+        code_path = "vaccineCode" if resource == "Immunization" else "medicationCodeableConcept"
+        table = f"_code_{resource.lower()}"
+        _coded(con, objects[resource], code_path, table)
+        via_reference = (
+            f"LEFT JOIN _code_medication med ON med.id = {_ref(MEDICATION_REFERENCE)}"
+            if "Medication" in objects and resource != "Immunization"
+            else ""
+        )
+        pick = "coalesce(c.{0}, med.{0})" if via_reference else "c.{0}"
+        supply = (
+            "TRY_CAST(r->'dispenseRequest'->'expectedSupplyDuration'->>'value' AS INTEGER)"
+            if (resource == "MedicationRequest")
+            else "NULL"
+        )
+        parts.append(f"""
+            SELECT {_ref("r->'subject'->>'reference'")} AS person_id,
+                   {pick.format("concept_id")} AS drug_concept_id,
+                   {_date(start)} AS drug_exposure_start_date,
+                   coalesce({_date(end)}, {_date(start)}) AS drug_exposure_end_date,
+                   {EHR} AS drug_type_concept_id, {supply} AS days_supply,
+                   v.visit_occurrence_id,
+                   {pick.format("source_value")} AS drug_source_value,
+                   {pick.format("source_concept_id")} AS drug_source_concept_id
+            FROM {objects[resource]} LEFT JOIN {table} c ON c.id = (r->>'id') {via_reference}
+            LEFT JOIN _omop_visit_occurrence v ON v.fhir_id = {_ref(ENCOUNTER_REFERENCE)}
+        """)
+    if parts:
+        con.execute(
+            "CREATE TEMP TABLE _omop_drug_exposure AS SELECT row_number() OVER () AS drug_exposure_id, * FROM ("
+            + " UNION ALL ".join(parts)
+            + ")"
+        )
+        extract.tables["drug_exposure"] = "_omop_drug_exposure"
+
+
+# Where an event goes: the domain of its standard concept, else its resource's default table.
+DOMAIN_TABLES = {
+    "Condition": "condition_occurrence",
+    "Procedure": "procedure_occurrence",
+    "Measurement": "measurement",
+    "Observation": "observation",
+}
+
+
+def _observations(
+    con: duckdb.DuckDBPyConnection, observations: str | None, events: list[tuple], extract: FhirExtract
+) -> None:
+    if observations is None:
+        return
+    _coded(con, observations, "code", "_code_observation")
+    con.execute(f"""
+        CREATE TEMP TABLE _fhir_observation_values AS
+        SELECT r->>'id' AS id,
+               TRY_CAST(r->'valueQuantity'->>'value' AS DOUBLE) AS value_as_number,
+               coalesce(r->>'valueString', r->'valueCodeableConcept'->>'text',
+                        (r->'valueCodeableConcept'->'coding'->0)->>'code') AS value_as_string,
+               coalesce(r->'valueQuantity'->>'code', r->'valueQuantity'->>'unit') AS unit_source_value,
+               exists(SELECT 1 FROM unnest(CAST(coalesce(r->'category', '[]') AS JSON[])) t(c)
+                      WHERE c::VARCHAR LIKE '%"laboratory"%' OR c::VARCHAR LIKE '%"vital-signs"%') AS is_measurement
+        FROM {observations}
+    """)
+    events.append(
+        (
+            "Observation",
+            observations,
+            "_code_observation",
+            None,
+            "coalesce(r->>'effectiveDateTime', r->'effectivePeriod'->>'start', r->>'issued')",
+            "NULL",
+        )
+    )
+
+
+def _events(con: duckdb.DuckDBPyConnection, events: list[tuple], extract: FhirExtract) -> None:
+    """Conditions, procedures and observations, routed to their table by the domain of their concept."""
+    parts = []
+    for resource, objects, codes, default_table, start, end in events:
+        values = (
+            "o.value_as_number, o.value_as_string, o.unit_source_value, o.is_measurement"
+            if resource == "Observation"
+            else "NULL::DOUBLE AS value_as_number, NULL::VARCHAR AS value_as_string, "
+            "NULL::VARCHAR AS unit_source_value, NULL::BOOLEAN AS is_measurement"
+        )
+        join_values = "LEFT JOIN _fhir_observation_values o ON o.id = (r->>'id')" if resource == "Observation" else ""
+        parts.append(f"""
+            SELECT {literal(resource)} AS resource, r->>'id' AS fhir_id,
+                   {_ref("r->'subject'->>'reference'")} AS person_id,
+                   c.concept_id, c.domain_id, c.source_value, c.source_concept_id,
+                   {_date(start)} AS start_date, {_date(end)} AS end_date, v.visit_occurrence_id,
+                   {values}, {literal(default_table or "")} AS default_table
+            FROM {objects} LEFT JOIN {codes} c ON c.id = (r->>'id') {join_values}
+            LEFT JOIN _omop_visit_occurrence v ON v.fhir_id = {_ref(ENCOUNTER_REFERENCE)}
+        """)
+    if not parts:
+        return
+    con.execute(f"""
+        CREATE TEMP TABLE _fhir_events AS
+        SELECT *, coalesce(
+            CASE domain_id {" ".join(f"WHEN {literal(d)} THEN {literal(t)}" for d, t in DOMAIN_TABLES.items())} END,
+            nullif(default_table, ''),
+            CASE WHEN is_measurement THEN 'measurement' ELSE 'observation' END) AS target
+        FROM ({" UNION ALL ".join(parts)})
+    """)
+    units = (
+        "(SELECT concept_code AS unit_code, min(concept_id) AS unit_concept_id FROM _source_map "
+        "WHERE vocabulary_id = 'UCUM' GROUP BY 1)"
+    )
+    shapes = {
+        "condition_occurrence": """row_number() OVER () AS condition_occurrence_id, person_id,
+            concept_id AS condition_concept_id, start_date AS condition_start_date, end_date AS condition_end_date,
+            {ehr} AS condition_type_concept_id, visit_occurrence_id, source_value AS condition_source_value,
+            source_concept_id AS condition_source_concept_id""",
+        "procedure_occurrence": """row_number() OVER () AS procedure_occurrence_id, person_id,
+            concept_id AS procedure_concept_id, start_date AS procedure_date, end_date AS procedure_end_date,
+            {ehr} AS procedure_type_concept_id, visit_occurrence_id, source_value AS procedure_source_value,
+            source_concept_id AS procedure_source_concept_id""",
+        "measurement": """row_number() OVER () AS measurement_id, person_id, concept_id AS measurement_concept_id,
+            start_date AS measurement_date, {ehr} AS measurement_type_concept_id, value_as_number,
+            coalesce(u.unit_concept_id, 0) AS unit_concept_id, visit_occurrence_id,
+            source_value AS measurement_source_value, source_concept_id AS measurement_source_concept_id,
+            unit_source_value, value_as_string AS value_source_value""",
+        "observation": """row_number() OVER () AS observation_id, person_id, concept_id AS observation_concept_id,
+            start_date AS observation_date, {ehr} AS observation_type_concept_id, value_as_number, value_as_string,
+            coalesce(u.unit_concept_id, 0) AS unit_concept_id, visit_occurrence_id,
+            source_value AS observation_source_value, source_concept_id AS observation_source_concept_id,
+            unit_source_value""",
+    }
+    for table, shape in shapes.items():
+        con.execute(f"""
+            CREATE TEMP TABLE _omop_{table} AS SELECT {shape.format(ehr=EHR)}
+            FROM _fhir_events e LEFT JOIN {units} u ON u.unit_code = e.unit_source_value
+            WHERE target = {literal(table)} AND start_date IS NOT NULL AND person_id IS NOT NULL
+        """)
+        extract.tables[table] = f"_omop_{table}"
+    for resource, n in con.execute(
+        "SELECT resource, count(*) FROM _fhir_events WHERE start_date IS NULL OR person_id IS NULL GROUP BY 1"
+    ).fetchall():
+        extract.without_date_or_patient[resource] += n
+
+
+def _observation_periods(con: duckdb.DuckDBPyConnection, extract: FhirExtract) -> None:
+    """A FHIR export has no observation period: each patient is observed from first to last recorded date."""
+    spans = []
+    for table, start, end in (
+        ("visit_occurrence", "visit_start_date", "visit_end_date"),
+        ("condition_occurrence", "condition_start_date", "condition_end_date"),
+        ("procedure_occurrence", "procedure_date", "procedure_end_date"),
+        ("drug_exposure", "drug_exposure_start_date", "drug_exposure_end_date"),
+        ("measurement", "measurement_date", "measurement_date"),
+        ("observation", "observation_date", "observation_date"),
+    ):
+        if table in extract.tables:
+            spans.append(f"SELECT person_id, {start} AS s, coalesce({end}, {start}) AS e FROM {extract.tables[table]}")
+    if not spans:
+        return
+    con.execute(f"""
+        CREATE TEMP TABLE _omop_observation_period AS
+        SELECT row_number() OVER (ORDER BY person_id) AS observation_period_id, person_id,
+               min(s) AS observation_period_start_date, greatest(max(e), max(s)) AS observation_period_end_date,
+               {EHR} AS period_type_concept_id
+        FROM ({" UNION ALL ".join(spans)}) WHERE s IS NOT NULL GROUP BY person_id
+    """)
+    extract.tables["observation_period"] = "_omop_observation_period"

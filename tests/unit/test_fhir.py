@@ -1,0 +1,165 @@
+"""FHIR R4 Bulk Data deposits: resources become OMOP rows, identities become tokens, odd exports still load."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hygie.engine.duckdb import DuckDBEngine
+from hygie.errors import InputError
+from hygie.identity import nir_key
+from hygie.ingest.deposit import ingest
+from hygie.ingest.sites import SiteRegistry
+from hygie.ingest.vocabulary import install_vocabulary
+from tests.cdm_files import write_cdm
+from tests.unit.test_vocabulary import CONCEPT, RELATIONSHIP
+
+NIR = "2850599123456" + f"{nir_key('2850599123456'):02d}"
+UUID = "5f1e2d3c-0000-4000-8000-000000000001"
+
+# Synthea-like: urn:uuid references, several codings (the first one unknown), a medicationReference.
+RESOURCES = {
+    "Patient": [
+        {
+            "resourceType": "Patient",
+            "id": UUID,
+            "gender": "female",
+            "birthDate": "1985-03-07",
+            "identifier": [{"system": "urn:oid:1.2.250.1.213.1.4.8", "value": NIR}],
+            "name": [{"family": "Dupont", "given": ["Émilie"]}],
+            "address": [{"postalCode": "54000"}],
+        },
+        {
+            "resourceType": "Patient",
+            "id": "p2",
+            "gender": "male",
+            "birthDate": "1950-12-01",
+            "deceasedDateTime": "2023-05-01T10:00:00+01:00",
+        },
+    ],
+    "Encounter": [
+        {
+            "resourceType": "Encounter",
+            "id": "e1",
+            "class": {"code": "EMER"},
+            "subject": {"reference": f"urn:uuid:{UUID}"},
+            "period": {"start": "2020-01-02T08:00:00Z", "end": "2020-01-03"},
+        },
+    ],
+    "Condition": [
+        {
+            "resourceType": "Condition",
+            "id": "c1",
+            "subject": {"reference": f"urn:uuid:{UUID}"},
+            "encounter": {"reference": "Encounter/e1"},
+            "onsetDateTime": "2020-01-02",
+            "code": {
+                "coding": [
+                    {"system": "http://example.org/local", "code": "GI"},
+                    {"system": "http://hl7.org/fhir/sid/icd-10", "code": "K92.2"},
+                ]
+            },
+        },
+        {
+            "resourceType": "Condition",
+            "id": "c2",
+            "subject": {"reference": "Patient/p2"},
+            "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": "X00"}]},
+        },
+    ],
+    "Medication": [
+        {
+            "resourceType": "Medication",
+            "id": "m1",
+            "code": {"coding": [{"system": "http://www.whocc.no/atc", "code": "M01AH01"}]},
+        },
+    ],
+    "MedicationRequest": [
+        {
+            "resourceType": "MedicationRequest",
+            "id": "r1",
+            "subject": {"reference": "Patient/p2"},
+            "medicationReference": {"reference": "Medication/m1"},
+            "authoredOn": "2019-06-01",
+            "dispenseRequest": {"expectedSupplyDuration": {"value": 30}},
+        },
+    ],
+    "Observation": [
+        {
+            "resourceType": "Observation",
+            "id": "o1",
+            "subject": {"reference": "Patient/p2"},
+            "category": [{"coding": [{"code": "laboratory"}]}],
+            "effectiveDateTime": "2019-06-02",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "2160-0"}]},
+            "valueQuantity": {"value": 88.5, "unit": "umol/L", "code": "umol/L"},
+        },
+    ],
+    "AllergyIntolerance": [{"resourceType": "AllergyIntolerance", "id": "a1"}],
+}
+
+
+@pytest.fixture
+def export(tmp_path):
+    folder = tmp_path / "site_c" / "fhir"
+    folder.mkdir(parents=True)
+    for resource, items in RESOURCES.items():
+        (folder / f"{resource}.ndjson").write_text("".join(json.dumps(i) + "\n" for i in items))
+    return folder.parent
+
+
+@pytest.fixture
+def site(settings, tmp_path):
+    install_vocabulary(
+        write_cdm(tmp_path / "athena", {"CONCEPT.csv": CONCEPT, "CONCEPT_RELATIONSHIP.csv": RELATIONSHIP}),
+        "v1",
+        settings,
+    )
+    return SiteRegistry(settings).add("site-c", "fhir")
+
+
+def test_fhir_export_becomes_a_deposit(site, export, settings):
+    deposit = ingest(site, export, settings, synthetic=True).deposit
+    m = deposit.manifest
+    assert (m.tables["person"].rows, m.tables["visit_occurrence"].rows, m.tables["death"].rows) == (2, 1, 1)
+    assert m.tables["identity_tokens"].rows == 2
+    with DuckDBEngine(deposit, settings) as engine:
+        conditions = engine.sql(
+            "SELECT condition_concept_id, condition_source_value, visit_occurrence_id IS NOT NULL "
+            "FROM condition_occurrence ORDER BY condition_start_date NULLS LAST"
+        ).fetchall()
+        assert conditions[0] == (192671, "K92.2", True)  # second coding mapped; the visit resolved
+        drug = engine.sql("SELECT drug_concept_id, days_supply, drug_source_value FROM drug_exposure").fetchone()
+        assert drug == (1118084, 30, "M01AH01")  # through the Medication resource
+        lab = engine.sql("SELECT value_as_number, unit_source_value FROM measurement").fetchone()
+        assert lab == (88.5, "umol/L")
+        assert engine.sql("SELECT visit_concept_id FROM visit_occurrence").fetchone()[0] == 9203
+        periods = engine.sql("SELECT count(*) FROM observation_period").fetchone()[0]
+        assert periods == 2
+        everything = str([engine.sql(f'SELECT * FROM "{t}"').fetchall() for t in engine.tables()])
+    for identifier in (NIR, "Dupont", "DUPONT", UUID, "54000"):
+        assert identifier not in everything
+    warnings = "\n".join(m.warnings)
+    assert "FHIR resource types not mapped (counted, not loaded): AllergyIntolerance 1" in warnings
+    assert "FHIR resources set aside for want of a date or a patient: Condition 1" in warnings
+    assert not ingest(site, export, settings, synthetic=True).created  # idempotent
+
+
+def test_malformed_ndjson_names_the_file_and_line(site, export, settings):
+    (export / "fhir" / "Condition.ndjson").write_text('{"resourceType": "Condition", "id": "x"\n')
+    with pytest.raises(InputError, match=r"Condition\.ndjson: not valid NDJSON: .*line") as info:
+        ingest(site, export, settings)
+    assert str(export) not in str(info.value)  # file name only
+
+
+def test_export_without_patients_is_refused(site, export, settings):
+    (export / "fhir" / "Patient.ndjson").unlink()
+    with pytest.raises(InputError, match=r"no Patient\.ndjson"):
+        ingest(site, export, settings)
+
+
+def test_wrong_resource_type_in_a_file(site, export, settings):
+    (export / "fhir" / "Encounter.ndjson").write_text(json.dumps(RESOURCES["Patient"][1]) + "\n")
+    with pytest.raises(InputError, match=r"Encounter\.ndjson: 1 line\(s\) are not Encounter resources"):
+        ingest(site, export, settings)
