@@ -315,8 +315,8 @@ def _observations(
                coalesce(r->>'valueString', r->'valueCodeableConcept'->>'text',
                         (r->'valueCodeableConcept'->'coding'->0)->>'code') AS value_as_string,
                coalesce(r->'valueQuantity'->>'code', r->'valueQuantity'->>'unit') AS unit_source_value,
-               exists(SELECT 1 FROM unnest(CAST(coalesce(r->'category', '[]') AS JSON[])) t(c)
-                      WHERE c::VARCHAR LIKE '%"laboratory"%' OR c::VARCHAR LIKE '%"vital-signs"%') AS is_measurement
+               (contains(CAST(r->'category' AS VARCHAR), '"laboratory"')
+                OR contains(CAST(r->'category' AS VARCHAR), '"vital-signs"')) AS is_measurement
         FROM {observations}
     """)
     events.append(
