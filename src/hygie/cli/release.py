@@ -162,12 +162,25 @@ def delete(
 def build(
     name: str = typer.Argument(..., help="Name of the new release."),
     vocabulary: str | None = typer.Option(None, "--vocabulary", help="Installed vocabulary (default: latest)."),
+    match_threshold: float = typer.Option(
+        0.95, "--match-threshold", min=0.5, max=1.0, help="Probabilistic linkage: the lowest match probability linked."
+    ),
+    probabilistic: bool = typer.Option(
+        True, "--probabilistic/--deterministic-only", help="Run the probabilistic pass after the deterministic rules."
+    ),
 ) -> None:
     """Combine every site's latest deposit into a new linked, pseudonymised release."""
     from hygie.ingest.build import build_release
 
     with progress() as step:
-        release = build_release(name, settings(), vocabulary=vocabulary, step=step)
+        release = build_release(
+            name,
+            settings(),
+            vocabulary=vocabulary,
+            step=step,
+            probabilistic=probabilistic,
+            match_threshold=match_threshold,
+        )
     m = release.manifest
     linkage = m.linkage or {}
     console.print(

@@ -17,6 +17,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 
 from hygie.cdm.schema import Table, cdm_schema
@@ -24,7 +25,7 @@ from hygie.config import Settings
 from hygie.engine.duckdb import parquet_source, register_key
 from hygie.errors import HygieError
 from hygie.ingest.deposit import DEPOSIT_GROUPS
-from hygie.ingest.linkage import link
+from hygie.ingest.linkage import DEFAULT_MATCH_THRESHOLD, link
 from hygie.ingest.pseudonymise import TOKEN_COLUMNS, LinkageKey
 from hygie.ingest.sites import SiteRegistry
 from hygie.ingest.staging import CDM_V54_CONCEPT_ID, empty_row
@@ -46,6 +47,8 @@ def build_release(
     *,
     vocabulary: str | None = None,
     step: Callable[[str], None] = lambda _s: None,
+    probabilistic: bool = True,
+    match_threshold: float = DEFAULT_MATCH_THRESHOLD,
 ) -> Release:
     registry = SiteRegistry(settings)
     deposits = [(site, registry.deposits(site).list()) for site in registry.list()]
@@ -68,7 +71,7 @@ def build_release(
                 con.execute(f'CREATE TEMP VIEW "d{index}_{table}" AS SELECT * FROM {source}')
         step("linking persons")
         key = pseudonym_key(settings)
-        builder.linkage = _link_persons(con, len(latest), key)
+        builder.linkage = _link_persons(con, len(latest), key, probabilistic, match_threshold)
         step("writing tables")
         for table in cdm_schema("5.4"):
             if table.group in DEPOSIT_GROUPS:
@@ -94,7 +97,9 @@ def build_release(
         return builder.publish()
 
 
-def _link_persons(con, deposits: int, key: LinkageKey) -> dict[str, object]:  # noqa: ANN001 - DuckDB connection
+def _link_persons(
+    con: duckdb.DuckDBPyConnection, deposits: int, key: LinkageKey, probabilistic: bool, threshold: float
+) -> dict[str, object]:
     tokens = ", ".join(TOKEN_COLUMNS)
     nulls = ", ".join(f"NULL AS {c}" for c in TOKEN_COLUMNS)
     parts = []
@@ -108,7 +113,7 @@ def _link_persons(con, deposits: int, key: LinkageKey) -> dict[str, object]:  # 
         "CREATE TEMP TABLE _identities AS SELECT row_number() OVER (ORDER BY deposit, person_key) AS rid, * "
         f"FROM ({' UNION ALL '.join(parts)})"
     )
-    report = link(con, "_identities")
+    report = link(con, "_identities", probabilistic=probabilistic, threshold=threshold)
     anchors = con.execute(
         "SELECT cluster, coalesce(min(nir_token), min(deposit || ':' || person_key)) FROM _identities "
         "JOIN _clusters USING (rid) GROUP BY cluster"

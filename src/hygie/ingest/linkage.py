@@ -10,10 +10,14 @@ that no rule links is the next step of issue 4.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from dataclasses import dataclass
 
 import duckdb
+
+DEFAULT_MATCH_THRESHOLD = 0.95
+MIN_RECORDS_TO_TRAIN = 1000  # below this, unsupervised training is unreliable: deterministic rules only
 
 NIR_AGREES = "(a.nir_token IS NULL OR b.nir_token IS NULL OR a.nir_token = b.nir_token)"
 SAME_BIRTH_DATE = (
@@ -44,7 +48,13 @@ RULES = (
 )
 
 
-def link(con: duckdb.DuckDBPyConnection, identities: str) -> dict[str, object]:
+def link(
+    con: duckdb.DuckDBPyConnection,
+    identities: str,
+    *,
+    probabilistic: bool = True,
+    threshold: float = DEFAULT_MATCH_THRESHOLD,
+) -> dict[str, object]:
     """Create ``_clusters(rid, cluster)`` for the records of ``identities`` (a table with ``rid`` and the
     token columns); return a report of counts (never tokens)."""
     edges: list[tuple[int, int]] = []
@@ -58,6 +68,18 @@ def link(con: duckdb.DuckDBPyConnection, identities: str) -> dict[str, object]:
         by_rule[rule.name] = len(pairs)
         edges.extend(pairs)
     nodes = con.execute(f"SELECT rid, nir_token FROM {identities} ORDER BY rid").fetchall()
+    probabilistic_report: dict[str, object] = {"used": False}
+    if probabilistic and len(nodes) >= MIN_RECORDS_TO_TRAIN:
+        scored = _splink_pairs(con, identities, threshold)
+        edges.extend((a, b) for a, b, _ in scored)
+        probabilistic_report = {
+            "used": True,
+            "threshold": threshold,
+            "pairs": len(scored),
+            "pairs_by_probability": dict(Counter(_bin(p) for _, _, p in scored)),
+        }
+    elif probabilistic:
+        probabilistic_report["reason"] = f"fewer than {MIN_RECORDS_TO_TRAIN} records to train a model on"
     rids = [r for r, _ in nodes]
     cluster, refused = _components(rids, edges, {r: n for r, n in nodes if n is not None})
     import pyarrow as pa
@@ -74,8 +96,83 @@ def link(con: duckdb.DuckDBPyConnection, identities: str) -> dict[str, object]:
         "persons": len(set(cluster.values())),
         "pairs_by_rule": by_rule,
         "pairs_refused_nir_conflict": refused,
+        "probabilistic": probabilistic_report,
         "persons_by_records": {str(k): v for k, v in sorted(sizes.items())},
     }
+
+
+def _bin(probability: float) -> str:
+    for lower in (0.999, 0.99, 0.95, 0.9, 0.8):
+        if probability >= lower:
+            return f">={lower}"
+    return "<0.8"
+
+
+def _name(column: str):
+    import splink.comparison_level_library as cll
+    import splink.comparison_library as cl
+
+    return cl.CustomComparison(
+        output_column_name=column,
+        comparison_levels=[
+            cll.NullLevel(f"{column}_token"),
+            cll.ExactMatchLevel(f"{column}_token"),
+            cll.ExactMatchLevel(f"{column}_soundex_token"),
+            cll.ElseLevel(),
+        ],
+    )
+
+
+def _splink_pairs(con: duckdb.DuckDBPyConnection, identities: str, threshold: float) -> list[tuple[int, int, float]]:
+    """Pairs scored by a Fellegi-Sunter model trained on the records (EM, no labels), best first."""
+    import splink.comparison_level_library as cll
+    import splink.comparison_library as cl
+    from splink import DuckDBAPI, Linker, SettingsCreator, block_on
+
+    swapped = "birth_date_token_l = birth_date_swapped_token_r OR birth_date_swapped_token_l = birth_date_token_r"
+    settings = SettingsCreator(
+        link_type="dedupe_only",
+        unique_id_column_name="rid",
+        comparisons=[
+            cl.ExactMatch("nir_token"),
+            cl.CustomComparison(
+                output_column_name="birth_date",
+                comparison_levels=[
+                    cll.NullLevel("birth_date_token"),
+                    cll.ExactMatchLevel("birth_date_token"),
+                    cll.CustomLevel(swapped, label_for_charts="day and month swapped"),
+                    cll.ExactMatchLevel("birth_year_token"),
+                    cll.ElseLevel(),
+                ],
+            ),
+            cl.ExactMatch("sex"),
+            _name("family_name"),
+            _name("given_name"),
+            cl.ExactMatch("postcode_token"),
+        ],
+        blocking_rules_to_generate_predictions=[
+            block_on("nir_token"),
+            block_on("birth_date_token"),
+            block_on("family_name_soundex_token", "given_name_soundex_token"),
+            block_on("given_name_token", "postcode_token"),
+        ],
+    )
+    linker = Linker(DuckDBAPI(connection=con).register(identities), settings, log_level=logging.WARNING)
+    linker.training.estimate_probability_two_random_records_match(
+        [block_on("nir_token", "birth_date_token")], recall=0.8
+    )
+    linker.training.estimate_u_using_random_sampling(max_pairs=2e6)
+    linker.training.estimate_parameters_using_expectation_maximisation(block_on("birth_date_token"))
+    linker.training.estimate_parameters_using_expectation_maximisation(
+        block_on("family_name_soundex_token", "given_name_soundex_token")
+    )
+    predictions = linker.inference.predict(threshold_match_probability=threshold).as_duckdbpyrelation()
+    return [
+        (int(a), int(b), float(p))
+        for a, b, p in predictions.order("match_probability DESC, rid_l, rid_r")
+        .select("rid_l, rid_r, match_probability")
+        .fetchall()
+    ]
 
 
 def _components(
