@@ -11,6 +11,7 @@ from hygie.cdm.docs import schema_markdown
 from hygie.cli.output import console, handle_errors, print_json, progress, settings, warn
 from hygie.engine.duckdb import DuckDBEngine
 from hygie.ingest.cdm_load import load_cdm
+from hygie.ingest.quality import QualityConfig
 from hygie.releases import Release, ReleaseStore
 from hygie.releases.summary import summarise
 
@@ -40,6 +41,9 @@ def load(
     release: str = typer.Option(..., "--release", "-r", help="Name of the new release."),
     synthetic: bool = typer.Option(False, "--synthetic", help="Mark the release as synthetic (not real patients)."),
     description: str = typer.Option("", "--description", help="Free text stored in the manifest."),
+    quality_config: Path | None = typer.Option(
+        None, "--quality-config", help="JSON of per-check overrides: {name: {threshold_pct, severity}}."
+    ),
     allow_duplicate_keys: bool = typer.Option(
         False,
         "--allow-duplicate-keys",
@@ -56,6 +60,7 @@ def load(
             description=description,
             step=step,
             allow_duplicate_keys=allow_duplicate_keys,
+            quality=QualityConfig.from_file(quality_config) if quality_config else None,
         )
     report_load(result)
 

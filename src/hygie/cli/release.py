@@ -171,6 +171,7 @@ def build(
 ) -> None:
     """Combine every site's latest deposit into a new linked, pseudonymised release."""
     from hygie.ingest.build import build_release
+    from hygie.ingest.quality import QualityConfig
 
     with progress() as step:
         release = build_release(
@@ -180,6 +181,7 @@ def build(
             step=step,
             probabilistic=probabilistic,
             match_threshold=match_threshold,
+            quality=QualityConfig.from_file(quality_config) if quality_config else None,
         )
     m = release.manifest
     linkage = m.linkage or {}
@@ -211,3 +213,31 @@ def linkage_check(
         f"({result['correct_pairs']:,} of {result['true_pairs']:,} true pairs found, "
         f"{result['predicted_pairs']:,} predicted, {result['records']:,} records)"
     )
+
+
+@app.command("quality")
+@handle_errors
+def quality(
+    name: str = typer.Argument(..., help="Release name."),
+    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+    html: Path | None = typer.Option(None, "--html", help="Write an HTML report to this file."),
+    all_checks: bool = typer.Option(False, "--all", help="Also list the checks that passed."),
+) -> None:
+    """The data-quality checks run when the release was published (DQD-style)."""
+    from hygie.ingest.quality import html_report
+
+    m = ReleaseStore(settings()).get(name).manifest
+    if as_json:
+        print_json(m.quality)
+        return
+    if html is not None:
+        html.write_text(html_report(m.name, m.quality, synthetic=m.synthetic))
+        console.print(f"wrote {html}")
+        return
+    t = Table("status", "check", "failing", "%", "threshold")
+    for r in m.quality:
+        if all_checks or r["status"] != "pass":
+            t.add_row(str(r["status"]), str(r["name"]), f"{r['failing']:,}", str(r["percent"]), str(r["threshold_pct"]))
+    console.print(t)
+    passed = sum(1 for r in m.quality if r["status"] == "pass")
+    console.print(f"{passed} of {len(m.quality)} checks passed")

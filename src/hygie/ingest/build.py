@@ -27,13 +27,12 @@ from hygie.errors import HygieError
 from hygie.ingest.deposit import DEPOSIT_GROUPS
 from hygie.ingest.linkage import DEFAULT_MATCH_THRESHOLD, link
 from hygie.ingest.pseudonymise import TOKEN_COLUMNS, LinkageKey
+from hygie.ingest.quality import ID_BITS, QualityConfig, check_before_publishing
 from hygie.ingest.sites import SiteRegistry
 from hygie.ingest.staging import CDM_V54_CONCEPT_ID, empty_row
 from hygie.ingest.vocabulary import vocabulary_store
 from hygie.releases import LineageEntry, Release, ReleaseBuilder, ReleaseStore
 from hygie.sql import ident, literal
-
-ID_BITS = 48
 
 
 def pseudonym_key(settings: Settings) -> LinkageKey:
@@ -49,6 +48,7 @@ def build_release(
     step: Callable[[str], None] = lambda _s: None,
     probabilistic: bool = True,
     match_threshold: float = DEFAULT_MATCH_THRESHOLD,
+    quality: QualityConfig | None = None,
 ) -> Release:
     registry = SiteRegistry(settings)
     deposits = [(site, registry.deposits(site).list()) for site in registry.list()]
@@ -93,6 +93,8 @@ def build_release(
             builder.write_table(table.name, _empty(table))
         if vocab is None:
             builder.warnings.append("no vocabulary installed: the release has empty vocabulary tables")
+        step("checking data quality")
+        check_before_publishing(builder, quality)
         step("publishing")
         return builder.publish()
 

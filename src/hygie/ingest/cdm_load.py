@@ -23,6 +23,7 @@ from hygie.config import Settings
 from hygie.errors import InputError, Problem
 from hygie.ingest.checks import ISSUE_COLUMNS, concept_warnings, record_issues, unknown_concepts
 from hygie.ingest.identifiers import SCRUBBED_COLUMNS, scrubbed
+from hygie.ingest.quality import QualityConfig, check_before_publishing
 from hygie.ingest.staging import StagedTable, empty_row, stage_file
 from hygie.releases import LineageEntry, Release, ReleaseBuilder, ReleaseStore
 from hygie.sources.omop_files import ManifestEntry, SourceFile, discover, read_deposit_manifest
@@ -43,6 +44,7 @@ def load_cdm(
     store: ReleaseStore | None = None,
     groups: frozenset[str] | None = None,
     hooks: LoadHooks | None = None,
+    quality: QualityConfig | None = None,
 ) -> Release:
     """Load a folder of CDM table files into a new release; raises ``InputError`` and publishes nothing on
     a fatal problem.
@@ -116,6 +118,8 @@ def load_cdm(
                 cols = ", ".join(f'"{c}"' for c in table.column_names)
                 builder.write_table(table.name, f"SELECT {cols} FROM (SELECT {empty_row(table)}) WHERE false")
         builder.warnings.extend(concept_warnings(builder, has_vocabulary))
+        step("checking data quality")
+        check_before_publishing(builder, quality)
         if con.execute("SELECT count(*) FROM _issues").fetchone()[0]:
             builder.write_rejects(
                 "SELECT table_name, source_file, source_row, check_name, action, column_name, reason, record "

@@ -64,6 +64,7 @@ class Manifest:
     unknown_concepts: list[UnknownConcept] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     linkage: dict[str, Any] | None = None  # releases built from deposits: how persons were linked
+    quality: list[dict[str, Any]] = field(default_factory=list)  # data-quality check results (ingest.quality)
     format: str = FORMAT
 
     @property
@@ -101,4 +102,5 @@ class Manifest:
             unknown_concepts=[UnknownConcept(**u) for u in data.get("unknown_concepts", [])],
             warnings=list(data.get("warnings", [])),
             linkage=data.get("linkage"),
+            quality=list(data.get("quality", [])),
         )

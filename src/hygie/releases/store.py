@@ -213,6 +213,7 @@ class ReleaseBuilder:
         self.warnings: list[str] = []
         self.rejects_file: str | None = None
         self.linkage: dict[str, object] | None = None
+        self.quality: list[dict[str, object]] = []
 
     def write_table(self, table: str, select_sql: str, *, rejected_rows: int = 0, flagged_rows: int = 0) -> TableEntry:
         """Write the result of ``select_sql`` (on ``self.con``) as the release's table ``table``."""
@@ -233,6 +234,13 @@ class ReleaseBuilder:
         )
         self.tables[table] = entry
         return entry
+
+    def table_views(self) -> set[str]:
+        """Views named after the tables written so far (e.g. ``person``), for checks before publishing."""
+        for entry in self.tables.values():
+            source = f"read_parquet('{self.staging / entry.file}', encryption_config = {{footer_key: '{_WRITE_KEY}'}})"
+            self.con.execute(f'CREATE OR REPLACE TEMP VIEW "{entry.name}" AS SELECT * FROM {source}')
+        return set(self.tables)
 
     def write_rejects(self, select_sql: str) -> None:
         self._copy(select_sql, "rejects.parquet")
@@ -269,6 +277,7 @@ class ReleaseBuilder:
             unknown_concepts=self.unknown_concepts,
             warnings=self.warnings,
             linkage=self.linkage,
+            quality=self.quality,
         )
         for f in self.staging.iterdir():
             if f.is_file():

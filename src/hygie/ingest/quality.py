@@ -1,0 +1,379 @@
+"""Data-quality checks of a release or a deposit, in the spirit of OHDSI's Data Quality Dashboard.
+
+Each check is data: a category (conformance, completeness, plausibility), the table it looks at, SQL counting
+the rows that fail it and the rows it applies to, and a threshold in percent. A check above its threshold is a
+``warning``, or a ``fail`` when its severity is ``fatal`` (a build or deposit is then refused by callers that
+enforce it). Thresholds and severities can be overridden per check (``QualityConfig``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import duckdb
+
+from hygie.cdm.schema import cdm_schema
+from hygie.errors import HygieError
+
+if TYPE_CHECKING:
+    from hygie.releases import ReleaseBuilder
+
+ID_BITS = 48  # record ids of a built release: deposit index * 2**48 + the site's id (ingest.build)
+
+Category = Literal["conformance", "completeness", "plausibility"]
+Severity = Literal["warning", "fatal"]
+
+# Event tables: (table, concept column, first date column, end date column or None).
+EVENT_TABLES = (
+    ("condition_occurrence", "condition_concept_id", "condition_start_date", "condition_end_date"),
+    ("drug_exposure", "drug_concept_id", "drug_exposure_start_date", "drug_exposure_end_date"),
+    ("procedure_occurrence", "procedure_concept_id", "procedure_date", "procedure_end_date"),
+    ("measurement", "measurement_concept_id", "measurement_date", None),
+    ("observation", "observation_concept_id", "observation_date", None),
+    ("visit_occurrence", "visit_concept_id", "visit_start_date", "visit_end_date"),
+    ("device_exposure", "device_concept_id", "device_exposure_start_date", "device_exposure_end_date"),
+)
+
+# Plausible lab values by LOINC code and unit: (code, unit, low, high). Outside: implausible.
+LAB_RANGES = (
+    ("2160-0", "umol/L", 5, 3000),
+    ("2160-0", "mg/dL", 0.05, 35),  # creatinine
+    ("4548-4", "%", 2, 25),
+    ("4548-4", "mmol/mol", 5, 250),  # HbA1c
+    ("6301-6", "{INR}", 0.5, 15),
+    ("6301-6", "1", 0.5, 15),  # INR
+    ("2823-3", "mmol/L", 1, 12),  # potassium
+    ("2951-2", "mmol/L", 90, 200),  # sodium
+    ("2345-7", "mmol/L", 0.5, 60),
+    ("2345-7", "mg/dL", 10, 1100),  # glucose
+    ("718-7", "g/dL", 2, 25),
+    ("718-7", "g/L", 20, 250),  # haemoglobin
+)
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    category: Category
+    table: str
+    description: str
+    failing: str  # SQL: count of rows failing the check
+    applicable: str  # SQL: count of rows the check applies to
+    threshold_pct: float = 0.0
+    severity: Severity = "warning"
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    category: str
+    table: str
+    description: str
+    failing: int
+    applicable: int
+    percent: float
+    threshold_pct: float
+    severity: str
+    status: str  # pass, warning, fail
+
+
+@dataclass
+class QualityConfig:
+    """Per-check overrides: {name: {"threshold_pct": x, "severity": "fatal"|"warning"}}."""
+
+    overrides: dict[str, dict[str, object]] = field(default_factory=dict)
+
+    @classmethod
+    def from_file(cls, path: Path) -> QualityConfig:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise HygieError(f"{path.name}: not a readable JSON quality configuration ({e})") from None
+        if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+            raise HygieError(f"{path.name}: expected {{check name: {{threshold_pct, severity}}}}")
+        return cls(data)
+
+
+def checks(tables: set[str]) -> list[Check]:
+    """The checks that apply to a database holding ``tables`` (CDM tables as views)."""
+    out: list[Check] = []
+    has = tables.__contains__
+    if has("person") and has("observation_period"):
+        out.append(
+            Check(
+                "person_without_observation_period",
+                "completeness",
+                "person",
+                "persons with no observation period: invisible to every cohort",
+                "SELECT count(*) FROM person p ANTI JOIN observation_period o USING (person_id)",
+                "SELECT count(*) FROM person",
+                threshold_pct=1.0,
+            )
+        )
+        out.append(
+            Check(
+                "overlapping_observation_periods",
+                "plausibility",
+                "observation_period",
+                "observation periods of a person that overlap",
+                "SELECT count(*) FROM observation_period a JOIN observation_period b ON a.person_id = b.person_id "
+                "AND a.observation_period_id < b.observation_period_id "
+                "AND a.observation_period_start_date <= b.observation_period_end_date "
+                "AND b.observation_period_start_date <= a.observation_period_end_date",
+                "SELECT count(*) FROM observation_period",
+                severity="fatal",
+            )
+        )
+    if has("person") and has("concept"):
+        out.append(
+            Check(
+                "gender_is_a_gender_concept",
+                "conformance",
+                "person",
+                "gender_concept_id is 0 or a Gender concept",
+                "SELECT count(*) FROM person p WHERE gender_concept_id <> 0 AND NOT EXISTS (SELECT 1 FROM concept c "
+                "WHERE c.concept_id = p.gender_concept_id AND c.domain_id = 'Gender')",
+                "SELECT count(*) FROM person",
+            )
+        )
+    for table, concept, start, end in EVENT_TABLES:
+        if not has(table):
+            continue
+        out.append(
+            Check(
+                f"{table}_unmapped",
+                "completeness",
+                table,
+                f"rows whose {concept} is 0 (source code not mapped)",
+                f"SELECT count(*) FROM {table} WHERE {concept} = 0",
+                f"SELECT count(*) FROM {table}",
+                threshold_pct=5.0,
+            )
+        )
+        if has("concept"):
+            out.append(
+                Check(
+                    f"{table}_standard_concepts",
+                    "conformance",
+                    table,
+                    f"{concept} values that are not standard",
+                    f"SELECT count(*) FROM {table} t WHERE {concept} <> 0 AND NOT EXISTS (SELECT 1 FROM concept c "
+                    f"WHERE c.concept_id = t.{concept} AND c.standard_concept = 'S')",
+                    f"SELECT count(*) FROM {table} WHERE {concept} <> 0",
+                    threshold_pct=1.0,
+                )
+            )
+        if has("person"):
+            out.append(
+                Check(
+                    f"{table}_before_birth",
+                    "plausibility",
+                    table,
+                    f"{start} before the person's year of birth",
+                    f"SELECT count(*) FROM {table} t JOIN person p USING (person_id) "
+                    f"WHERE year(t.{start}) < p.year_of_birth",
+                    f"SELECT count(*) FROM {table}",
+                )
+            )
+        if has("death"):
+            out.append(
+                Check(
+                    f"{table}_after_death",
+                    "plausibility",
+                    table,
+                    f"{start} more than 30 days after death",
+                    f"SELECT count(*) FROM {table} t JOIN death d USING (person_id) "
+                    f"WHERE t.{start} > d.death_date + 30",
+                    f"SELECT count(*) FROM {table}",
+                )
+            )
+        out.append(
+            Check(
+                f"{table}_future",
+                "plausibility",
+                table,
+                f"{start} in the future",
+                f"SELECT count(*) FROM {table} WHERE {start} > current_date",
+                f"SELECT count(*) FROM {table}",
+                severity="fatal",
+            )
+        )
+        if end:
+            out.append(
+                Check(
+                    f"{table}_end_before_start",
+                    "plausibility",
+                    table,
+                    f"{end} before {start}",
+                    f"SELECT count(*) FROM {table} WHERE {end} < {start}",
+                    f"SELECT count(*) FROM {table}",
+                    severity="fatal",
+                )
+            )
+        if has("observation_period"):
+            out.append(
+                Check(
+                    f"{table}_outside_observation",
+                    "plausibility",
+                    table,
+                    f"{start} outside every observation period",
+                    f"SELECT count(*) FROM {table} t WHERE NOT EXISTS (SELECT 1 FROM observation_period o WHERE "
+                    f"o.person_id = t.person_id AND t.{start} BETWEEN o.observation_period_start_date "
+                    "AND o.observation_period_end_date)",
+                    f"SELECT count(*) FROM {table}",
+                    threshold_pct=5.0,
+                )
+            )
+        key = cdm_schema("5.4")[table].primary_key
+        assert key is not None
+        out.append(
+            Check(
+                f"{table}_duplicate_across_sites",
+                "plausibility",
+                table,
+                "the same person, concept and date recorded by two deposits (a record id says its deposit)",
+                f"SELECT count(*) FROM (SELECT person_id, {concept}, {start} FROM {table} WHERE {concept} <> 0 "
+                f"GROUP BY ALL HAVING count(DISTINCT {key.name} // {2**ID_BITS}) > 1)",
+                f"SELECT count(*) FROM {table}",
+                threshold_pct=10.0,
+            )
+        )
+    if has("visit_occurrence"):
+        out.append(
+            Check(
+                "overlapping_inpatient_stays",
+                "plausibility",
+                "visit_occurrence",
+                "inpatient stays of a person that overlap (double counting of a stay?)",
+                "SELECT count(*) FROM visit_occurrence a JOIN visit_occurrence b ON a.person_id = b.person_id "
+                "AND a.visit_occurrence_id < b.visit_occurrence_id AND a.visit_concept_id = 9201 "
+                "AND b.visit_concept_id = 9201 AND a.visit_start_date < b.visit_end_date "
+                "AND b.visit_start_date < a.visit_end_date",
+                "SELECT count(*) FROM visit_occurrence WHERE visit_concept_id = 9201",
+                threshold_pct=1.0,
+            )
+        )
+    if has("measurement"):
+        ranges = ", ".join(f"('{c}', '{u}', {lo}, {hi})" for c, u, lo, hi in LAB_RANGES)
+        labs = f"(VALUES {ranges}) r(code, unit, low, high)"
+        out.append(
+            Check(
+                "implausible_lab_values",
+                "plausibility",
+                "measurement",
+                "lab values outside physiological limits for their unit (creatinine, HbA1c, INR, K, Na, glucose, Hb)",
+                f"SELECT count(*) FROM measurement m JOIN {labs} ON m.measurement_source_value = r.code "
+                "AND m.unit_source_value = r.unit WHERE m.value_as_number NOT BETWEEN r.low AND r.high",
+                f"SELECT count(*) FROM measurement m JOIN {labs} ON m.measurement_source_value = r.code "
+                "AND m.unit_source_value = r.unit WHERE m.value_as_number IS NOT NULL",
+                threshold_pct=0.5,
+            )
+        )
+        out.append(
+            Check(
+                "lab_units_unknown",
+                "conformance",
+                "measurement",
+                "values of the known labs with a unit not listed",
+                "SELECT count(*) FROM measurement m WHERE m.value_as_number IS NOT NULL "
+                f"AND m.measurement_source_value IN (SELECT code FROM {labs}) "
+                f"AND NOT EXISTS (SELECT 1 FROM {labs} WHERE r.code = m.measurement_source_value "
+                "AND r.unit = m.unit_source_value)",
+                f"SELECT count(*) FROM measurement m WHERE m.measurement_source_value IN (SELECT code FROM {labs})",
+                threshold_pct=1.0,
+            )
+        )
+    return out
+
+
+def run(con: duckdb.DuckDBPyConnection, tables: set[str], config: QualityConfig | None = None) -> list[Result]:
+    config = config or QualityConfig()
+    results = []
+    for check in checks(tables):
+        override = config.overrides.get(check.name, {})
+        threshold = float(override.get("threshold_pct", check.threshold_pct))  # type: ignore[arg-type]
+        severity = str(override.get("severity", check.severity))
+        failing = con.execute(check.failing).fetchone()[0]
+        applicable = con.execute(check.applicable).fetchone()[0]
+        percent = round(100 * failing / applicable, 3) if applicable else 0.0
+        status = "pass" if percent <= threshold else ("fail" if severity == "fatal" else "warning")
+        results.append(
+            Result(
+                check.name,
+                check.category,
+                check.table,
+                check.description,
+                failing,
+                applicable,
+                percent,
+                threshold,
+                severity,
+                status,
+            )
+        )
+    return results
+
+
+def as_json(results: list[Result]) -> list[dict[str, object]]:
+    return [asdict(r) for r in results]
+
+
+def check_before_publishing(builder: ReleaseBuilder, config: QualityConfig | None = None) -> list[Result]:
+    """Run the checks on what a builder wrote; record them; refuse to publish if a fatal check fails."""
+    results = run(builder.con, builder.table_views(), config)
+    builder.quality = as_json(results)
+    failed = [r for r in results if r.status == "fail"]
+    if failed:
+        raise QualityError(
+            "data-quality checks failed, nothing published:\n"
+            + "\n".join(
+                f"{r.name}: {r.failing} of {r.applicable} rows ({r.percent}%) - {r.description}" for r in failed
+            )
+        )
+    return results
+
+
+class QualityError(HygieError):
+    """A fatal data-quality check failed."""
+
+
+def html_report(name: str, results: list[dict[str, object]], *, synthetic: bool) -> str:
+    from hygie.reports.html import page, table
+
+    columns = [
+        "status",
+        "check",
+        "category",
+        "table",
+        "failing",
+        "applicable",
+        "percent",
+        "threshold_pct",
+        "severity",
+        "description",
+    ]
+    rows = [
+        [
+            r["status"],
+            r["name"],
+            r["category"],
+            r["table"],
+            r["failing"],
+            r["applicable"],
+            r["percent"],
+            r["threshold_pct"],
+            r["severity"],
+            r["description"],
+        ]
+        for r in results
+    ]
+    counts = {s: sum(1 for r in results if r["status"] == s) for s in ("pass", "warning", "fail")}
+    summary = f"<p>{counts['pass']} passed, {counts['warning']} warning(s), {counts['fail']} failed.</p>"
+    return page(
+        f"Data quality: {name}",
+        [summary, table(columns, rows, status_column="status")],
+        banner="SYNTHETIC data" if synthetic else None,
+    )

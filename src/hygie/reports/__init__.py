@@ -1,0 +1,1 @@
+"""Human-readable renderings (HTML) of results, shared by the CLI and, later, the web portal."""
