@@ -168,6 +168,9 @@ def build(
     probabilistic: bool = typer.Option(
         True, "--probabilistic/--deterministic-only", help="Run the probabilistic pass after the deterministic rules."
     ),
+    quality_config: Path | None = typer.Option(
+        None, "--quality-config", help="JSON of per-check overrides: {name: {threshold_pct, severity}}."
+    ),
 ) -> None:
     """Combine every site's latest deposit into a new linked, pseudonymised release."""
     from hygie.ingest.build import build_release
