@@ -79,7 +79,7 @@ def make_identities(
     )
     # Residence near the main site (70% its own department); birth in the residence department for 60%.
     residence = np.array(
-        [deps[0] if u < 0.7 else deps[1 + int(v * (len(deps) - 1))] for deps, u, v in
+        [deps[0] if u < 0.7 or len(deps) == 1 else deps[1 + int(v * (len(deps) - 1))] for deps, u, v in
          zip(main_site_departments, rng.random(n), rng.random(n), strict=True)],
         dtype=object,
     )

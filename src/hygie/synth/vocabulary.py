@@ -127,7 +127,7 @@ _LABS = {
 _PROCS = {
     "endoscopy": (_local(401), "Upper gastrointestinal endoscopy", "1919006", "HEQE002",
                   "Endoscopie oeso-gastro-duodenale"),
-    "ecg": (_local(402), "Electrocardiographic procedure", "29303009", "DEQP003",
+    "ecg": (4163951, "Electrocardiographic procedure", "29303009", "DEQP003",
             "Electrocardiographie sur au moins 12 derivations"),
     "chemotherapy": (_local(403), "Chemotherapy", "367336001", "ZZLF900", "Seance de chimiotherapie"),
 }
