@@ -17,6 +17,8 @@ def test_standard_ids_come_from_gibleed_or_the_local_range() -> None:
     }
     for concept in all_concepts():
         in_gibleed = known.get((concept.vocabulary, concept.code))
+        if concept.concept_id == 756265:  # OMOP CDM Version 5.4.0, used by cdm_source and the loader
+            continue
         if in_gibleed is not None:
             assert concept.concept_id == in_gibleed, concept
         else:

@@ -46,18 +46,25 @@ def realised_incidence(chunk: Chunk, outcome: str) -> tuple[np.ndarray, np.ndarr
     return events, days
 
 
-def poisson_fit(x: np.ndarray, y: np.ndarray, exposure: np.ndarray, iterations: int = 50) -> np.ndarray:
-    """Maximum-likelihood Poisson regression (log link, log exposure offset) by Newton-Raphson."""
+def poisson_fit(x: np.ndarray, y: np.ndarray, exposure: np.ndarray, iterations: int = 100) -> np.ndarray | None:
+    """Maximum-likelihood Poisson regression (log link, log exposure offset) by damped Newton-Raphson; None when
+    it does not converge (too few events for the covariates)."""
     beta = np.zeros(x.shape[1])
     beta[0] = np.log(max(y.sum(), 0.5) / exposure.sum())
     offset = np.log(exposure)
     for _ in range(iterations):
-        mu = np.exp(x @ beta + offset)
-        step = np.linalg.solve((x * mu[:, None]).T @ x + 1e-9 * np.eye(x.shape[1]), x.T @ (y - mu))
-        beta += step
+        mu = np.exp(np.clip(x @ beta + offset, -700, 700))
+        try:
+            step = np.linalg.solve((x * mu[:, None]).T @ x + 1e-9 * np.eye(x.shape[1]), x.T @ (y - mu))
+        except np.linalg.LinAlgError:
+            return None
+        beta += np.clip(step, -2.0, 2.0)  # damped: no overshoot on sparse data
         if np.max(np.abs(step)) < 1e-10:
-            break
-    return beta
+            return beta if np.all(np.isfinite(beta)) else None
+    return None
+
+
+MIN_EVENTS = 5  # per arm, before a rate ratio is estimated
 
 
 class Truth:
@@ -186,14 +193,15 @@ class Truth:
         ones = np.ones(len(y))
         estimates = {"users_target": int(treated.sum()), "users_comparator": int(len(y) - treated.sum()),
                      "events_target": int(y[treated > 0].sum()), "events_comparator": int(y[treated == 0].sum())}
-        if y.sum() >= 2 and 0 < treated.sum() < len(y):
+        if min(estimates["events_target"], estimates["events_comparator"]) >= MIN_EVENTS:
             crude = poisson_fit(np.column_stack([ones, treated]), y, exposure)
             groups = [((age >= lo) & (age < hi)).astype(float) for lo, hi in AGE_GROUPS[1:]]
             x = np.column_stack([ones, treated, (age - 60) / 10, cohort["comorbidities"][keep],
                                  cohort["female"][keep].astype(float), *groups])
             x = x[:, (np.ptp(x, axis=0) > 0) | (np.arange(x.shape[1]) == 0)]
             adjusted = poisson_fit(x, y, exposure)
-            estimates |= {"realised_crude_rate_ratio": round(float(np.exp(crude[1])), 4),
-                          "realised_adjusted_rate_ratio": round(float(np.exp(adjusted[1])), 4),
+            estimates |= {"realised_crude_rate_ratio": None if crude is None else round(float(np.exp(crude[1])), 4),
+                          "realised_adjusted_rate_ratio": None if adjusted is None else
+                          round(float(np.exp(adjusted[1])), 4),
                           "adjusted_for": "age (linear and by age group), sex, number of comorbidities"}
         return out | estimates

@@ -175,6 +175,9 @@ TYPE_ADMINISTRATION = _c(
 )
 TYPE_PERIOD = _c(_local(904), "EHR encounter record", "Type Concept", "Type Concept", "Type Concept", "OMOP4976893")
 _TYPES = (TYPE_EHR, TYPE_PRESCRIPTION, TYPE_ADMINISTRATION, TYPE_PERIOD)
+# The one OMOP id kept although GiBleed lacks it: cdm_source.cdm_version_concept_id, which hygie's loader
+# also uses for CDM 5.4 (``ingest.cdm_load.CDM_V54_CONCEPT_ID``).
+CDM_VERSION = _c(756265, "OMOP CDM Version 5.4.0", "Metadata", "CDM", "CDM", "CDM v5.4.0")
 
 # Classification concepts used as ancestors, so that a cohort can say "any NSAID" or "any cancer".
 _CLASSES: dict[str, tuple[Concept, tuple[str, ...]]] = {
@@ -213,6 +216,7 @@ _VOCABULARIES = {
     "Visit": "OMOP Visit",
     "Gender": "OMOP Gender",
     "Type Concept": "OMOP Type Concept",
+    "CDM": "OMOP Common DataModel",
 }
 
 
@@ -223,7 +227,7 @@ def all_concepts() -> list[Concept]:
         for c in (code.standard, code.source, code.unit):
             if c is not None:
                 seen.setdefault(c.concept_id, c)
-    for c in (*VISIT.values(), *GENDER.values(), *_TYPES, *(c for c, _m in _CLASSES.values())):
+    for c in (*VISIT.values(), *GENDER.values(), *_TYPES, CDM_VERSION, *(c for c, _m in _CLASSES.values())):
         seen.setdefault(c.concept_id, c)
     return sorted(seen.values(), key=lambda c: c.concept_id)
 

@@ -18,6 +18,7 @@ from hygie.cdm import cdm_schema
 from hygie.synth.clinical import Chunk, Records
 from hygie.synth.config import Site
 from hygie.synth.vocabulary import (
+    CDM_VERSION,
     CODE_KEYS,
     CODES,
     GENDER,
@@ -107,7 +108,7 @@ class OmopSiteWriter:
                 "source_release_date": [dt.date(2025, 1, 15)],
                 "cdm_release_date": [dt.date(2025, 1, 31)],
                 "cdm_version": ["5.4"],
-                "cdm_version_concept_id": [0 if self.source_only else 756265],
+                "cdm_version_concept_id": [0 if self.source_only else CDM_VERSION.concept_id],
                 "vocabulary_version": ["source codes only" if self.source_only else "hygie-synth 1"],
             },
             1,
@@ -130,7 +131,8 @@ class OmopSiteWriter:
         local[idx] = local_ids(p.pid[idx], s, self.seed)
         if self._identity_writer is None:
             self._identity_writer = pacsv.CSVWriter(
-                self.identity_path, identities.schema, write_options=pacsv.WriteOptions(quoting_style="needed")
+                # Every text value quoted: NIRs and postcodes are text, not numbers (leading zeros, 2A/2B).
+                self.identity_path, identities.schema, write_options=pacsv.WriteOptions(quoting_style="all_valid")
             )
         self._identity_writer.write_table(identities)
         gender = np.where(p.female[idx], GENDER["F"].concept_id, GENDER["M"].concept_id)
