@@ -62,3 +62,9 @@ def test_an_unwritable_output_is_refused(tmp_path: Path) -> None:
     result = runner.invoke(app, ["synth", "-n", "10", "--out", str(blocker)])
     assert result.exit_code == 1
     assert "not a folder" in " ".join(result.output.split())
+
+
+def test_workers_must_be_one_or_two(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["synth", "-n", "10", "--workers", "3", "--out", str(tmp_path / "w")])
+    assert result.exit_code == 1
+    assert "workers must be 1 or 2" in " ".join(result.output.split())

@@ -197,3 +197,8 @@ def test_linkage_ground_truth_matches_the_sites(out: Path) -> None:
     assert truth["hazard_ratios"][0]["planted"] == 1.5
     assert {c["outcome"] for c in truth["negative_controls"]} == {"mi", "stroke", "aki"}
     assert {r["outcome"] for r in truth["incidence_per_100000_person_years"]} >= {"mi", "stroke", "aki", "t2d"}
+
+
+def test_two_workers_write_the_same_files_as_one(out: Path, tmp_path: Path) -> None:
+    generate(SynthConfig(patients=PATIENTS, seed=SEED), tmp_path / "two", workers=2)
+    assert _digests(tmp_path / "two") == _digests(out)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -24,6 +25,9 @@ def synth(
     patients: int = typer.Option(DEFAULT_PATIENTS, "--patients", "-n", help="Number of distinct persons."),
     seed: int = typer.Option(42, "--seed", "-s", help="Random seed: the same seed gives the same files."),
     out: Path = typer.Option(..., "--out", "-o", help="New or empty folder to write the four sites into."),
+    workers: int = typer.Option(
+        min(2, os.cpu_count() or 1), "--workers", help="Processes: 1, or 2 (sites c and d in a second process)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Generate four synthetic hospital extracts (OMOP CSV, OMOP Parquet, FHIR NDJSON, OMOP source codes), a
@@ -33,7 +37,7 @@ def synth(
     if seed < 0:
         raise HygieError(f"--seed must be zero or positive (got {seed})")
     with progress(not as_json) as step:
-        summary = generate(SynthConfig(patients=patients, seed=seed), out, step)
+        summary = generate(SynthConfig(patients=patients, seed=seed), out, step, workers=workers)
     if as_json:
         print_json(summary)
         return

@@ -14,9 +14,11 @@ Memory stays bounded: one chunk of 10,000 persons is generated, written to every
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -88,54 +90,90 @@ def site_identities(chunk: Chunk, site: int, config: SynthConfig) -> tuple[dict[
     return ids | {"_person_key": p.pid[idx], "_female": p.female[idx]}, noise
 
 
-def generate(
-    config: SynthConfig, out: Path, step: Callable[[str], None] = lambda _s: None
-) -> dict:
-    """Generate everything under ``out`` (which must be new or empty); returns a summary (rows, persons, time)."""
-    started = time.perf_counter()
-    prepare_output(out)
-    vocab_rows = write_vocabulary(out / "vocabulary")
-    writers: list[OmopSiteWriter | FhirSiteWriter] = [
-        FhirSiteWriter(out, i, s, config.seed) if s.format == "fhir" else OmopSiteWriter(out, i, s, config.seed)
-        for i, s in enumerate(SITES)
-    ]
-    truth = Truth(config, out / "truth")
-    persons_per_site = [0] * len(SITES)
+def _write_sites(
+    config: SynthConfig, out: Path, sites: tuple[int, ...], truth: Truth | None,
+    step: Callable[[str], None] = lambda _s: None,
+) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
+    """Generate every chunk and write the given sites; with ``truth``, also account the truth of all sites.
+
+    Runs in the main process or in a worker: chunks are pure functions of (config, index), so two processes
+    writing different sites produce exactly the files one process would.
+    """
+    writers: dict[int, OmopSiteWriter | FhirSiteWriter] = {
+        i: (FhirSiteWriter if SITES[i].format == "fhir" else OmopSiteWriter)(out, i, SITES[i], config.seed)
+        for i in sites
+    }
+    persons = dict.fromkeys(sites, 0)
     for c in range(config.chunks):
         step(f"chunk {c + 1}/{config.chunks}")
         chunk = generate_chunk(config, c)
         links, noises, women = [], {k: [] for k in NOISE_FIELDS}, 0
-        for i, (site, writer) in enumerate(zip(SITES, writers, strict=True)):
+        for i, site in enumerate(SITES):
+            if i not in writers and truth is None:
+                continue
             ids, noise = site_identities(chunk, i, config)
-            persons_per_site[i] += len(ids["local_id"])
             public = {k: v for k, v in ids.items() if not k.startswith("_")}
+            writer = writers.get(i)
             if isinstance(writer, FhirSiteWriter):
                 writer.write_chunk(chunk, public)
-            else:
+            elif writer is not None:
                 writer.write_chunk(chunk, identity_table(public))
-            links.append(pa.table({
-                "site": pa.array([site.key] * len(ids["local_id"])),
-                "local_id": pa.array(ids["local_id"]),
-                "person_key": pa.array(ids["_person_key"]),
-                **{k: pa.array(v) for k, v in noise.items()},
-            }))
-            for k in NOISE_FIELDS:
-                noises[k].append(noise[k])
-            women += int(ids["_female"].sum())
-        truth.add(chunk, pa.concat_tables(links), {k: np.concatenate(v) for k, v in noises.items()}, women)
-    step("closing files")
-    for w in writers:
+            if writer is not None:
+                persons[i] += len(ids["local_id"])
+            if truth is not None:
+                links.append(pa.table({
+                    "site": pa.array([site.key] * len(ids["local_id"])),
+                    "local_id": pa.array(ids["local_id"]),
+                    "person_key": pa.array(ids["_person_key"]),
+                    **{k: pa.array(v) for k, v in noise.items()},
+                }))
+                for k in NOISE_FIELDS:
+                    noises[k].append(noise[k])
+                women += int(ids["_female"].sum())
+        if truth is not None:
+            truth.add(chunk, pa.concat_tables(links), {k: np.concatenate(v) for k, v in noises.items()}, women)
+    for w in writers.values():
         w.close()
-    rows = {f"site_{s.key}": dict(sorted(w.rows.items())) for s, w in zip(SITES, writers, strict=True)}
-    clinical_rows = sum(sum(r.values()) for r in rows.values())
+    rows = {f"site_{SITES[i].key}": dict(sorted(w.rows.items())) for i, w in writers.items()}
+    return rows, {f"site_{SITES[i].key}": n for i, n in persons.items()}
+
+
+def generate(
+    config: SynthConfig, out: Path, step: Callable[[str], None] = lambda _s: None, workers: int = 1
+) -> dict:
+    """Generate everything under ``out`` (which must be new or empty); returns a summary (rows, persons, time).
+
+    ``workers=2`` writes sites c and d in a second process (the output is byte-identical to ``workers=1``).
+    """
+    if workers not in (1, 2):
+        raise HygieError(f"workers must be 1 or 2 (got {workers})")
+    started = time.perf_counter()
+    prepare_output(out)
+    vocab_rows = write_vocabulary(out / "vocabulary")
+    truth = Truth(config, out / "truth")
+    groups = ((0, 1), (2, 3)) if workers == 2 else ((0, 1, 2, 3),)
+    rows: dict[str, dict[str, int]] = {}
+    persons: dict[str, int] = {}
+    if workers == 2:
+        # spawn, not fork: the parent holds Arrow thread pools, which must not be forked.
+        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            other = pool.submit(_write_sites, config, out, groups[1], None)
+            r, p = _write_sites(config, out, groups[0], truth, step)
+            step("waiting for the second worker")
+            r2, p2 = other.result()
+        rows, persons = r | r2, p | p2
+    else:
+        rows, persons = _write_sites(config, out, groups[0], truth, step)
+    rows = {f"site_{s.key}": rows[f"site_{s.key}"] for s in SITES}
     summary = {
         "patients": config.patients,
         "seed": config.seed,
-        "persons_per_site": {f"site_{s.key}": n for s, n in zip(SITES, persons_per_site, strict=True)},
+        "persons_per_site": {f"site_{s.key}": persons[f"site_{s.key}"] for s in SITES},
         "rows": rows,
-        "clinical_rows": clinical_rows,
+        "clinical_rows": sum(sum(r.values()) for r in rows.values()),
         "vocabulary_rows": vocab_rows,
     }
     truth.write(summary)
     summary["seconds"] = round(time.perf_counter() - started, 2)
+    summary["workers"] = workers
     return summary

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
+import numpy as np
 import pyarrow as pa
 
 from hygie.cdm import cdm_schema
@@ -234,16 +235,20 @@ def all_concepts() -> list[Concept]:
 
 def _table(name: str, rows: dict[str, list]) -> pa.Table:
     schema = cdm_schema("5.4")[name].arrow_schema()
-    return pa.table({f.name: pa.array(rows.get(f.name, [None] * len(next(iter(rows.values())))), f.type)
-                     for f in schema}, schema=schema)
+    n = len(next(iter(rows.values())))
+    arrays = [
+        pa.array(np.array(rows[f.name], dtype="datetime64[D]")) if f.type == pa.date32() and f.name in rows
+        else pa.array(rows.get(f.name, [None] * n), f.type)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def vocabulary_tables() -> dict[str, pa.Table]:
     """The vocabulary as CDM 5.4 tables: concept, concept_relationship, concept_ancestor, vocabulary, domain,
     concept_class, relationship."""
-    import datetime as dt
-
-    start, end = dt.date.fromisoformat(VALID_START), dt.date.fromisoformat(VALID_END)
+    # numpy dates, not datetime.date: converting Python dates makes pyarrow import pandas (seconds at start-up).
+    start, end = np.datetime64(VALID_START, "D"), np.datetime64(VALID_END, "D")
     concepts = all_concepts()
     concept = _table(
         "concept",

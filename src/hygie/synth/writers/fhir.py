@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from hygie.synth.clinical import Chunk, Records
 from hygie.synth.config import Site
@@ -61,6 +63,35 @@ def _dates(a: np.ndarray) -> np.ndarray:
     return np.datetime_as_string(a, unit="D").astype(object)
 
 
+Part = pa.Array | str
+
+
+def _str(a: np.ndarray) -> pa.Array:
+    """Arrow text of numbers or dates (dates as YYYY-MM-DD, numbers in their shortest JSON-valid form)."""
+    return pa.array(a).cast(pa.string())
+
+
+def _pick(fragments: np.ndarray, index: np.ndarray) -> pa.Array:
+    return pa.array(list(fragments), pa.string()).take(pa.array(index.astype(np.int64)))
+
+
+def _ndjson(parts: list[Part]) -> bytes:
+    """One NDJSON line per row, by concatenating text columns and constants in Arrow (no Python loop)."""
+    n = next(len(p) for p in parts if isinstance(p, pa.Array))
+    if n == 0:
+        return b""
+    joined = pc.binary_join_element_wise(*parts, "\n", "")
+    offsets = np.frombuffer(joined.buffers()[1], dtype=np.int32)[joined.offset : joined.offset + n + 1]
+    return joined.buffers()[2].to_pybytes()[offsets[0] : offsets[-1]]
+
+
+def _refs(vmap: np.ndarray, visit: np.ndarray, field: str) -> pa.Array:
+    """``,"encounter":{"reference":"Encounter/<id>"}`` where the record has a visit at this site, else empty."""
+    ids = np.where(visit >= 0, vmap[np.maximum(visit, 0)], -1)
+    text = pc.binary_join_element_wise(f',"{field}":{{"reference":"Encounter/', _str(ids), '"}', "")
+    return pc.if_else(pa.array(ids >= 0), text, "")
+
+
 class FhirSiteWriter:
     def __init__(self, root: Path, site_index: int, site: Site, seed: int) -> None:
         self.site_index, self.site, self.seed = site_index, site, seed
@@ -68,7 +99,7 @@ class FhirSiteWriter:
         self.folder.mkdir(parents=True)
         self.counters = Counters()
         self.rows: dict[str, int] = dict.fromkeys(RESOURCE_TYPES, 0)
-        self._files = {r: (self.folder / f"{r}.ndjson").open("w", encoding="utf-8") for r in RESOURCE_TYPES}
+        self._files = {r: (self.folder / f"{r}.ndjson").open("wb") for r in RESOURCE_TYPES}
         self.ipp_system = f"urn:hygie:site-{site.key}:ipp"
 
     def close(self) -> None:
@@ -77,8 +108,7 @@ class FhirSiteWriter:
 
     def _emit(self, resource: str, lines: list[str]) -> None:
         if lines:
-            self._files[resource].write("\n".join(lines))
-            self._files[resource].write("\n")
+            self._files[resource].write(("\n".join(lines) + "\n").encode("utf-8"))
         self.rows[resource] += len(lines)
 
     def write_chunk(self, chunk: Chunk, identities: dict[str, np.ndarray]) -> None:
@@ -98,7 +128,7 @@ class FhirSiteWriter:
 
     def _patients(self, ids: dict[str, np.ndarray], died: np.ndarray, exit_dates: np.ndarray) -> None:
         lines = []
-        for lid, nir, fam, giv, birth, sex, pc, dead, dd in zip(
+        for lid, nir, fam, giv, birth, sex, postcode, dead, dd in zip(
             ids["local_id"], ids["nir"], ids["family_name"], ids["given_name"], ids["birth_date"], ids["sex"],
             ids["postcode"], died, exit_dates, strict=True,
         ):
@@ -111,81 +141,70 @@ class FhirSiteWriter:
                 f'{{"resourceType":"Patient","id":"{lid}","identifier":[{identifiers}],'
                 f'"name":[{{"use":"official","family":{_dumps(fam)},"given":[{_dumps(giv)}]}}],'
                 f'"gender":"{gender}","birthDate":"{birth}"{deceased},'
-                f'"address":[{{"postalCode":"{pc}","country":"FR"}}]}}'
+                f'"address":[{{"postalCode":"{postcode}","country":"FR"}}]}}'
             )
         self._emit("Patient", lines)
 
+    def _emit_bytes(self, resource: str, data: bytes, n: int) -> None:
+        self._files[resource].write(data)
+        self.rows[resource] += n
+
     def _encounters(self, t: Records, local: np.ndarray) -> np.ndarray:
-        ids = self.counters.take("Encounter", len(t["person"]))
-        starts, ends = _dates(t["start"]), _dates(t["end"])
-        lines = [
-            f'{{"resourceType":"Encounter","id":"{i}","status":"finished","class":{_CLASS_JSON[k]},'
-            f'"subject":{{"reference":"Patient/{pid}"}},"period":{{"start":"{s}","end":"{e}"}}}}'
-            for i, k, pid, s, e in zip(ids, t["kind"], local[t["person"]], starts, ends, strict=True)
-        ]
-        self._emit("Encounter", lines)
+        n = len(t["person"])
+        ids = self.counters.take("Encounter", n)
+        self._emit_bytes("Encounter", _ndjson([
+            '{"resourceType":"Encounter","id":"', _str(ids), '","status":"finished","class":',
+            _pick(_CLASS_JSON, t["kind"]), ',"subject":{"reference":"Patient/', _str(local[t["person"]]),
+            '"},"period":{"start":"', _str(t["start"]), '","end":"', _str(t["end"]), '"}}',
+        ]), n)
         return ids
 
-    @staticmethod
-    def _encounter_refs(vmap: np.ndarray, visit: np.ndarray, field: str) -> list[str]:
-        ids = np.where(visit >= 0, vmap[np.maximum(visit, 0)], -1)
-        return [f',"{field}":{{"reference":"Encounter/{v}"}}' if v >= 0 else "" for v in ids]
-
     def _conditions(self, t: Records, local: np.ndarray, vmap: np.ndarray) -> None:
-        ids = self.counters.take("Condition", len(t["person"]))
-        refs = self._encounter_refs(vmap, t["visit"], "encounter")
-        lines = [
-            f'{{"resourceType":"Condition","id":"{i}","clinicalStatus":{_CLINICAL_ACTIVE},"code":{_CODE_JSON[c]},'
-            f'"subject":{{"reference":"Patient/{pid}"}}{ref},"recordedDate":"{d}"}}'
-            for i, c, pid, ref, d in zip(ids, t["code"], local[t["person"]], refs, _dates(t["date"]), strict=True)
-        ]
-        self._emit("Condition", lines)
+        n = len(t["person"])
+        ids = self.counters.take("Condition", n)
+        self._emit_bytes("Condition", _ndjson([
+            '{"resourceType":"Condition","id":"', _str(ids), f'","clinicalStatus":{_CLINICAL_ACTIVE},"code":',
+            _pick(_CODE_JSON, t["code"]), ',"subject":{"reference":"Patient/', _str(local[t["person"]]), '"}',
+            _refs(vmap, t["visit"], "encounter"), ',"recordedDate":"', _str(t["date"]), '"}',
+        ]), n)
 
     def _medications(self, t: Records, local: np.ndarray, vmap: np.ndarray) -> None:
-        admin = t["admin"]
-        rq = np.flatnonzero(~admin)
+        rq = np.flatnonzero(~t["admin"])
         ids = self.counters.take("MedicationRequest", len(rq))
-        starts, ends = _dates(t["start"]), _dates(t["end"])
-        lines = [
-            f'{{"resourceType":"MedicationRequest","id":"{i}","status":"completed","intent":"order",'
-            f'"medicationCodeableConcept":{_CODE_JSON[t["code"][j]]},'
-            f'"subject":{{"reference":"Patient/{local[t["person"][j]]}"}},"authoredOn":"{starts[j]}",'
-            f'"dispenseRequest":{{"validityPeriod":{{"start":"{starts[j]}","end":"{ends[j]}"}},'
-            f'"expectedSupplyDuration":{{"value":{int(t["days"][j])},"unit":"days","system":"{_UCUM}","code":"d"}}}}}}'
-            for i, j in zip(ids, rq, strict=True)
-        ]
-        self._emit("MedicationRequest", lines)
-        ad = np.flatnonzero(admin)
+        start = _str(t["start"][rq])
+        self._emit_bytes("MedicationRequest", _ndjson([
+            '{"resourceType":"MedicationRequest","id":"', _str(ids),
+            '","status":"completed","intent":"order","medicationCodeableConcept":', _pick(_CODE_JSON, t["code"][rq]),
+            ',"subject":{"reference":"Patient/', _str(local[t["person"][rq]]), '"},"authoredOn":"', start,
+            '","dispenseRequest":{"validityPeriod":{"start":"', start, '","end":"', _str(t["end"][rq]),
+            '"},"expectedSupplyDuration":{"value":', _str(t["days"][rq]),
+            f',"unit":"days","system":"{_UCUM}","code":"d"}}}}}}',
+        ]), len(rq))
+        ad = np.flatnonzero(t["admin"])
         ids = self.counters.take("MedicationAdministration", len(ad))
-        refs = self._encounter_refs(vmap, t["visit"][ad], "context")
-        lines = [
-            f'{{"resourceType":"MedicationAdministration","id":"{i}","status":"completed",'
-            f'"medicationCodeableConcept":{_CODE_JSON[t["code"][j]]},'
-            f'"subject":{{"reference":"Patient/{local[t["person"][j]]}"}}{ref},'
-            f'"effectivePeriod":{{"start":"{starts[j]}","end":"{ends[j]}"}}}}'
-            for i, j, ref in zip(ids, ad, refs, strict=True)
-        ]
-        self._emit("MedicationAdministration", lines)
+        self._emit_bytes("MedicationAdministration", _ndjson([
+            '{"resourceType":"MedicationAdministration","id":"', _str(ids),
+            '","status":"completed","medicationCodeableConcept":', _pick(_CODE_JSON, t["code"][ad]),
+            ',"subject":{"reference":"Patient/', _str(local[t["person"][ad]]), '"}',
+            _refs(vmap, t["visit"][ad], "context"), ',"effectivePeriod":{"start":"', _str(t["start"][ad]),
+            '","end":"', _str(t["end"][ad]), '"}}',
+        ]), len(ad))
 
     def _observations(self, t: Records, local: np.ndarray, vmap: np.ndarray) -> None:
-        ids = self.counters.take("Observation", len(t["person"]))
-        refs = self._encounter_refs(vmap, t["visit"], "encounter")
-        values = t["value"].tolist()
-        lines = [
-            f'{{"resourceType":"Observation","id":"{i}","status":"final","category":{_LAB_CATEGORY},'
-            f'"code":{_CODE_JSON[c]},"subject":{{"reference":"Patient/{pid}"}}{ref},"effectiveDateTime":"{d}",'
-            f'"valueQuantity":{{"value":{v},{_UNIT_JSON[c]}}}}}'
-            for i, c, pid, ref, d, v in zip(ids, t["code"], local[t["person"]], refs, _dates(t["date"]), values,
-                                              strict=True)
-        ]
-        self._emit("Observation", lines)
+        n = len(t["person"])
+        ids = self.counters.take("Observation", n)
+        self._emit_bytes("Observation", _ndjson([
+            '{"resourceType":"Observation","id":"', _str(ids), f'","status":"final","category":{_LAB_CATEGORY},"code":',
+            _pick(_CODE_JSON, t["code"]), ',"subject":{"reference":"Patient/', _str(local[t["person"]]), '"}',
+            _refs(vmap, t["visit"], "encounter"), ',"effectiveDateTime":"', _str(t["date"]),
+            '","valueQuantity":{"value":', _str(t["value"]), ",", _pick(_UNIT_JSON, t["code"]), "}}",
+        ]), n)
 
     def _procedures(self, t: Records, local: np.ndarray, vmap: np.ndarray) -> None:
-        ids = self.counters.take("Procedure", len(t["person"]))
-        refs = self._encounter_refs(vmap, t["visit"], "encounter")
-        lines = [
-            f'{{"resourceType":"Procedure","id":"{i}","status":"completed","code":{_CODE_JSON[c]},'
-            f'"subject":{{"reference":"Patient/{pid}"}}{ref},"performedDateTime":"{d}"}}'
-            for i, c, pid, ref, d in zip(ids, t["code"], local[t["person"]], refs, _dates(t["date"]), strict=True)
-        ]
-        self._emit("Procedure", lines)
+        n = len(t["person"])
+        ids = self.counters.take("Procedure", n)
+        self._emit_bytes("Procedure", _ndjson([
+            '{"resourceType":"Procedure","id":"', _str(ids), '","status":"completed","code":',
+            _pick(_CODE_JSON, t["code"]), ',"subject":{"reference":"Patient/', _str(local[t["person"]]), '"}',
+            _refs(vmap, t["visit"], "encounter"), ',"performedDateTime":"', _str(t["date"]), '"}',
+        ]), n)

@@ -6,7 +6,6 @@ a separate file next to the clinical folder (``<site>/identities.csv``), never i
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 import numpy as np
@@ -105,8 +104,8 @@ class OmopSiteWriter:
                 "cdm_source_abbreviation": [f"SITE_{self.site.key.upper()}"],
                 "cdm_holder": [self.site.name],
                 "source_description": ["hygie synth: synthetic patients, not real people"],
-                "source_release_date": [dt.date(2025, 1, 15)],
-                "cdm_release_date": [dt.date(2025, 1, 31)],
+                "source_release_date": np.array(["2025-01-15"], dtype="datetime64[D]"),
+                "cdm_release_date": np.array(["2025-01-31"], dtype="datetime64[D]"),
                 "cdm_version": ["5.4"],
                 "cdm_version_concept_id": [0 if self.source_only else CDM_VERSION.concept_id],
                 "vocabulary_version": ["source codes only" if self.source_only else "hygie-synth 1"],
