@@ -59,7 +59,11 @@ def test_layout_keeps_identities_and_truth_out_of_the_clinical_folders(out: Path
         files = {p.name for p in (out / site / "cdm").iterdir()}
         assert "MANIFEST.csv" in files
         assert {f"person{fmt}", f"visit_occurrence{fmt}", f"drug_exposure{fmt}", f"measurement{fmt}"} <= files
-    assert sorted(p.name for p in (out / "site_c" / "fhir").iterdir()) == sorted(f"{r}.ndjson" for r in RESOURCE_TYPES)
+    fhir = out / "site_c" / "fhir"
+    assert sorted(p.name for p in fhir.iterdir()) == sorted([*(f"{r}.ndjson" for r in RESOURCE_TYPES), "manifest.json"])
+    manifest = json.loads((fhir / "manifest.json").read_text())
+    for entry in manifest["output"]:
+        assert sum(1 for _ in (fhir / entry["url"]).open()) == entry["count"]
     assert {p.name for p in (out / "truth").iterdir()} == {"truth.json", "linkage.csv", "nsaid_cohort.csv"}
 
 

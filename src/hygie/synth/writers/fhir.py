@@ -20,6 +20,8 @@ from hygie.synth.vocabulary import CODE_KEYS, CODES
 from hygie.synth.writers.common import Counters, local_ids, site_records, visit_ids
 
 NIR_SYSTEM = "urn:oid:1.2.250.1.213.1.4.8"
+EXTRACT_TIME = "2025-01-15T00:00:00Z"
+BASE_URL = "https://fhir.site-c.example/r4"
 RESOURCE_TYPES = (
     "Patient", "Encounter", "Condition", "MedicationRequest", "MedicationAdministration", "Observation", "Procedure",
 )
@@ -105,6 +107,15 @@ class FhirSiteWriter:
     def close(self) -> None:
         for f in self._files.values():
             f.close()
+        # The Bulk Data "complete" response (the export manifest), with a fixed time so output stays deterministic.
+        manifest = {
+            "transactionTime": EXTRACT_TIME,
+            "request": f"{BASE_URL}/$export?_type={','.join(RESOURCE_TYPES)}",
+            "requiresAccessToken": False,
+            "output": [{"type": r, "url": f"{r}.ndjson", "count": self.rows[r]} for r in RESOURCE_TYPES],
+            "error": [],
+        }
+        (self.folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
 
     def _emit(self, resource: str, lines: list[str]) -> None:
         if lines:
