@@ -2,21 +2,47 @@
 
 from __future__ import annotations
 
+import shutil
+
 import typer
 
 from hygie import datasets as registry
 from hygie.cli.cdm import print_summary, report_load
 from hygie.cli.output import console, handle_errors, progress, settings
+from hygie.config import Settings
 from hygie.engine.duckdb import DuckDBEngine
 from hygie.ingest.cdm_load import load_cdm
 from hygie.releases import ReleaseStore
 from hygie.releases.summary import summarise
+from hygie.synth.config import SynthConfig
+from hygie.synth.generate import generate
 
 DEMO_RELEASE = "demo-gibleed"
+DEMO_SYNTH_PATIENTS = 2_000
+DEMO_SYNTH_RELEASE = "demo-synth-site-a"
 
 
 def register(root: typer.Typer) -> None:
     root.command("demo")(demo)
+
+
+def _synthetic_sites(s: Settings, store: ReleaseStore) -> None:
+    """First step: a small synthetic population in the four hospitals' own formats; site a loaded as a release."""
+    folder = s.home / "synth" / "demo"
+    if (folder / "truth" / "truth.json").is_file():
+        console.print(f"0. synthetic hospital extracts already in {folder}; reusing them")
+    else:
+        if folder.exists():  # left by an interrupted run: generations are never mixed
+            shutil.rmtree(folder)
+        console.print(f"0. generating {DEMO_SYNTH_PATIENTS:,} synthetic patients in four hospital extracts")
+        with progress() as step:
+            summary = generate(SynthConfig(patients=DEMO_SYNTH_PATIENTS, seed=42), folder, step, workers=1)
+        console.print(f"   {summary['clinical_rows']:,} records in {summary['seconds']} s, written to {folder}")
+    if not store.exists(DEMO_SYNTH_RELEASE):
+        with progress() as step:
+            release = load_cdm(folder / "site_a" / "cdm", DEMO_SYNTH_RELEASE, s, synthetic=True,
+                               description="hygie synth demo: site a (OMOP CSV)", origin="hygie synth", step=step)
+        report_load(release)
 
 
 @handle_errors
@@ -26,6 +52,7 @@ def demo() -> None:
     store = ReleaseStore(s)
     console.rule("[bold]hygie demo")
     console.print(f"HYGIE_HOME = {s.home}")
+    _synthetic_sites(s, store)
     if store.exists(DEMO_RELEASE):
         console.print(f"release {DEMO_RELEASE} already exists (releases are immutable); reusing it")
         release = store.get(DEMO_RELEASE)
