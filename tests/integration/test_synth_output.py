@@ -206,3 +206,50 @@ def test_linkage_ground_truth_matches_the_sites(out: Path) -> None:
 def test_two_workers_write_the_same_files_as_one(out: Path, tmp_path: Path) -> None:
     generate(SynthConfig(patients=PATIENTS, seed=SEED), tmp_path / "two", workers=2)
     assert _digests(tmp_path / "two") == _digests(out)
+
+
+@pytest.mark.parametrize("site", ["site_a", "site_b"])
+def test_records_fall_in_the_site_observation_periods_and_reference_its_visits(out: Path, site: str) -> None:
+    import duckdb
+
+    folder = out / site / "cdm"
+    ext = "parquet" if site == "site_b" else "csv"
+    con = duckdb.connect()
+    for table in ("person", "observation_period", "visit_occurrence", "condition_occurrence", "drug_exposure",
+                  "measurement", "procedure_occurrence", "death"):
+        reader = "read_parquet" if ext == "parquet" else "read_csv_auto"
+        con.execute(f"CREATE VIEW {table} AS SELECT * FROM {reader}('{folder / f'{table}.{ext}'}')")
+    persons = con.execute("SELECT count(*), count(DISTINCT person_id) FROM person").fetchone()
+    assert persons[0] == persons[1]
+    # One observation period per person at each site.
+    assert con.execute("SELECT count(*) FROM observation_period").fetchone()[0] == persons[0]
+    assert con.execute(
+        "SELECT count(*) FROM person p ANTI JOIN observation_period o USING (person_id)").fetchone()[0] == 0
+    for table, date in (("visit_occurrence", "visit_start_date"), ("condition_occurrence", "condition_start_date"),
+                        ("drug_exposure", "drug_exposure_start_date"), ("measurement", "measurement_date"),
+                        ("procedure_occurrence", "procedure_date"), ("death", "death_date")):
+        outside = con.execute(
+            f"SELECT count(*) FROM {table} t JOIN observation_period o USING (person_id) "
+            f"WHERE t.{date} NOT BETWEEN o.observation_period_start_date AND o.observation_period_end_date"
+        ).fetchone()[0]
+        assert outside == 0, table
+    for table in ("condition_occurrence", "drug_exposure", "measurement", "procedure_occurrence"):
+        dangling = con.execute(
+            f"SELECT count(*) FROM {table} t WHERE t.visit_occurrence_id IS NOT NULL AND NOT EXISTS "
+            f"(SELECT 1 FROM visit_occurrence v WHERE v.visit_occurrence_id = t.visit_occurrence_id "
+            f"AND v.person_id = t.person_id)"
+        ).fetchone()[0]
+        assert dangling == 0, table
+
+
+def test_site_d_has_no_concept_anywhere(out: Path) -> None:
+    for table, columns in (("person", ("gender_concept_id",)),
+                           ("visit_occurrence", ("visit_concept_id", "visit_type_concept_id")),
+                           ("measurement", ("unit_concept_id", "measurement_type_concept_id"))):
+        rows = _read(out / "site_d" / "cdm" / f"{table}.csv")
+        for c in columns:
+            assert set(rows[c]) == {0}, (table, c)
+    visits = _read(out / "site_d" / "cdm" / "visit_occurrence.csv")
+    assert set(visits["visit_source_value"]) == {"CONS", "HOSP", "URG"}
+    units = _read(out / "site_d" / "cdm" / "measurement.csv")
+    assert {"umol/L", "%"} <= set(units["unit_source_value"])

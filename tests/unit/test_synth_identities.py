@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hygie.synth.config import NoiseConfig
 from hygie.synth.identities import DEPARTMENTS, make_identities, nir_is_valid, nir_key, noisy_copies, typo
@@ -93,3 +95,18 @@ def test_noise_rates_are_realised_as_configured(seed: int) -> None:
     assert ((b.astype("datetime64[M]").astype(int) % 12 + 1) == (r - r.astype("datetime64[M]")).astype(int) + 1).all()
     untouched = ~rec.noise_missing_nir
     assert all(nir_is_valid(v) for v in rec.nir[untouched])
+
+
+@given(
+    sex=st.integers(1, 2), year=st.integers(0, 99), month=st.integers(1, 12),
+    dept=st.sampled_from(DEPARTMENTS), commune=st.integers(1, 999), order=st.integers(1, 999),
+    position=st.integers(0, 12), delta=st.integers(1, 9),
+)
+def test_any_single_digit_error_is_detected(sex, year, month, dept, commune, order, position, delta) -> None:
+    body = f"{sex}{year:02d}{month:02d}{dept}{commune:03d}{order:03d}"
+    nir = body + f"{nir_key(body):02d}"
+    assert nir_is_valid(nir)
+    if not body[position].isdigit():
+        return  # the A/B of Corsica
+    altered = body[:position] + str((int(body[position]) + delta) % 10) + body[position + 1 :]
+    assert not (nir_is_valid(altered + nir[13:]))

@@ -267,11 +267,12 @@ def _clinical_records(
     cond_parts.append({"person": diag["person"], "site": diag["site"], "date": diag["start"],
                        "code": np.concatenate(diag_codes),
                        "visit": first_diag + np.arange(len(diag["person"]))})
-    # Prevalent conditions: recorded at the first visit at the main site.
+    # Prevalent conditions: recorded at the first visit at the main site. Every person has a main site, so the
+    # first block of visits holds exactly one visit per person, in person order: visit position = person index.
     for key in (*CHRONIC, *CANCERS):
         idx = np.flatnonzero(chunk.prevalent[key])
         cond_parts.append({"person": idx, "site": p.sites[idx, 0].astype(np.int8), "date": p.entry[idx],
-                           "code": np.full(len(idx), CODE_INDEX[key]), "visit": idx_first_visit(p, idx)})
+                           "code": np.full(len(idx), CODE_INDEX[key]), "visit": idx})
     # Known chronic diseases are coded again at later visits (half of outpatient, most inpatient visits).
     vp, vstart, vkind = all_visits["person"], all_visits["start"], all_visits["kind"]
     for key in (*CHRONIC, *CANCERS):
@@ -295,11 +296,6 @@ def _clinical_records(
         periods.append({"person": idx, "site": p.sites[idx, k].astype(np.int8), "start": p.site_entry[idx, k],
                         "end": p.exit[idx]})
     chunk.periods = concat(periods)
-
-
-def idx_first_visit(p: Persons, idx: np.ndarray) -> np.ndarray:
-    """Position of the first visit at the main site: the first block of visits is one per person with a site."""
-    return idx  # every person has a main site, so block 0 holds exactly one visit per person, in order
 
 
 _PANEL = ("creatinine", "potassium", "sodium", "hemoglobin", "glucose")
