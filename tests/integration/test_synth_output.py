@@ -253,3 +253,17 @@ def test_site_d_has_no_concept_anywhere(out: Path) -> None:
     assert set(visits["visit_source_value"]) == {"CONS", "HOSP", "URG"}
     units = _read(out / "site_d" / "cdm" / "measurement.csv")
     assert {"umol/L", "%"} <= set(units["unit_source_value"])
+
+
+@pytest.mark.parametrize(("outcome", "icd10"), [("mi", "I21.9"), ("stroke", "I64"), ("aki", "N17.9")])
+def test_every_planted_outcome_event_is_in_exactly_one_site(out: Path, outcome: str, icd10: str) -> None:
+    truth = json.loads((out / "truth" / "truth.json").read_text())
+    planted_events = sum(r["events"] for r in truth["incidence_per_100000_person_years"] if r["outcome"] == outcome)
+    found = 0
+    for site in ("site_a", "site_d"):
+        found += _read(out / site / "cdm" / "condition_occurrence.csv")["condition_source_value"].count(icd10)
+    found += pq.read_table(out / "site_b" / "cdm" / "condition_occurrence.parquet").column(
+        "condition_source_value").to_pylist().count(icd10)
+    found += sum(1 for c in _fhir_lines(out, "Condition") if c["code"]["coding"][0]["code"] == icd10)
+    assert planted_events > 0
+    assert found == planted_events

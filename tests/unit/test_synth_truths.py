@@ -84,3 +84,18 @@ def test_same_seed_same_chunk_other_seed_other_chunk() -> None:
     c = generate_chunk(SynthConfig(patients=3000, seed=10), 0)
     assert (a.persons.birth == b.persons.birth).all() and (a.measurements["value"] == b.measurements["value"]).all()
     assert not np.array_equal(a.persons.birth, c.persons.birth)
+
+
+def test_pyramid_sex_ratio_and_cancer_centre(mid) -> None:
+    _config, chunks = mid
+    female = np.concatenate([c.persons.female for c in chunks])
+    assert 0.50 < female.mean() < 0.53  # France: 51.5% women
+    age = np.concatenate([c.persons.age_at(np.full(len(c.persons), STUDY_START)) for c in chunks])
+    born_before = age >= 0
+    assert 38 < np.median(age[born_before]) < 44  # median age in France, 2015: about 41
+    assert (age[born_before] >= 80).mean() > 0.04
+    main_b = np.concatenate([c.persons.sites[:, 0] == 1 for c in chunks])
+    cancer = np.concatenate([
+        np.any([~np.isnat(c.onsets[k]) for k in ("breast_cancer", "prostate_cancer", "lung_cancer", "colon_cancer")],
+               axis=0) for c in chunks])
+    assert main_b[cancer].mean() > 0.5 > 0.1 > main_b[~cancer].mean()
