@@ -267,3 +267,14 @@ def test_every_planted_outcome_event_is_in_exactly_one_site(out: Path, outcome: 
     found += sum(1 for c in _fhir_lines(out, "Condition") if c["code"]["coding"][0]["code"] == icd10)
     assert planted_events > 0
     assert found == planted_events
+
+
+@pytest.mark.parametrize("patients", [1, 3])
+def test_tiny_populations_leave_some_sites_empty_but_valid(tmp_path: Path, settings: Settings, patients: int) -> None:
+    summary = generate(SynthConfig(patients=patients, seed=42), tmp_path / "tiny")
+    assert sum(1 for n in summary["persons_per_site"].values() if n == 0) >= 1
+    for site in ("site_a", "site_b", "site_d"):
+        release = load_cdm(tmp_path / "tiny" / site / "cdm", f"tiny-{site}", settings, synthetic=True)
+        assert release.manifest.tables["person"].rows == summary["persons_per_site"][site]
+    link = _read(tmp_path / "tiny" / "truth" / "linkage.csv")
+    assert len(set(link["person_key"])) == patients

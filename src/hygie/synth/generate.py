@@ -122,10 +122,10 @@ def _write_sites(
                 persons[i] += len(ids["local_id"])
             if truth is not None:
                 links.append(pa.table({
-                    "site": pa.array([site.key] * len(ids["local_id"])),
-                    "local_id": pa.array(ids["local_id"]),
-                    "person_key": pa.array(ids["_person_key"]),
-                    **{k: pa.array(v) for k, v in noise.items()},
+                    "site": pa.array([site.key] * len(ids["local_id"]), pa.string()),
+                    "local_id": pa.array(ids["local_id"], pa.int64()),
+                    "person_key": pa.array(ids["_person_key"], pa.int64()),
+                    **{k: pa.array(v, pa.bool_()) for k, v in noise.items()},
                 }))
                 for k in NOISE_FIELDS:
                     noises[k].append(noise[k])

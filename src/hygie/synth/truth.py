@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from hygie.synth.clinical import CHRONIC, NSAIDS, Chunk
-from hygie.synth.config import AGE_GROUPS, SITES, SynthConfig
+from hygie.synth.config import AGE_GROUPS, SITES, HazardRatioTruth, SynthConfig
 from hygie.synth.population import DAYS_PER_YEAR, NO_SITE
 
 SEXES = ("M", "F")
@@ -118,7 +118,9 @@ class Truth:
             self._linkage.close()
         cohort = {k: np.concatenate([c[k] for c in self.nsaid]) for k in self.nsaid[0]} if self.nsaid else {}
         if cohort:
-            pacsv.write_csv(pa.table({k: pa.array(v) for k, v in cohort.items()}), self.folder / "nsaid_cohort.csv")
+            types = {"drug": pa.string(), "female": pa.bool_(), "prior_gi_bleed": pa.bool_(), "age": pa.float64()}
+            table = pa.table({k: pa.array(v, types.get(k)) for k, v in cohort.items()})
+            pacsv.write_csv(table, self.folder / "nsaid_cohort.csv")
         c = self.config
         truth = {
             "about": "Planted truths of a hygie synthetic population. For evaluation only: never deposit this folder.",
@@ -178,7 +180,7 @@ class Truth:
         return truth
 
     @staticmethod
-    def _hr(t: object, cohort: dict[str, np.ndarray], column: str) -> dict:
+    def _hr(t: HazardRatioTruth, cohort: dict[str, np.ndarray], column: str) -> dict:
         out = {"target": t.target, "comparator": t.comparator, "outcome": t.outcome, "planted": t.hazard_ratio,
                "time_at_risk_days": t.time_at_risk_days}
         if not cohort:

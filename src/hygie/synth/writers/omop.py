@@ -258,6 +258,10 @@ class OmopSiteWriter:
         }, n))
 
 
+IDENTITY_SCHEMA = pa.schema([("local_id", pa.int64()), *((c, pa.string()) for c in IDENTITY_COLUMNS[1:])])
+
+
 def identity_table(records: dict[str, np.ndarray]) -> pa.Table:
-    return pa.table({c: pa.array(records[c]) for c in IDENTITY_COLUMNS})
+    """The identity file's rows; typed explicitly so that a chunk without any NIR (or patient) keeps the schema."""
+    return pa.Table.from_arrays([pa.array(records[f.name], f.type) for f in IDENTITY_SCHEMA], schema=IDENTITY_SCHEMA)
 
