@@ -190,6 +190,8 @@ def test_linkage_ground_truth_matches_the_sites(out: Path) -> None:
         flagged = {lid for s, lid, m in zip(link["site"], link["local_id"], link["missing_nir"], strict=True)
                    if s == site and m}
         assert missing == flagged
+    fhir_ids = {int(p["id"]) for p in _fhir_lines(out, "Patient")}
+    assert fhir_ids == {lid for s, lid in zip(link["site"], link["local_id"], strict=True) if s == "c"}
     persons = {}
     for s, key in zip(link["site"], link["person_key"], strict=True):
         persons.setdefault(key, set()).add(s)

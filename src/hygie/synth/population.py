@@ -103,14 +103,13 @@ def assign_sites(rng: np.random.Generator, persons: Persons, cancer: np.ndarray,
 def site_of_events(
     rng: np.random.Generator, persons: Persons, person_idx: np.ndarray, dates: np.ndarray
 ) -> np.ndarray:
-    """The site recording each event: the main site, or (60% of the time) another site already seeing them."""
+    """The site recording each event: the main site, or another site already seeing the person (weights 1 for the
+    main site and 0.6 for the others together: 3 events in 8 once a second site is active)."""
     sites = persons.sites[person_idx]
     active = (sites != NO_SITE) & (persons.site_entry[person_idx] <= dates[:, None])
     active[:, 0] = True
-    # Main site weight 1, each other active site weight 0.6 / (number of other active sites).
     others = active[:, 1:].sum(axis=1)
     u = rng.random(len(dates))
-    pick = np.zeros(len(dates), dtype=np.int64)
     go_other = (others > 0) & (u < 0.6 / (1.0 + 0.6))
     second = rng.random(len(dates))
     # Among the active other sites, pick one uniformly.
