@@ -280,3 +280,10 @@ def test_tiny_populations_leave_some_sites_empty_but_valid(tmp_path: Path, setti
         assert release.manifest.tables["person"].rows == summary["persons_per_site"][site]
     link = _read(tmp_path / "tiny" / "truth" / "linkage.csv")
     assert len(set(link["person_key"])) == patients
+
+
+def test_a_failed_generation_leaves_nothing_behind(tmp_path: Path) -> None:
+    broken = SynthConfig(patients=50, seed=1, incidence={})  # no planted rates: the first chunk fails
+    with pytest.raises(KeyError):
+        generate(broken, tmp_path / "failed")
+    assert list((tmp_path / "failed").iterdir()) == []

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -138,6 +139,24 @@ def _write_sites(
     return rows, {f"site_{SITES[i].key}": n for i, n in persons.items()}
 
 
+def _generate_into(
+    config: SynthConfig, out: Path, step: Callable[[str], None], workers: int
+) -> tuple[dict[str, dict[str, int]], dict[str, int], dict[str, int], Truth]:
+    vocab_rows = write_vocabulary(out / "vocabulary")
+    truth = Truth(config, out / "truth")
+    groups = ((0, 1), (2, 3)) if workers == 2 else ((0, 1, 2, 3),)
+    if workers == 2:
+        # spawn, not fork: the parent holds Arrow thread pools, which must not be forked.
+        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            other = pool.submit(_write_sites, config, out, groups[1], None)
+            rows, persons = _write_sites(config, out, groups[0], truth, step)
+            step("waiting for the second worker")
+            rows2, persons2 = other.result()
+        return rows | rows2, persons | persons2, vocab_rows, truth
+    rows, persons = _write_sites(config, out, groups[0], truth, step)
+    return rows, persons, vocab_rows, truth
+
+
 def generate(
     config: SynthConfig, out: Path, step: Callable[[str], None] = lambda _s: None, workers: int = 1
 ) -> dict:
@@ -149,31 +168,26 @@ def generate(
         raise HygieError(f"workers must be 1 or 2 (got {workers})")
     started = time.perf_counter()
     prepare_output(out)
-    vocab_rows = write_vocabulary(out / "vocabulary")
-    truth = Truth(config, out / "truth")
-    groups = ((0, 1), (2, 3)) if workers == 2 else ((0, 1, 2, 3),)
-    rows: dict[str, dict[str, int]] = {}
-    persons: dict[str, int] = {}
-    if workers == 2:
-        # spawn, not fork: the parent holds Arrow thread pools, which must not be forked.
-        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            other = pool.submit(_write_sites, config, out, groups[1], None)
-            r, p = _write_sites(config, out, groups[0], truth, step)
-            step("waiting for the second worker")
-            r2, p2 = other.result()
-        rows, persons = r | r2, p | p2
-    else:
-        rows, persons = _write_sites(config, out, groups[0], truth, step)
-    rows = {f"site_{s.key}": rows[f"site_{s.key}"] for s in SITES}
-    summary = {
-        "patients": config.patients,
-        "seed": config.seed,
-        "persons_per_site": {f"site_{s.key}": persons[f"site_{s.key}"] for s in SITES},
-        "rows": rows,
-        "clinical_rows": sum(sum(r.values()) for r in rows.values()),
-        "vocabulary_rows": vocab_rows,
-    }
-    truth.write(summary)
+    try:
+        rows, persons, vocab_rows, truth = _generate_into(config, out, step, workers)
+        rows = {f"site_{s.key}": rows[f"site_{s.key}"] for s in SITES}
+        summary = {
+            "patients": config.patients,
+            "seed": config.seed,
+            "persons_per_site": {f"site_{s.key}": persons[f"site_{s.key}"] for s in SITES},
+            "rows": rows,
+            "clinical_rows": sum(sum(r.values()) for r in rows.values()),
+            "vocabulary_rows": vocab_rows,
+        }
+        truth.write(summary)
+    except BaseException:
+        # Never leave a half-written generation behind (it could be deposited by mistake); ``out`` was empty.
+        for child in out.iterdir():
+            if child.is_dir():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+        raise
     summary["seconds"] = round(time.perf_counter() - started, 2)
     summary["workers"] = workers
     return summary
