@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -287,3 +288,23 @@ def test_a_failed_generation_leaves_nothing_behind(tmp_path: Path) -> None:
     with pytest.raises(KeyError):
         generate(broken, tmp_path / "failed")
     assert list((tmp_path / "failed").iterdir()) == []
+
+
+def test_fhir_identities_are_only_in_patient_resources(out: Path) -> None:
+    patients = _fhir_lines(out, "Patient")
+    secrets = set()
+    for p in patients:
+        secrets |= {i["value"] for i in p["identifier"] if i["system"] == NIR_SYSTEM}
+        secrets |= {p["name"][0]["family"], *p["name"][0]["given"], p["address"][0]["postalCode"], p["birthDate"]}
+    secrets -= {p["id"] for p in patients}
+    # Dates of birth are dates like any other: compare names, NIRs and postcodes only.
+    secrets -= {d for d in secrets if len(d) == 10 and d[4] == "-"}
+    string = re.compile(r'"((?:[^"\\]|\\.)*)"')
+    record_id = re.compile(r'^\{"resourceType":"\w+","id":"\d+",')  # record numbers can equal a postcode
+    for resource in RESOURCE_TYPES:
+        if resource == "Patient":
+            continue
+        with (out / "site_c" / "fhir" / f"{resource}.ndjson").open(encoding="utf-8") as f:
+            for line in f:
+                found = set(string.findall(record_id.sub("{", line))) & secrets
+                assert not found, (resource, sorted(found)[:3])
