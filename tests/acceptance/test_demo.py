@@ -1,18 +1,60 @@
-"""`hygie demo` runs the main job on embedded defaults, and can be run twice."""
+"""`hygie demo`: synthetic extracts -> deposits -> a linked, quality-checked release; GiBleed beside it."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import pytest
 from typer.testing import CliRunner
 
+from hygie.cli.demo import DEMO_RELEASE, GIBLEED_RELEASE, SITES, extracts_folder
 from hygie.cli.main import app
+from hygie.config import Settings
+from hygie.ingest.identifier_scan import scan
+from hygie.ingest.sites import SiteRegistry
+from hygie.releases import ReleaseStore
+
+runner = CliRunner()
 
 
-def test_demo_loads_gibleed_and_summarises_it(home):
-    runner = CliRunner()
-    first = runner.invoke(app, ["demo"], catch_exceptions=False)
-    assert first.exit_code == 0, first.output
-    assert "published release demo-gibleed" in first.output
-    assert "2,694 persons" in first.output
-    second = runner.invoke(app, ["demo"], catch_exceptions=False)
-    assert second.exit_code == 0
-    assert "already exists" in second.output
+def test_demo_runs_the_data_side_end_to_end_and_again(
+    home: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HYGIE_DEMO_PATIENTS", "2000")  # the demo's 20,000 take longer than a test should
+    result = runner.invoke(app, ["demo"])
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    folder = extracts_folder(settings)
+    assert home not in folder.parents  # the hospitals' extracts are not the hub's
+    truth = json.loads((folder / "truth" / "truth.json").read_text())
+    assert truth["linkage"]["persons"] == 2000
+
+    registry = SiteRegistry(settings)
+    assert {s.name for s in registry.list()} == {name for _, name, _ in SITES}
+    assert all(len(registry.deposits(s).list()) == 1 for s in registry.list())
+    release = ReleaseStore(settings).get(DEMO_RELEASE)
+    assert release.manifest.synthetic
+    persons = release.manifest.tables["person"].rows
+    assert abs(persons - 2000) <= 20  # linkage recovers the population (precision and recall >= 0.98)
+    assert "precision 1.0000" in output or "precision 0.99" in output
+    assert {r["status"] for r in release.manifest.quality} == {"pass"}
+    assert ReleaseStore(settings).exists(GIBLEED_RELEASE)
+
+    # Identities stayed in the extracts: none is stored anywhere under HYGIE_HOME.
+    identity_files = [folder / f"site_{s}" / "identities.csv" for s in "abd"]
+    findings, _ = scan(settings, identity_files)
+    assert findings == []
+
+    again = runner.invoke(app, ["demo"])
+    assert again.exit_code == 0, again.output
+    assert "reusing them" in " ".join(again.output.split())
+    assert "already deposited" in again.output
+    assert len(ReleaseStore(settings).list()) == 2
+
+
+def test_a_bad_demo_population_is_a_user_error(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HYGIE_DEMO_PATIENTS", "many")
+    result = runner.invoke(app, ["demo"])
+    assert result.exit_code == 1
+    assert "HYGIE_DEMO_PATIENTS" in result.stderr

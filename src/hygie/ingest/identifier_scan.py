@@ -1,8 +1,9 @@
 """``hygie audit scan-identifiers``: prove that no identity of the deposits is stored anywhere.
 
 Given the identity files that sites hold (which never enter ``HYGIE_HOME``), every file under ``HYGIE_HOME``
-is searched: its raw bytes (manifests, keys folder excepted, logs, staging leftovers), and the decrypted
-values of every encrypted table (releases, deposits, vocabularies, results). Found are reported as file,
+is searched: the raw bytes of every other file (manifests, logs, staging and spill leftovers; the keys folder
+excepted; names only in text files, since four letters occur by chance in binary ones), and the decrypted
+values of every encrypted table (releases, deposits, vocabularies). Found are reported as file,
 table, column and count: the identifiers themselves are never printed.
 """
 
@@ -62,12 +63,17 @@ def scan(settings: Settings, identity_files: list[Path]) -> tuple[list[Finding],
         if keys in path.parents:
             continue  # key material: random bytes, no text
         searched += 1
+        if path.suffix == ".parquet":
+            continue  # encrypted tables: searched by value, decrypted, below
         data = path.read_bytes()
         upper = data.upper()
-        for kind, values in wanted.items():
-            if kind == "postcode":
-                continue  # five digits occur in any binary file; postcodes are searched in table values only
-            hits = sum(1 for v in values if v.encode() in upper)
+        try:
+            data.decode("utf-8")
+            kinds = ("nir", "name")
+        except UnicodeDecodeError:  # binary (spill files...): a 4-letter name occurs in random bytes by chance
+            kinds = ("nir",)
+        for kind in kinds:
+            hits = sum(1 for v in wanted[kind] if v.encode() in upper)
             if hits:
                 findings.append(Finding(str(path.relative_to(home)), "bytes", kind, hits))
     findings.extend(_scan_tables(settings, wanted))

@@ -39,18 +39,25 @@ EVENT_TABLES = (
 
 # Plausible lab values by LOINC code and unit: (code, unit, low, high). Outside: implausible.
 LAB_RANGES = (
+    # creatinine
     ("2160-0", "umol/L", 5, 3000),
-    ("2160-0", "mg/dL", 0.05, 35),  # creatinine
+    ("2160-0", "mg/dL", 0.05, 35),
+    # HbA1c
     ("4548-4", "%", 2, 25),
-    ("4548-4", "mmol/mol", 5, 250),  # HbA1c
+    ("4548-4", "mmol/mol", 5, 250),
+    # INR (dimensionless: written in several UCUM ways)
     ("6301-6", "{INR}", 0.5, 15),
-    ("6301-6", "1", 0.5, 15),  # INR
-    ("2823-3", "mmol/L", 1, 12),  # potassium
-    ("2951-2", "mmol/L", 90, 200),  # sodium
+    ("6301-6", "{ratio}", 0.5, 15),
+    ("6301-6", "1", 0.5, 15),
+    # potassium, sodium
+    ("2823-3", "mmol/L", 1, 12),
+    ("2951-2", "mmol/L", 90, 200),
+    # glucose
     ("2345-7", "mmol/L", 0.5, 60),
-    ("2345-7", "mg/dL", 10, 1100),  # glucose
+    ("2345-7", "mg/dL", 10, 1100),
+    # haemoglobin
     ("718-7", "g/dL", 2, 25),
-    ("718-7", "g/L", 20, 250),  # haemoglobin
+    ("718-7", "g/L", 20, 250),
 )
 
 
