@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hygie.identity import nir_is_valid, nir_key  # noqa: F401 - one NIR definition, re-exported
 from hygie.synth.config import NoiseConfig
 
 FAMILY_NAMES = (
@@ -133,25 +134,6 @@ FEMALE_NAMES = (
 DEPARTMENTS = (*(f"{d:02d}" for d in range(1, 96) if d != 20), "2A", "2B")
 _DEPT_KEY_NUMBER = {d: (19 if d == "2A" else 18 if d == "2B" else int(d)) for d in DEPARTMENTS}
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-
-
-def nir_key(nir13: str) -> int:
-    """The control key of a 13-character NIR (digits, with 2A/2B for Corsica)."""
-    dept = nir13[5:7]
-    number = int(nir13[:5] + {"2A": "19", "2B": "18"}.get(dept, dept) + nir13[7:])
-    return 97 - number % 97
-
-
-def nir_is_valid(nir: str) -> bool:
-    """True when ``nir`` has 15 characters of the NIR structure and a correct key."""
-    if len(nir) != 15 or nir[0] not in "12" or not nir[13:].isdigit():
-        return False
-    body = nir[:13]
-    if not (body[:5].isdigit() and body[7:].isdigit() and body[5:7] in _DEPT_KEY_NUMBER):
-        return False
-    if not 1 <= int(body[3:5]) <= 12:
-        return False
-    return nir_key(body) == int(nir[13:])
 
 
 @dataclass

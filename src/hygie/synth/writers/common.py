@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 from pathlib import Path
 
 import numpy as np
 
+from hygie.checksums import sha256_file
 from hygie.synth.clinical import Chunk, Records, take
 
 _PRIME = 2_147_483_647  # 2^31 - 1: ids stay positive 32-bit integers
@@ -51,18 +51,10 @@ def visit_ids(chunk_visits: Records, site: int, ids: np.ndarray) -> np.ndarray:
     return out
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def write_manifest(folder: Path, rows: dict[str, int], files: dict[str, Path]) -> None:
     """MANIFEST.csv (table, rows, sha256): the depositor's list, which ``hygie cdm load`` verifies."""
     with (folder / "MANIFEST.csv").open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["table", "rows", "sha256"])
         for table in sorted(files):
-            w.writerow([table, rows.get(table, 0), sha256(files[table])])
+            w.writerow([table, rows.get(table, 0), sha256_file(files[table])])
