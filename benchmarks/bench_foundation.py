@@ -40,10 +40,12 @@ load_cdm(Path("{folder}"), "{name}", settings, synthetic=True, allow_duplicate_k
 """
 
 BARE_COPY = """
-import base64, os, duckdb
+import os
+from pathlib import Path
 from hygie.config import Settings
 from hygie.engine.duckdb import connect, register_key, parquet_copy_options
-con = connect(Settings.from_env({{"HYGIE_HOME": "{home}"}}), writer=True)
+settings = Settings.from_env({{"HYGIE_HOME": "{home}"}})
+con = connect(settings, writer=True, allowed_dirs=[Path("{folder}"), Path("{out}")])
 register_key(con, "k", os.urandom(32))
 for f in sorted(os.listdir("{folder}")):
     if f.endswith((".csv", ".parquet")) and f != "MANIFEST.csv":

@@ -46,8 +46,9 @@ def _tree_rss(proc: psutil.Process) -> int:
 def run_once(patients: int, workers: int) -> dict:
     out = Path(tempfile.mkdtemp(prefix="bench-synth-")) / "out"
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", _RUN, str(patients), str(out), str(workers)],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _RUN, str(patients), str(out), str(workers)], stdout=subprocess.PIPE, text=True
+    )
     ps = psutil.Process(proc.pid)
     peak = 0
     while proc.poll() is None:
@@ -59,8 +60,12 @@ def run_once(patients: int, workers: int) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"generation of {patients} patients failed (exit {proc.returncode})")
     result = json.loads(stdout.strip().splitlines()[-1])
-    return {"wall_s": wall, "generate_s": result["seconds"], "rows": result["clinical_rows"],
-            "peak_rss_mb": peak / 2**20}
+    return {
+        "wall_s": wall,
+        "generate_s": result["seconds"],
+        "rows": result["clinical_rows"],
+        "peak_rss_mb": peak / 2**20,
+    }
 
 
 def baseline_csv(rows: int) -> float:
@@ -68,11 +73,13 @@ def baseline_csv(rows: int) -> float:
     folder = Path(tempfile.mkdtemp(prefix="bench-synth-base-"))
     rng = np.random.default_rng(0)
     chunk = 1_000_000
-    table = pa.table({
-        **{f"c{i}": rng.integers(0, 2**31, chunk) for i in range(6)},
-        "d": pa.array(np.datetime64("2015-01-01") + rng.integers(0, 3650, chunk).astype("timedelta64[D]")),
-        "v": rng.normal(80, 10, chunk).round(1),
-    })
+    table = pa.table(
+        {
+            **{f"c{i}": rng.integers(0, 2**31, chunk) for i in range(6)},
+            "d": pa.array(np.datetime64("2015-01-01") + rng.integers(0, 3650, chunk).astype("timedelta64[D]")),
+            "v": rng.normal(80, 10, chunk).round(1),
+        }
+    )
     started = time.perf_counter()
     with pacsv.CSVWriter(folder / "t.csv", table.schema) as w:
         left = rows
@@ -123,8 +130,10 @@ def main(sizes: list[int] | None = None) -> dict:
     }
     if sizes[0] <= 20_000 and workers == 2:
         single = measure(sizes[0], 1, 1)
-        report["workers_1_vs_2_at_20000"] = {"workers_1_wall_s": single["wall_s_median"],
-                                             "workers_2_wall_s": figures[0]["wall_s_median"]}
+        report["workers_1_vs_2_at_20000"] = {
+            "workers_1_wall_s": single["wall_s_median"],
+            "workers_2_wall_s": figures[0]["wall_s_median"],
+        }
     print(json.dumps(report, indent=2))
     return report
 

@@ -68,9 +68,15 @@ def ingest_command(
 ) -> None:
     """Validate, pseudonymise and map a site's extract into an encrypted deposit (idempotent)."""
     s = settings()
-    with progress():
+    with progress() as step:
         result = ingest(
-            SiteRegistry(s).get(site), folder, s, vocabulary=vocabulary, synthetic=synthetic, identities=identities
+            SiteRegistry(s).get(site),
+            folder,
+            s,
+            vocabulary=vocabulary,
+            synthetic=synthetic,
+            identities=identities,
+            step=step,
         )
     m = result.deposit.manifest
     if not result.created:

@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,9 +91,10 @@ def ingest(
     vocabulary: str | None = None,
     synthetic: bool = False,
     identities: Path | None = None,
+    step: Callable[[str], None] = lambda _s: None,
 ) -> DepositResult:
     if site.format == "fhir":
-        return _ingest_fhir(site, folder, settings, vocabulary=vocabulary, synthetic=synthetic)
+        return _ingest_fhir(site, folder, settings, vocabulary=vocabulary, synthetic=synthetic, step=step)
     clinical = folder / "cdm" if (folder / "cdm").is_dir() else folder
     identities = identities or folder / IDENTITY_FILE
     if not identities.is_file():
@@ -120,12 +122,19 @@ def ingest(
         store=store,
         groups=DEPOSIT_GROUPS,
         hooks=hooks,
+        step=step,
     )
     return DepositResult(deposit, created=True)
 
 
 def _ingest_fhir(
-    site: Site, folder: Path, settings: Settings, *, vocabulary: str | None, synthetic: bool
+    site: Site,
+    folder: Path,
+    settings: Settings,
+    *,
+    vocabulary: str | None,
+    synthetic: bool,
+    step: Callable[[str], None],
 ) -> DepositResult:
     """FHIR: convert the export to CDM tables (encrypted, temporary), then deposit them like OMOP files."""
     from hygie.sources.fhir import convert
@@ -145,6 +154,7 @@ def _ingest_fhir(
         con = connect(settings, writer=True, allowed_dirs=[export, vocab.path, work])
         try:
             _attach_vocabulary(con, vocab, settings)
+            step("converting FHIR resources")
             extract = convert(con, export)
             local_ids = [str(i["local_id"]) for i in extract.identities]
             subjects = {
@@ -199,6 +209,7 @@ def _ingest_fhir(
             store=store,
             groups=DEPOSIT_GROUPS,
             hooks=hooks,
+            step=step,
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
