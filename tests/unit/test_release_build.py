@@ -128,3 +128,26 @@ def test_linkage_is_measured_against_a_ground_truth(hub, settings, tmp_path):
     truth.write_text("site,local_id,person_key\na,1,p1\na,2,p2\na,3,p1\nd,101,p1\nd,102,p2\nd,103,p4\n")
     result = evaluate(release, settings, truth, {"a": "site-a", "d": "site-d"})
     assert result["recall"] == round(2 / 4, 4)  # p1 has three records: three true pairs, one found
+
+
+def test_person_ids_do_not_depend_on_which_sites_deposit(hub, settings, tmp_path):
+    """A new site whose name sorts first changes the deposits' order, not the persons' ids."""
+    before = build_release("r1", settings)
+    registry = SiteRegistry(settings)
+    early = registry.add("aa-first", "omop")
+    folder = tmp_path / "aa"
+    write_cdm(
+        folder / "cdm",
+        {
+            "person.csv": "person_id,gender_concept_id,year_of_birth,race_concept_id,"
+            "ethnicity_concept_id\n7,8507,2001,0,0\n"
+        },
+    )
+    (folder / "identities.csv").write_text("local_id,birth_date,sex\n7,2001-01-01,M\n")
+    ingest(early, folder, settings, synthetic=True)
+    after = build_release("r2", settings)
+    ids = []
+    for release in (before, after):
+        with DuckDBEngine(release, settings) as engine:
+            ids.append({r[0] for r in engine.sql("SELECT person_id FROM person").fetchall()})
+    assert ids[0] < ids[1] and len(ids[1] - ids[0]) == 1

@@ -71,12 +71,12 @@ def build_release(
                 con.execute(f'CREATE TEMP VIEW "d{index}_{table}" AS SELECT * FROM {source}')
         step("linking persons")
         key = pseudonym_key(settings)
-        builder.linkage = _link_persons(con, len(latest), key, probabilistic, match_threshold)
+        builder.linkage = _link_persons(con, [site for site, _ in latest], key, probabilistic, match_threshold)
         step("writing tables")
         for table in cdm_schema("5.4"):
             if table.group in DEPOSIT_GROUPS:
                 if "person_id" in table.column_names:
-                    _add_orphans(builder, table, len(latest), key)
+                    _add_orphans(builder, table, [site for site, _ in latest], key)
                 _write_clinical(builder, table, latest)
         # Which deposit's person key became which person: for opt-out and linkage audits, never for studies.
         deposit_names = " UNION ALL ".join(
@@ -100,15 +100,17 @@ def build_release(
 
 
 def _link_persons(
-    con: duckdb.DuckDBPyConnection, deposits: int, key: LinkageKey, probabilistic: bool, threshold: float
+    con: duckdb.DuckDBPyConnection, sites: list[str], key: LinkageKey, probabilistic: bool, threshold: float
 ) -> dict[str, object]:
+    """Link the deposits' persons and give each a ``person_id``: a keyed hash of its NIR token, or, without
+    any NIR, of its first site's name and person key (site names, unlike deposit order, never change)."""
     tokens = ", ".join(TOKEN_COLUMNS)
     nulls = ", ".join(f"NULL AS {c}" for c in TOKEN_COLUMNS)
     parts = []
-    for i in range(1, deposits + 1):
-        parts.append(f"SELECT {i} AS deposit, person_key, {tokens} FROM d{i}_identity_tokens")
+    for i, site in enumerate(sites, start=1):
+        parts.append(f"SELECT {i} AS deposit, {literal(site)} AS site, person_key, {tokens} FROM d{i}_identity_tokens")
         parts.append(  # persons without an identity record are persons of their own
-            f"SELECT {i}, person_id, {nulls} FROM d{i}_person "
+            f"SELECT {i}, {literal(site)}, person_id, {nulls} FROM d{i}_person "
             f"WHERE person_id NOT IN (SELECT person_key FROM d{i}_identity_tokens)"
         )
     con.execute(
@@ -117,7 +119,7 @@ def _link_persons(
     )
     report = link(con, "_identities", probabilistic=probabilistic, threshold=threshold)
     anchors = con.execute(
-        "SELECT cluster, coalesce(min(nir_token), min(deposit || ':' || person_key)) FROM _identities "
+        "SELECT cluster, coalesce(min(nir_token), min(site || ':' || person_key)) FROM _identities "
         "JOIN _clusters USING (rid) GROUP BY cluster"
     ).fetchall()
     ids = pa.table(
@@ -135,14 +137,14 @@ def _link_persons(
     return report
 
 
-def _add_orphans(builder: ReleaseBuilder, table: Table, deposits: int, key: LinkageKey) -> None:
+def _add_orphans(builder: ReleaseBuilder, table: Table, sites: list[str], key: LinkageKey) -> None:
     """Rows whose person is in no person table (flagged at deposit) keep a person id of their own."""
     con = builder.con
     found = con.execute(
         " UNION ".join(
             f'SELECT DISTINCT {i} AS deposit, person_id FROM "d{i}_{table.name}" WHERE person_id NOT IN '
             f"(SELECT person_key FROM _person_map WHERE deposit = {i})"
-            for i in range(1, deposits + 1)
+            for i in range(1, len(sites) + 1)
         )
     ).fetchall()
     if not found:
@@ -153,7 +155,7 @@ def _add_orphans(builder: ReleaseBuilder, table: Table, deposits: int, key: Link
             {
                 "deposit": pa.array([d for d, _ in found], pa.int64()),
                 "person_key": pa.array([k for _, k in found], pa.int64()),
-                "person_id": pa.array([_person_id(key, f"{d}:{k}") for d, k in found], pa.int64()),
+                "person_id": pa.array([_person_id(key, f"{sites[d - 1]}:{k}") for d, k in found], pa.int64()),
             }
         ),
     )
