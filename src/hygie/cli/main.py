@@ -7,7 +7,7 @@ import sys
 import typer
 
 from hygie import __version__
-from hygie.cli import cdm, datasets, demo, release
+from hygie.cli import cdm, cohort, datasets, demo, release
 from hygie.cli.output import EXIT_INTERNAL_ERROR
 
 app = typer.Typer(
@@ -19,7 +19,7 @@ app = typer.Typer(
 )
 
 # Command modules, in pipeline order. Each exposes `register(app)`.
-for module in (cdm, release, datasets, demo):
+for module in (cdm, release, datasets, cohort, demo):
     module.register(app)
 
 
