@@ -57,9 +57,9 @@ NumericOp = Literal["lt", "lte", "eq", "!eq", "gt", "gte", "bt", "!bt"]
 
 
 class NumericRange(CirceModel):
-    value: float | None = None
+    value: int | float | None = None
     op: NumericOp = "eq"
-    extent: float | None = None
+    extent: int | float | None = None
 
 
 class DateRange(CirceModel):
