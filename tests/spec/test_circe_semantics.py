@@ -287,3 +287,35 @@ def test_age_is_year_of_index_minus_year_of_birth():
     over_40 = {"Type": "ALL", "DemographicCriteriaList": [{"Age": {"Value": 40, "Op": "gt"}}]}
     circe = definition(COND, InclusionRules=[{"name": "age > 40", "expression": over_40}])
     assert [r[0] for r in rows_of(tables, circe)] == [1]  # 2005 - 1960 = 45; 2005 - 1970 = 35
+
+
+def test_text_filters_match_literally_even_with_like_wildcards():
+    tables = {
+        "person": [person(p) for p in (1, 2, 3)],
+        "observation_period": [period(p, "2000-01-01", "2010-12-31") for p in (1, 2, 3)],
+        "condition_occurrence": [
+            condition(1, 100, "2005-01-01", stop_reason="100% resolved"),
+            condition(2, 100, "2005-01-01", stop_reason="1000 resolved"),
+            condition(3, 100, "2005-01-01"),
+        ],
+    }
+    starts = definition([{"ConditionOccurrence": {"CodesetId": 0, "StopReason": {"Text": "100%", "Op": "startsWith"}}}])
+    assert [r[0] for r in rows_of(tables, starts)] == [1]
+    lacks = definition([{"ConditionOccurrence": {"CodesetId": 0, "StopReason": {"Text": "0%", "Op": "!contains"}}}])
+    assert [r[0] for r in rows_of(tables, lacks)] == [2]  # a missing stop reason matches no text filter
+
+
+def test_abnormal_measurements_are_outside_their_range_or_flagged_abnormal():
+    measurements = [
+        {"measurement_id": i, "person_id": p, "measurement_concept_id": 300, "measurement_date": D("2005-01-01"),
+         "measurement_type_concept_id": 32817, "value_as_number": v, "range_low": 3.0, "range_high": 6.0,
+         "value_as_concept_id": flag}
+        for i, (p, v, flag) in enumerate([(1, 7.5, None), (2, 5.0, None), (3, None, 4155143)], start=1)
+    ]  # fmt: skip
+    tables = {
+        "person": [person(p) for p in (1, 2, 3)],
+        "observation_period": [period(p, "2000-01-01", "2010-12-31") for p in (1, 2, 3)],
+        "measurement": measurements,
+    }
+    circe = definition([{"Measurement": {"CodesetId": 2, "Abnormal": True}}], [concept_set(2, 300)])
+    assert [r[0] for r in rows_of(tables, circe)] == [1, 3]

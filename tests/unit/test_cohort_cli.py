@@ -116,8 +116,20 @@ def test_unknown_concepts_are_warnings_not_errors(release, tmp_path):
     ]
 
 
-def test_spark_engine_is_refused_clearly_until_it_exists(release, tmp_path):
+def test_unknown_engine_is_refused(release, tmp_path):
     definition = write(tmp_path, "bleed", BLEED)
-    result = CliRunner().invoke(app, ["cohort", "generate", "--release", release, str(definition), "--engine", "spark"])
+    result = CliRunner().invoke(app, ["cohort", "generate", "--release", release, str(definition), "--engine", "x"])
     assert result.exit_code == 1
-    assert "Spark engine is not available yet" in " ".join(result.output.split())
+    assert "unknown engine 'x'" in result.output
+
+
+def test_spark_engine_gives_the_same_json_as_duckdb(release, tmp_path, spark):
+    definition = str(write(tmp_path, "bleed_men_over_40", BLEED))
+    outputs = []
+    for engine in ("duckdb", "spark"):
+        args = ["cohort", "generate", "--release", release, definition, "--json", "--engine", engine]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        outputs.append(json.loads(result.stdout))
+    assert outputs[0] == outputs[1]
+    assert (outputs[1]["subjects"], [r["subjects"] for r in outputs[1]["inclusion_rules"]]) == (1, [2, 1])

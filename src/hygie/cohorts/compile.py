@@ -512,11 +512,12 @@ def _range_sql(value: str, r: NumericRange | DateRange, literal: object) -> str:
 
 
 def _text_sql(value: str, f: TextFilter) -> str:
-    text = (f.text or "").replace("%", "\\%").replace("_", "\\_")
+    # '!' as the escape character: a backslash would need escaping itself in Spark SQL string literals.
+    text = (f.text or "").replace("!", "!!").replace("%", "!%").replace("_", "!_")
     op = f.op.lstrip("!")
     pattern = {"startsWith": f"{text}%", "contains": f"%{text}%", "endsWith": f"%{text}"}[op]
     negate = "NOT " if f.op.startswith("!") else ""
-    return f"{value} {negate}LIKE {_sql_string(pattern)} ESCAPE '\\'"
+    return f"{value} {negate}LIKE {_sql_string(pattern)} ESCAPE '!'"
 
 
 def _window_sql(w: Window, check_periods: bool, *, event_end_default: bool, d: Dialect) -> list[str]:

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hygie.cohorts.circe import CohortExpression, DefinitionError, read_definition
-from hygie.cohorts.compile import CohortScript, Dialect, compile_cohort
+from hygie.cohorts.compile import CohortScript, Dialect, SparkDialect, compile_cohort
 from hygie.cohorts.concepts import concept_set_items, resolve_sql, unknown_concepts, unknown_concepts_sql
 from hygie.config import Settings
 from hygie.errors import HygieError
@@ -27,6 +27,7 @@ from hygie.errors import HygieError
 if TYPE_CHECKING:
     import duckdb
     import pandas as pd
+    from pyspark.sql import SparkSession
 
     from hygie.releases.store import Release
 
@@ -152,6 +153,48 @@ class DuckDBRunner:
         self.con.execute(f"DROP TABLE IF EXISTS {name}")
 
 
+class SparkRunner:
+    """Runs cohort SQL on a Spark session: CDM tables and steps are temporary views; each step is checkpointed
+    (materialised, lineage cut) so that later steps do not recompute it."""
+
+    dialect = SparkDialect()
+
+    def __init__(self, spark: SparkSession, tables: dict[str, pa.Table]) -> None:
+        self.spark = spark
+        self.pending = dict(tables)  # CDM tables become views when a statement first names them
+        self.cdm_views: list[str] = []
+
+    def _views_for(self, sql: str) -> None:
+        for name in [n for n in self.pending if re.search(rf"\b{n}\b", sql)]:
+            self.register(name, self.pending.pop(name))
+            self.cdm_views.append(name)
+
+    def register(self, name: str, table: pa.Table) -> None:
+        frame = self.spark.createDataFrame(table) if table.num_rows else self._empty(table.schema)
+        frame.createOrReplaceTempView(name)
+
+    def _empty(self, schema: pa.Schema) -> Any:
+        # Spark infers nothing from an empty Arrow table with all-null types; give it one null row to drop.
+        frame = self.spark.createDataFrame(pa.Table.from_pylist([{}], schema=schema))
+        return frame.limit(0)
+
+    def materialize(self, name: str, sql: str) -> None:
+        # Computed now, and its lineage cut: later steps read the result instead of re-planning the CTEs.
+        self._views_for(sql)
+        self.spark.sql(sql).localCheckpoint(eager=True).createOrReplaceTempView(name)
+
+    def query(self, sql: str) -> pa.Table:
+        self._views_for(sql)
+        return self.spark.sql(sql).toArrow()
+
+    def drop(self, name: str) -> None:
+        self.spark.catalog.dropTempView(name)
+
+    def close(self) -> None:
+        for name in self.cdm_views:
+            self.drop(name)
+
+
 def compile_batch(
     definitions: Sequence[CohortDefinition], prefix: str, codesets_table: str, dialect: Dialect
 ) -> list[CohortScript]:
@@ -204,51 +247,72 @@ def run_batch(runner: SqlRunner, definitions: Sequence[CohortDefinition]) -> lis
 
 
 def _result(runner: SqlRunner, definition: CohortDefinition, script: CohortScript, warnings: list[str]) -> CohortResult:
+    """Three queries per cohort (few round trips matter on Spark): the rows, events per (person, rule mask),
+    and the persons before the censor window."""
     qualified, collapsed, cohort = script.qualified[0], script.collapsed[0], script.cohort[0]
     rows = runner.query(
         f"SELECT CAST(subject_id AS BIGINT) AS subject_id, cohort_start_date, cohort_end_date FROM {cohort} "
         f"ORDER BY subject_id, cohort_start_date"
     ).cast(COHORT_SCHEMA)
-    n_rules = len(script.rule_names)
-    prefix_counts = ", ".join(
-        f"COUNT(DISTINCT CASE WHEN {' AND '.join(f'rule_{j}' for j in range(i + 1))} THEN person_id END) AS s{i}, "
-        f"SUM(CASE WHEN rule_{i} THEN 1 ELSE 0 END) AS e{i}"
-        for i in range(n_rules)
+    per_person_mask = runner.query(
+        f"SELECT CAST(person_id AS BIGINT) AS person_id, CAST(inclusion_rule_mask AS BIGINT) AS mask, "
+        f"COUNT(*) AS n FROM {qualified} GROUP BY person_id, inclusion_rule_mask"
     )
-    totals = runner.query(
-        "SELECT COUNT(*) AS events, COUNT(DISTINCT person_id) AS subjects"
-        + (f", {prefix_counts}" if prefix_counts else "")
-        + f" FROM {qualified}"
-    ).to_pylist()[0]
-    masks = {
-        int(r["inclusion_rule_mask"]): int(r["n"])
-        for r in runner.query(
-            f"SELECT inclusion_rule_mask, COUNT(*) AS n FROM {qualified} GROUP BY inclusion_rule_mask"
-        ).to_pylist()
-    }
-    full = 2**n_rules - 1
+    before = runner.query(f"SELECT COUNT(DISTINCT person_id) AS n FROM {collapsed}").to_pylist()[0]["n"]
+    stats = inclusion_stats(per_person_mask, len(script.rule_names))
     rules = [
-        RuleStats(
-            name=name,
-            subjects=int(totals[f"s{i}"] or 0),
-            events_passing=int(totals[f"e{i}"] or 0),
-            gain=masks.get(full & ~(2**i), 0),
+        RuleStats(name=name, subjects=subjects, events_passing=passing, gain=gain)
+        for name, subjects, passing, gain in zip(
+            script.rule_names, stats.rule_subjects, stats.events_passing, stats.gains, strict=True
         )
-        for i, name in enumerate(script.rule_names)
     ]
-    before = runner.query(
-        f"SELECT (SELECT COUNT(DISTINCT person_id) FROM {collapsed}) AS b, "
-        f"(SELECT COUNT(DISTINCT subject_id) FROM {cohort}) AS a"
-    ).to_pylist()[0]
-    return CohortResult(
+    result = CohortResult(
         name=definition.name,
         rows=rows,
-        qualified_events=int(totals["events"]),
-        qualified_subjects=int(totals["subjects"]),
+        qualified_events=stats.events,
+        qualified_subjects=stats.subjects,
         inclusion_rules=rules,
-        mask_counts=masks,
-        censor_window_lost=int(before["b"]) - int(before["a"]),
+        mask_counts=stats.mask_counts,
+        censor_window_lost=0,
         warnings=warnings,
+    )
+    result.censor_window_lost = int(before) - result.subjects
+    return result
+
+
+@dataclass(frozen=True)
+class InclusionStats:
+    events: int
+    subjects: int
+    mask_counts: dict[int, int]
+    rule_subjects: list[int]  # persons remaining after rules 0..i
+    events_passing: list[int]  # events passing rule i
+    gains: list[int]  # events failing only rule i
+
+
+def inclusion_stats(per_person_mask: pa.Table, n_rules: int) -> InclusionStats:
+    """Circe's inclusion statistics (mode 0, all events) from ``(person_id, mask, n)`` rows."""
+    masks, counts = per_person_mask["mask"], per_person_mask["n"]
+    grouped = per_person_mask.group_by("mask").aggregate([("n", "sum")]).to_pylist()
+    mask_counts = {int(r["mask"]): int(r["n_sum"]) for r in grouped}
+    full = 2**n_rules - 1
+
+    def persons_where(selected: pa.ChunkedArray) -> int:
+        return int(pc.count_distinct(pc.filter(per_person_mask["person_id"], selected)).as_py())
+
+    rule_subjects, passing = [], []
+    for i in range(n_rules):
+        prefix = 2 ** (i + 1) - 1
+        rule_subjects.append(persons_where(pc.equal(pc.bit_wise_and(masks, prefix), prefix)))
+        has_bit = pc.not_equal(pc.bit_wise_and(masks, 2**i), 0)
+        passing.append(int(pc.sum(pc.filter(counts, has_bit)).as_py() or 0))
+    return InclusionStats(
+        events=int(pc.sum(counts).as_py() or 0),
+        subjects=int(pc.count_distinct(per_person_mask["person_id"]).as_py()) if per_person_mask.num_rows else 0,
+        mask_counts=mask_counts,
+        rule_subjects=rule_subjects,
+        events_passing=passing,
+        gains=[mask_counts.get(full & ~(2**i), 0) for i in range(n_rules)],
     )
 
 
@@ -263,7 +327,10 @@ def open_runner(release: Release, settings: Settings, engine: str) -> tuple[SqlR
         opened = DuckDBEngine(release, settings)
         return DuckDBRunner(opened.con), opened
     if engine == "spark":
-        raise HygieError("the Spark engine is not available yet for cohorts (issue 5); use --engine duckdb")
+        from hygie.engine.spark import local_session, release_tables
+
+        runner = SparkRunner(local_session(settings), release_tables(release, settings))
+        return runner, runner
     raise HygieError(f"unknown engine {engine!r}: use duckdb or spark")
 
 
