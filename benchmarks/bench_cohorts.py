@@ -192,6 +192,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--release", help="release to use (default: GiBleed in a temporary HYGIE_HOME)")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--small", type=int, default=1000, help="size of the batch of small definitions")
+    parser.add_argument("--spark", action="store_true", help="also time the ten definitions on Spark local mode")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as scratch:
         if args.release:
@@ -202,6 +203,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             settings = Settings(home=home, master_key_file=home / "keys" / "master.key")
             release = _gibleed(settings)
         figures = run(release, settings, runs=args.runs, small=args.small)
+        if args.spark:
+            figures["spark"] = run_spark(release, settings)
     print(json.dumps(figures, indent=2))
     return figures
 
@@ -239,6 +242,33 @@ def run(release: Release, settings: Settings, *, runs: int, small: int) -> dict[
         "small_batch_s": round(small_s, 2),
         "small_per_definition_ms": round(1000 * small_s / max(small, 1), 1),
         "peak_rss_mb": round(_peak_rss_mb(), 1),
+    }
+
+
+def run_spark(release: Release, settings: Settings) -> dict[str, Any]:
+    """The ten typical definitions on Spark local mode (for reference: Spark is for clusters), checked against
+    DuckDB's rows."""
+    from hygie.cohorts.service import SparkRunner
+    from hygie.engine.spark import local_session, release_tables
+
+    definitions = [CohortDefinition(n, c.to_circe()) for n, c in typical_definitions().items()]
+    start = time.perf_counter()
+    session = local_session(settings, cores=os.cpu_count() or 1)
+    started = time.perf_counter() - start
+    runner = SparkRunner(session, release_tables(release, settings))
+    try:
+        cold_s, on_spark = _median_seconds(lambda: run_batch(runner, definitions), 1)
+        warm_s, _ = _median_seconds(lambda: run_batch(runner, definitions), 1)
+    finally:
+        runner.close()
+        session.stop()
+    with DuckDBEngine(release, settings) as engine:
+        on_duckdb = run_batch(DuckDBRunner(engine.con), definitions)
+    return {
+        "session_start_s": round(started, 1),
+        "typical_batch_first_s": round(cold_s, 1),
+        "typical_batch_warm_s": round(warm_s, 1),
+        "same_rows_as_duckdb": all(a.rows.equals(b.rows) for a, b in zip(on_spark, on_duckdb, strict=True)),
     }
 
 

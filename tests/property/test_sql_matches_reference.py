@@ -31,5 +31,6 @@ def test_duckdb_agrees_with_the_reference_evaluator(tables, definition):
     rows = [(r["subject_id"], r["cohort_start_date"], r["cohort_end_date"]) for r in result.rows.to_pylist()]
     assert rows == oracle.rows
     assert result.qualified_events == oracle.qualified_events
-    assert result.mask_counts == {k: v for k, v in oracle.mask_counts.items()}
+    assert result.mask_counts == oracle.mask_counts
+    assert result.best_mask_counts == oracle.best_mask_counts
     assert [r.subjects for r in result.inclusion_rules] == oracle.rule_subjects

@@ -64,6 +64,7 @@ class Event:
 class ReferenceResult:
     rows: list[tuple[int, dt.date, dt.date]]  # sorted (subject_id, cohort_start_date, cohort_end_date)
     mask_counts: dict[int, int]
+    best_mask_counts: dict[int, int]  # persons by the mask of their best event (the highest mask)
     rule_subjects: list[int]
     qualified_events: int
 
@@ -155,6 +156,12 @@ class ReferenceEvaluator:
         mask_counts: dict[int, int] = {}
         for ev in qualified:
             mask_counts[masks[ev.key]] = mask_counts.get(masks[ev.key], 0) + 1
+        best: dict[int, int] = {}
+        for ev in qualified:
+            best[ev.person_id] = max(best.get(ev.person_id, 0), masks[ev.key])
+        best_mask_counts: dict[int, int] = {}
+        for mask in best.values():
+            best_mask_counts[mask] = best_mask_counts.get(mask, 0) + 1
         rule_subjects = [
             len({ev.person_id for ev in qualified if all(ev.key in s for s in rule_sets[: i + 1])})
             for i in range(len(rule_sets))
@@ -177,7 +184,7 @@ class ReferenceEvaluator:
             end = min(end, high) if high else end
             if start <= end:
                 rows.append((person, start, end))
-        return ReferenceResult(sorted(rows), mask_counts, rule_subjects, len(qualified))
+        return ReferenceResult(sorted(rows), mask_counts, best_mask_counts, rule_subjects, len(qualified))
 
     def exit(self, e: CohortExpression, ev: Event) -> dt.date | None:
         """The earliest candidate exit on or after the start, or None (the event is dropped)."""

@@ -78,6 +78,7 @@ class CohortResult:
     qualified_subjects: int
     inclusion_rules: list[RuleStats]
     mask_counts: dict[int, int]  # inclusion-rule mask -> qualified events (Circe's cohort_inclusion_result, mode 0)
+    best_mask_counts: dict[int, int]  # mask -> persons, each by their best event (Circe's mode 1)
     censor_window_lost: int  # persons removed by the censor window
     warnings: list[str] = field(default_factory=list)
 
@@ -110,6 +111,7 @@ class CohortResult:
                 for r in self.inclusion_rules
             ],
             "inclusion_rule_masks": {str(k): v for k, v in sorted(self.mask_counts.items())},
+            "inclusion_rule_masks_best_event": {str(k): v for k, v in sorted(self.best_mask_counts.items())},
             "censor_window_lost": self.censor_window_lost,
             "warnings": self.warnings,
         }
@@ -273,6 +275,7 @@ def _result(runner: SqlRunner, definition: CohortDefinition, script: CohortScrip
         qualified_subjects=stats.subjects,
         inclusion_rules=rules,
         mask_counts=stats.mask_counts,
+        best_mask_counts=stats.best_mask_counts,
         censor_window_lost=0,
         warnings=warnings,
     )
@@ -285,6 +288,7 @@ class InclusionStats:
     events: int
     subjects: int
     mask_counts: dict[int, int]
+    best_mask_counts: dict[int, int]
     rule_subjects: list[int]  # persons remaining after rules 0..i
     events_passing: list[int]  # events passing rule i
     gains: list[int]  # events failing only rule i
@@ -296,6 +300,9 @@ def inclusion_stats(per_person_mask: pa.Table, n_rules: int) -> InclusionStats:
     grouped = per_person_mask.group_by("mask").aggregate([("n", "sum")]).to_pylist()
     mask_counts = {int(r["mask"]): int(r["n_sum"]) for r in grouped}
     full = 2**n_rules - 1
+    # Circe's "best" event of a person has the highest mask (rule i weighs 2^i); count persons by that mask.
+    best = per_person_mask.group_by("person_id").aggregate([("mask", "max")])
+    best_counts = best.group_by("mask_max").aggregate([("person_id", "count")]).to_pylist()
 
     def persons_where(selected: pa.ChunkedArray) -> int:
         return int(pc.count_distinct(pc.filter(per_person_mask["person_id"], selected)).as_py())
@@ -310,6 +317,7 @@ def inclusion_stats(per_person_mask: pa.Table, n_rules: int) -> InclusionStats:
         events=int(pc.sum(counts).as_py() or 0),
         subjects=int(pc.count_distinct(per_person_mask["person_id"]).as_py()) if per_person_mask.num_rows else 0,
         mask_counts=mask_counts,
+        best_mask_counts={int(r["mask_max"]): int(r["person_id_count"]) for r in best_counts},
         rule_subjects=rule_subjects,
         events_passing=passing,
         gains=[mask_counts.get(full & ~(2**i), 0) for i in range(n_rules)],
