@@ -286,6 +286,8 @@ class _Compiler:
         )
 
     def collapse(self, ends: str) -> str:
+        if self.e.expression_limit.type != "All":  # one period per person: nothing to merge
+            return f"SELECT person_id, start_date, end_date FROM {ends}"
         pad = self.e.collapse_settings.era_pad
         padded = self.cte(f"SELECT person_id, start_date, {self.d.add_days('end_date', pad)} AS end_date FROM {ends}")
         return self.merge_intervals(padded, "start_date", "end_date", "start_date", "end_date", -pad)
