@@ -159,8 +159,36 @@ def cdms(draw: st.DrawFn) -> dict[str, list[dict[str, Any]]]:
                 "visit_occurrence_id": draw(maybe_visit),
             }
         )
+    eras = {"drug_era": [], "condition_era": []}
+    for table, concept in (("drug_era", 301), ("condition_era", 101)):
+        prefix = table.removesuffix("_era")
+        for _ in range(draw(st.integers(0, 3))):
+            start = draw(DATES)
+            eras[table].append(
+                {
+                    f"{table}_id": next(ids),
+                    "person_id": draw(st.sampled_from(with_orphan)),
+                    f"{prefix}_concept_id": concept,
+                    f"{table}_start_date": day(start),
+                    f"{table}_end_date": day(start + draw(st.integers(0, 90))),
+                    "drug_exposure_count" if prefix == "drug" else "condition_occurrence_count": draw(
+                        st.integers(1, 4)
+                    ),
+                }
+            )
+    deaths = [
+        {"person_id": p, "death_date": day(draw(DATES)), "death_type_concept_id": 32817,
+         "cause_concept_id": draw(st.sampled_from([101, 0]))}
+        for p in draw(st.sets(st.sampled_from(person_ids), max_size=1))
+    ]  # fmt: skip
+    providers = [{"provider_id": 7001, "specialty_concept_id": 38004446}]
+    for c in conditions:
+        c["provider_id"] = draw(st.sampled_from([None, 7001, 7002]))  # 7002 has no PROVIDER row
     return {
         **VOCABULARY,
+        **eras,
+        "death": deaths,
+        "provider": providers,
         "person": persons,
         "observation_period": periods,
         "visit_occurrence": visits,
@@ -196,7 +224,16 @@ def rarely(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     return st.sampled_from([False, False, False, True]).flatmap(lambda on: strategy if on else st.none())
 
 
-DOMAINS = ["ConditionOccurrence", "DrugExposure", "VisitOccurrence", "Measurement", "ObservationPeriod"]
+DOMAINS = [
+    "ConditionOccurrence",
+    "DrugExposure",
+    "VisitOccurrence",
+    "Measurement",
+    "ObservationPeriod",
+    "DrugEra",
+    "ConditionEra",
+    "Death",
+]
 
 
 @st.composite
@@ -225,6 +262,7 @@ def criterion(draw: st.DrawFn, domain: str, depth: int) -> dict[str, Any]:
             "ConditionType": draw(rarely(st.just([{"CONCEPT_ID": 32020}]))),
             "ConditionTypeExclude": draw(MAYBE),
             "VisitType": draw(rarely(st.just([{"CONCEPT_ID": 9201}]))),
+            "ProviderSpecialty": draw(rarely(st.just([{"CONCEPT_ID": 38004446}]))),
         }
     elif domain == "DrugExposure":
         attributes |= {
@@ -235,6 +273,16 @@ def criterion(draw: st.DrawFn, domain: str, depth: int) -> dict[str, Any]:
         }
     elif domain == "VisitOccurrence":
         attributes |= {"CodesetId": draw(st.sampled_from([2, None])), "VisitLength": draw(rarely(numeric(0, 5)))}
+    elif domain in ("DrugEra", "ConditionEra"):
+        del attributes["Age"]
+        attributes |= {
+            "CodesetId": 1 if domain == "DrugEra" else 0,
+            "EraLength": draw(rarely(numeric(0, 90))),
+            "OccurrenceCount": draw(rarely(numeric(1, 4))),
+            "AgeAtEnd": draw(rarely(numeric(0, 60))),
+        }
+    elif domain == "Death":
+        attributes |= {"CodesetId": draw(st.sampled_from([0, None]))}
     elif domain == "Measurement":
         attributes |= {
             "CodesetId": 3,
@@ -274,6 +322,8 @@ def correlated(draw: st.DrawFn, depth: int) -> dict[str, Any]:
             "Type": draw(st.sampled_from([0, 1, 2])),
             "Count": draw(st.integers(0, 2)),
             "IsDistinct": draw(MAYBE),
+            **({"CountColumn": column} if (column := draw(st.sampled_from([None, "DOMAIN_CONCEPT", "START_DATE"])))
+               else {}),
         },
     }
     if draw(st.sampled_from([False, False, True])):
