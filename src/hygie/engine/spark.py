@@ -30,6 +30,8 @@ def local_session(settings: Settings, *, cores: int = 1) -> SparkSession:
         SparkSession.builder.master(f"local[{cores}]")
         .appName("hygie")
         .config("spark.ui.enabled", "false")
+        .config("spark.driver.host", "127.0.0.1")  # local mode listens on loopback only
+        .config("spark.driver.bindAddress", "127.0.0.1")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.shuffle.partitions", str(max(cores, 1)))
         .config("spark.default.parallelism", str(max(cores, 1)))
