@@ -12,7 +12,10 @@ spelling differs between engines (date arithmetic) go through ``Dialect``. See d
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
 
 from hygie.cohorts.circe import (
     AT_LEAST,
@@ -308,8 +311,6 @@ class _Compiler:
         )
 
     def date_literal(self, value: str, path: str) -> str:
-        import datetime as dt
-
         try:
             return f"DATE '{dt.date.fromisoformat(value[:10]).isoformat()}'"
         except ValueError:
@@ -498,18 +499,17 @@ class _EventContext:
 
 
 def _retarget(f: Filter, value: Value) -> Filter:
-    from dataclasses import replace
-
+    """The same test applied to another value (e.g. the visit's concept instead of the record's)."""
     return replace(f, value=value)  # type: ignore[arg-type]
 
 
-def _range_sql(value: str, r: NumericRange | DateRange, literal: object) -> str:
-    lit = literal  # a function rendering one bound as SQL
-    v = lit(r.value)  # type: ignore[operator]
+def _range_sql(value: str, r: NumericRange | DateRange, literal: Callable[[Any], str]) -> str:
+    """``value`` compared with the range; ``literal`` renders one bound as SQL."""
+    low = literal(r.value)
     ops = {"lt": "<", "lte": "<=", "eq": "=", "!eq": "<>", "gt": ">", "gte": ">="}
     if r.op in ops:
-        return f"{value} {ops[r.op]} {v}"
-    between = f"({value} >= {v} AND {value} <= {lit(r.extent)})"  # type: ignore[operator]
+        return f"{value} {ops[r.op]} {low}"
+    between = f"({value} >= {low} AND {value} <= {literal(r.extent)})"
     return between if r.op == "bt" else f"NOT {between}"
 
 

@@ -8,6 +8,7 @@ no plan raises ``UnsupportedFeature`` with its JSON path: nothing is silently ig
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -18,6 +19,7 @@ from hygie.cohorts.circe import (
     CriteriaGroup,
     DateAdjustment,
     DateRange,
+    DemographicCriteria,
     NumericRange,
     TextFilter,
     UnsupportedFeature,
@@ -403,8 +405,6 @@ def _checked_numeric(r: NumericRange, path: str) -> NumericRange:
 
 
 def _checked_dates(r: DateRange, path: str) -> DateRange:
-    import datetime as dt
-
     for v in (r.value, r.extent if "bt" in r.op else r.value):
         try:
             dt.date.fromisoformat(str(v))
@@ -413,11 +413,8 @@ def _checked_dates(r: DateRange, path: str) -> DateRange:
     return r
 
 
-def demographic_filters(demographic: object, path: str) -> tuple[Filter, ...]:
+def demographic_filters(demographic: DemographicCriteria, path: str) -> tuple[Filter, ...]:
     """Filters of a DemographicCriteria, over the index event and its person."""
-    from hygie.cohorts.circe import DemographicCriteria
-
-    assert isinstance(demographic, DemographicCriteria)
     targets = {
         "age": AGE_START,
         "gender": GENDER,
