@@ -107,6 +107,7 @@ def cdms(draw: st.DrawFn) -> dict[str, list[dict[str, Any]]]:
                 "visit_start_date": day(start),
                 "visit_end_date": day(start + draw(st.integers(0, 5))),
                 "visit_type_concept_id": 32817,
+                "care_site_id": draw(st.sampled_from([None, 50, 51, 52])),  # 52 has no CARE_SITE row
             }
         )
     visit_ids = [v["visit_occurrence_id"] for v in visits]
@@ -189,6 +190,10 @@ def cdms(draw: st.DrawFn) -> dict[str, list[dict[str, Any]]]:
         **eras,
         "death": deaths,
         "provider": providers,
+        "care_site": [
+            {"care_site_id": 50, "place_of_service_concept_id": 8717},
+            {"care_site_id": 51, "place_of_service_concept_id": 8756},
+        ],
         "person": persons,
         "observation_period": periods,
         "visit_occurrence": visits,
@@ -272,7 +277,11 @@ def criterion(draw: st.DrawFn, domain: str, depth: int) -> dict[str, Any]:
             "OccurrenceStartDate": draw(rarely(date_range())),
         }
     elif domain == "VisitOccurrence":
-        attributes |= {"CodesetId": draw(st.sampled_from([2, None])), "VisitLength": draw(rarely(numeric(0, 5)))}
+        attributes |= {
+            "CodesetId": draw(st.sampled_from([2, None])),
+            "VisitLength": draw(rarely(numeric(0, 5))),
+            "PlaceOfService": draw(rarely(st.just([{"CONCEPT_ID": 8717}]))),
+        }
     elif domain in ("DrugEra", "ConditionEra"):
         del attributes["Age"]
         attributes |= {

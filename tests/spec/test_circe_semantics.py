@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from spec_helpers import D, concept, concept_set, condition, definition, drug, period, person, run
+from spec_helpers import VOCABULARY, D, concept, concept_set, condition, definition, drug, period, person, run
 from spec_helpers import cohort as rows_of
 
 COND = [{"ConditionOccurrence": {"CodesetId": 0}}]
@@ -319,3 +319,25 @@ def test_abnormal_measurements_are_outside_their_range_or_flagged_abnormal():
     }
     circe = definition([{"Measurement": {"CodesetId": 2, "Abnormal": True}}], [concept_set(2, 300)])
     assert [r[0] for r in rows_of(tables, circe)] == [1, 3]
+
+
+def test_place_of_service_is_the_visit_care_site_place():
+    def visit(visit_id: int, person_id: int, care_site: int | None) -> dict:
+        return {"visit_occurrence_id": visit_id, "person_id": person_id, "visit_concept_id": 9201,
+                "visit_start_date": D("2005-01-01"), "visit_end_date": D("2005-01-02"),
+                "visit_type_concept_id": 32817, "care_site_id": care_site}  # fmt: skip
+
+    tables = {
+        "concept": [*VOCABULARY, concept(8717)],  # a concept set only holds concepts the vocabulary has
+        "person": [person(p) for p in (1, 2, 3)],
+        "observation_period": [period(p, "2000-01-01", "2010-12-31") for p in (1, 2, 3)],
+        "care_site": [
+            {"care_site_id": 50, "place_of_service_concept_id": 8717},  # inpatient hospital
+            {"care_site_id": 51, "place_of_service_concept_id": 8756},
+        ],
+        "visit_occurrence": [visit(1, 1, 50), visit(2, 2, 51), visit(3, 3, None)],
+    }
+    inpatient_site = [{"VisitOccurrence": {"PlaceOfService": [{"CONCEPT_ID": 8717}]}}]
+    assert [r[0] for r in rows_of(tables, definition(inpatient_site))] == [1]
+    other_sites = [{"VisitOccurrence": {"PlaceOfServiceCS": {"CodesetId": 5, "IsExclusion": True}}}]
+    assert [r[0] for r in rows_of(tables, definition(other_sites, [concept_set(5, 8717)]))] == [2]

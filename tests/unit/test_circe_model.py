@@ -81,7 +81,7 @@ def test_wrong_types_are_reported_at_their_path():
 @pytest.mark.parametrize(
     ("criterion", "path", "reason"),
     [
-        ({"VisitOccurrence": {"PlaceOfServiceCS": {"CodesetId": 1}}}, "PlaceOfServiceCS", "not supported"),
+        ({"VisitOccurrence": {"PlaceOfServiceLocation": 1}}, "PlaceOfServiceLocation", "not supported"),
         ({"DrugExposure": {"EffectiveDrugDose": {"Value": 1, "Op": "gt"}}}, "EffectiveDrugDose", "not supported"),
         ({"LocationRegion": {"CodesetId": 1}}, "LocationRegion", "not supported"),
         ({"ObservationPeriod": {"UserDefinedPeriod": {"StartDate": "2000-01-01"}}}, "UserDefinedPeriod", "not supp"),

@@ -93,13 +93,13 @@ def test_invalid_json_is_a_user_error_naming_the_file(release, tmp_path):
 
 def test_unsupported_feature_is_a_user_error_naming_file_path_and_reason(release, tmp_path):
     data = {**BLEED, "EndStrategy": {"CustomEra": {"DrugCodesetId": 0}}}
-    data["PrimaryCriteria"] = {"CriteriaList": [{"VisitOccurrence": {"PlaceOfServiceCS": {"CodesetId": 0}}}]}
+    data["PrimaryCriteria"] = {"CriteriaList": [{"VisitOccurrence": {"PlaceOfServiceLocation": 0}}]}
     unsupported = write(tmp_path, "pos", data)
     result = CliRunner().invoke(app, ["cohort", "generate", "--release", release, str(unsupported)])
     assert result.exit_code == 1
     output = " ".join(result.output.split())
     assert "pos.json" in output
-    assert "$.PrimaryCriteria.CriteriaList[0].VisitOccurrence.PlaceOfServiceCS" in output
+    assert "$.PrimaryCriteria.CriteriaList[0].VisitOccurrence.PlaceOfServiceLocation" in output
     assert "not supported" in output
 
 

@@ -385,6 +385,9 @@ class _Compiler:
         if f.value.kind == "visit_concept":
             inner = self.predicate(_retarget(f, Value("column", "visit_concept_id")), _EventContext("V"), d)
             return f"{ctx.row}._visit_id IN (SELECT V.visit_occurrence_id FROM visit_occurrence V WHERE {inner})"
+        if f.value.kind == "place_of_service":
+            inner = self.predicate(_retarget(f, Value("column", "place_of_service_concept_id")), _EventContext("CS"), d)
+            return f"{ctx.row}.care_site_id IN (SELECT CS.care_site_id FROM care_site CS WHERE {inner})"
         if f.value.kind == "provider_specialty":
             inner = self.predicate(_retarget(f, Value("column", "specialty_concept_id")), _EventContext("PR"), d)
             return f"{ctx.row}.provider_id IN (SELECT PR.provider_id FROM provider PR WHERE {inner})"

@@ -124,7 +124,8 @@ class Value:
 
     kind: "column" (a column of the domain table), "start"/"end" (the event dates), "age_start"/"age_end"
     (year of the date minus the person's year of birth), "length" (days from start to end), "person" (a PERSON
-    column), "visit_concept" (visit_concept_id of the row's visit), "provider_specialty", "ratio" (column /
+    column), "visit_concept" (visit_concept_id of the row's visit), "provider_specialty", "place_of_service"
+    (place_of_service_concept_id of the row's care site), "ratio" (column /
     column2).
     """
 
@@ -290,12 +291,17 @@ _BY_DOMAIN: dict[str, dict[str, Value]] = {
         "source_id": _col("specimen_source_id"),
     },
     "Death": {"death_type": _col("death_type_concept_id")},
-    "VisitOccurrence": {"visit_type": _col("visit_type_concept_id"), "visit_length": LENGTH},
+    "VisitOccurrence": {
+        "visit_type": _col("visit_type_concept_id"),
+        "visit_length": LENGTH,
+        "place_of_service": Value("place_of_service"),
+    },
     "VisitDetail": {
         "visit_detail_start_date": START,
         "visit_detail_end_date": END,
         "visit_detail_type": _col("visit_detail_type_concept_id"),
         "visit_detail_length": LENGTH,
+        "place_of_service": Value("place_of_service"),
     },
     "ConditionEra": {"occurrence_count": _col("condition_occurrence_count")},
     "DrugEra": {"occurrence_count": _col("drug_exposure_count")},

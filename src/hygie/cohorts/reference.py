@@ -284,6 +284,13 @@ class ReferenceEvaluator:
                 if self.test(replace(f, value=Value("column", "visit_concept_id")), _Context(v))  # type: ignore[arg-type]
             }
             return c.row.get("visit_occurrence_id") in visits
+        if f.value.kind == "place_of_service":
+            sites = {
+                s["care_site_id"]
+                for s in self.rows("care_site")
+                if self.test(replace(f, value=Value("column", "place_of_service_concept_id")), _Context(s))  # type: ignore[arg-type]
+            }
+            return c.row.get("care_site_id") in sites
         if f.value.kind == "provider_specialty":
             providers = {
                 p["provider_id"]
