@@ -133,3 +133,15 @@ def test_spark_engine_gives_the_same_json_as_duckdb(release, tmp_path, spark):
         outputs.append(json.loads(result.stdout))
     assert outputs[0] == outputs[1]
     assert (outputs[1]["subjects"], [r["subjects"] for r in outputs[1]["inclusion_rules"]]) == (1, [2, 1])
+
+
+def test_spark_engine_exposes_release_tables_through_ibis(release, settings, spark):
+    from hygie.engine.spark import SparkEngine
+    from hygie.releases import ReleaseStore
+
+    with SparkEngine(ReleaseStore(settings).get(release), settings, session=spark) as engine:
+        assert "person" in engine.tables()
+        person = engine.table("person")
+        assert engine.to_arrow(person.count()).as_py() == 3
+        males = person.filter(person.gender_concept_id == 8507)
+        assert engine.to_arrow(males.count()).as_py() == 2

@@ -167,9 +167,14 @@ class SparkRunner:
         self.cdm_views: list[str] = []
 
     def _views_for(self, sql: str) -> None:
-        for name in [n for n in self.pending if re.search(rf"\b{n}\b", sql)]:
-            self.register(name, self.pending.pop(name))
-            self.cdm_views.append(name)
+        self.ensure_views([n for n in self.pending if re.search(rf"\b{n}\b", sql)])
+
+    def ensure_views(self, names: list[str]) -> None:
+        """Make these CDM tables Spark views (once)."""
+        for name in names:
+            if name in self.pending:
+                self.register(name, self.pending.pop(name))
+                self.cdm_views.append(name)
 
     def register(self, name: str, table: pa.Table) -> None:
         frame = self.spark.createDataFrame(table) if table.num_rows else self._empty(table.schema)
@@ -335,10 +340,10 @@ def open_runner(release: Release, settings: Settings, engine: str) -> tuple[SqlR
         opened = DuckDBEngine(release, settings)
         return DuckDBRunner(opened.con), opened
     if engine == "spark":
-        from hygie.engine.spark import local_session, release_tables
+        from hygie.engine.spark import SparkEngine
 
-        runner = SparkRunner(local_session(settings), release_tables(release, settings))
-        return runner, runner
+        spark_engine = SparkEngine(release, settings)
+        return spark_engine.runner, spark_engine
     raise HygieError(f"unknown engine {engine!r}: use duckdb or spark")
 
 

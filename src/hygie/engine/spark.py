@@ -15,6 +15,7 @@ import pyarrow as pa
 from hygie.config import Settings
 
 if TYPE_CHECKING:
+    import ibis.expr.types as ir
     from pyspark.sql import SparkSession
 
     from hygie.releases.store import Release
@@ -56,3 +57,43 @@ def release_tables(release: Release, settings: Settings) -> dict[str, pa.Table]:
 
     with DuckDBEngine(release, settings) as engine:
         return {name: engine.con.execute(f'SELECT * FROM "{name}"').to_arrow_table() for name in engine.tables()}
+
+
+class SparkEngine:
+    """A release on Spark: the ``Engine`` interface (Ibis tables) and a cohort runner over the same session.
+
+    CDM tables become Spark temporary views when first used."""
+
+    name = "spark"
+
+    def __init__(self, release: Release, settings: Settings, session: SparkSession | None = None) -> None:
+        from hygie.cohorts.service import SparkRunner
+
+        self.release = release
+        self.session = session or local_session(settings)
+        self.runner = SparkRunner(self.session, release_tables(release, settings))
+
+    def tables(self) -> list[str]:
+        return list(self.release.manifest.tables)
+
+    @property
+    def ibis(self):  # noqa: ANN201 - ibis.backends.pyspark.Backend
+        import ibis
+
+        return ibis.pyspark.connect(self.session)
+
+    def table(self, name: str) -> ir.Table:
+        self.runner.ensure_views([name])
+        return self.ibis.table(name)
+
+    def to_arrow(self, expr: ir.Expr) -> pa.Table:
+        return self.ibis.to_pyarrow(expr)
+
+    def close(self) -> None:
+        self.runner.close()
+
+    def __enter__(self) -> SparkEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
