@@ -21,3 +21,14 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 @pytest.fixture
 def settings(home: Path) -> Settings:
     return Settings.from_env()
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory: pytest.TempPathFactory):
+    """One local Spark session for the whole run (starting the JVM takes seconds); nothing is downloaded."""
+    from hygie.engine.spark import local_session
+
+    home = tmp_path_factory.mktemp("spark_home")
+    session = local_session(Settings(home=home, master_key_file=home / "keys" / "master.key"))
+    yield session
+    session.stop()

@@ -1,0 +1,276 @@
+"""Cohort benchmark: ten typical definitions, each against one hand-written DuckDB query, and a batch of
+small definitions (per-definition overhead).
+
+Run: ``uv run python benchmarks/bench_cohorts.py [--release NAME] [--runs 5] [--small 1000]``. Without
+``--release`` it loads the bundled GiBleed into a temporary HYGIE_HOME. ``main()`` returns the figures (and
+prints them as JSON): median seconds of several runs, peak RSS, and per definition the ratio of hygie's time to
+the hand-written query's time (rows are compared too: both must find the same cohort).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hygie.cohorts import builder as cb
+from hygie.cohorts.service import CohortDefinition, DuckDBRunner, run_batch
+from hygie.config import Settings
+from hygie.engine.duckdb import DuckDBEngine
+from hygie.releases import Release, ReleaseStore
+
+# GiBleed concepts
+GI_BLEED, CELECOXIB, DICLOFENAC, ASPIRIN = 192671, 1118084, 1124300, 19059056
+OSTEOARTHRITIS, SINUSITIS, PHARYNGITIS, BRONCHITIS, OTITIS = 80180, 40481087, 4112343, 260139, 372328
+ORAL_TEMPERATURE = 3006322
+
+
+def typical_definitions() -> dict[str, cb.Cohort]:
+    def cs(name: str, concept: int) -> cb.ConceptSet:
+        return cb.concepts(name, concept, descendants=True)
+
+    bleed, celecoxib = cs("GI bleed", GI_BLEED), cs("celecoxib", CELECOXIB)
+    aspirin = cs("aspirin", ASPIRIN)
+    return {
+        "first_gi_bleed": cb.entry(cb.condition(bleed)),
+        "celecoxib_new_users": cb.entry(cb.drug(celecoxib)).with_observation(prior_days=365),
+        "diclofenac_era_washout": cb.entry(cb.drug_era(cs("diclofenac", DICLOFENAC)))
+        .with_observation(prior_days=365)
+        .exit_after(days=0, from_end=True),
+        "osteoarthritis_men_40": cb.entry(cb.condition(cs("osteoarthritis", OSTEOARTHRITIS)))
+        .require("40 or older", cb.age() >= 40)
+        .require("male", cb.gender(cb.MALE)),
+        "sinusitis_after_pharyngitis": cb.entry(cb.condition(cs("sinusitis", SINUSITIS))).require(
+            "pharyngitis in the year before",
+            cb.condition(cs("pharyngitis", PHARYNGITIS)).at_least(1, within=cb.days(-365, -1)),
+        ),
+        "bronchitis_episodes": cb.entry(cb.condition(cs("bronchitis", BRONCHITIS)))
+        .all_events()
+        .require("no sinusitis in 30 days", cb.condition(cs("sinusitis", SINUSITIS)).none(within=cb.days(-30, 0)))
+        .exit_after(days=7),
+        "temperature_measured": cb.entry(cb.measurement(cs("oral temperature", ORAL_TEMPERATURE))).exit_after(days=1),
+        "celecoxib_censored_by_bleed": cb.entry(cb.drug(celecoxib)).censor_on(cb.condition(bleed)),
+        "aspirin_exposure_eras": cb.entry(cb.drug(aspirin)).all_events().exit_when_exposure_ends(aspirin, gap_days=30),
+        "otitis_2000s": cb.entry(cb.condition(cs("otitis", OTITIS))).between("2000-01-01", "2009-12-31"),
+    }
+
+
+def _descendants(concept: int) -> str:
+    return f"(SELECT descendant_concept_id FROM concept_ancestor WHERE ancestor_concept_id = {concept})"
+
+
+def _first_in_observation(table: str, concept_col: str, start: str, concept: int, prior: int = 0) -> str:
+    """Each person's first record inside an observation period (with ``prior`` days before), and its period."""
+    return f"""
+SELECT person_id, start_date, op_end FROM (
+  SELECT t.person_id, t.{start} AS start_date, op.observation_period_end_date AS op_end,
+         row_number() OVER (PARTITION BY t.person_id ORDER BY t.{start}) AS n
+  FROM {table} t JOIN observation_period op ON op.person_id = t.person_id
+   AND t.{start} BETWEEN op.observation_period_start_date + {prior} AND op.observation_period_end_date
+  WHERE t.{concept_col} IN {_descendants(concept)}) WHERE n = 1"""
+
+
+def _merged(source: str, name: str) -> str:
+    """CTEs ``<name>_m`` and ``<name>``: intervals (s, e) of ``source`` numbered by merged group ``grp``."""
+    return f"""{name}_m AS (SELECT *, CASE WHEN s <= max(e) OVER (PARTITION BY person_id ORDER BY s, e
+      ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) THEN 0 ELSE 1 END AS is_start FROM {source}),
+{name} AS (SELECT *, sum(is_start) OVER (PARTITION BY person_id ORDER BY s, e ROWS UNBOUNDED PRECEDING) AS grp
+      FROM {name}_m)"""
+
+
+def hand_written() -> dict[str, str]:
+    """One plain DuckDB query per typical definition, written directly from its meaning."""
+    cond = ("condition_occurrence", "condition_concept_id", "condition_start_date")
+    first_bleed = _first_in_observation(*cond, GI_BLEED)
+    return {
+        "first_gi_bleed": f"SELECT person_id, start_date, op_end FROM ({first_bleed})",
+        "celecoxib_new_users": _first_in_observation(
+            "drug_exposure", "drug_concept_id", "drug_exposure_start_date", CELECOXIB, 365
+        ),
+        "diclofenac_era_washout": f"""
+SELECT person_id, start_date, least(e.drug_era_end_date, op_end) FROM (
+  SELECT de.person_id, de.drug_era_start_date AS start_date, de.drug_era_end_date, op.observation_period_end_date
+         AS op_end, row_number() OVER (PARTITION BY de.person_id ORDER BY de.drug_era_start_date) AS n
+  FROM drug_era de JOIN observation_period op ON op.person_id = de.person_id
+   AND de.drug_era_start_date BETWEEN op.observation_period_start_date + 365 AND op.observation_period_end_date
+  WHERE de.drug_concept_id IN {_descendants(DICLOFENAC)}) e WHERE n = 1""",
+        "osteoarthritis_men_40": f"""
+SELECT f.* FROM ({_first_in_observation(*cond, OSTEOARTHRITIS)}) f JOIN person p USING (person_id)
+WHERE year(f.start_date) - p.year_of_birth >= 40 AND p.gender_concept_id = 8507""",
+        "sinusitis_after_pharyngitis": f"""
+SELECT f.* FROM ({_first_in_observation(*cond, SINUSITIS)}) f
+WHERE EXISTS (SELECT 1 FROM condition_occurrence c JOIN observation_period op ON op.person_id = c.person_id
+  AND c.condition_start_date BETWEEN op.observation_period_start_date AND op.observation_period_end_date
+  AND f.start_date BETWEEN op.observation_period_start_date AND op.observation_period_end_date
+  WHERE c.person_id = f.person_id AND c.condition_concept_id IN {_descendants(PHARYNGITIS)}
+  AND c.condition_start_date BETWEEN f.start_date - 365 AND f.start_date - 1)""",
+        "bronchitis_episodes": f"""
+WITH ev AS (
+  SELECT c.person_id, c.condition_start_date AS s,
+    least(c.condition_start_date + 7, op.observation_period_end_date) AS e
+  FROM condition_occurrence c JOIN observation_period op ON op.person_id = c.person_id
+   AND c.condition_start_date BETWEEN op.observation_period_start_date AND op.observation_period_end_date
+  WHERE c.condition_concept_id IN {_descendants(BRONCHITIS)}
+  AND NOT EXISTS (SELECT 1 FROM condition_occurrence x WHERE x.person_id = c.person_id
+    AND x.condition_concept_id IN {_descendants(SINUSITIS)}
+    AND x.condition_start_date BETWEEN greatest(c.condition_start_date - 30, op.observation_period_start_date)
+        AND c.condition_start_date)),
+{_merged("ev", "g")}
+SELECT person_id, min(s), max(e) FROM g GROUP BY person_id, grp""",
+        "temperature_measured": f"""
+SELECT person_id, start_date, least(start_date + 1, op_end) FROM (
+  {_first_in_observation("measurement", "measurement_concept_id", "measurement_date", ORAL_TEMPERATURE)})""",
+        "celecoxib_censored_by_bleed": f"""
+SELECT f.person_id, f.start_date, least(f.op_end, coalesce((SELECT min(c.condition_start_date)
+  FROM condition_occurrence c WHERE c.person_id = f.person_id AND c.condition_concept_id IN {_descendants(GI_BLEED)}
+  AND c.condition_start_date BETWEEN f.start_date AND f.op_end), f.op_end))
+FROM ({_first_in_observation("drug_exposure", "drug_concept_id", "drug_exposure_start_date", CELECOXIB)}) f""",
+        "aspirin_exposure_eras": f"""
+WITH x AS (
+  SELECT person_id, drug_exposure_start_date AS s,
+    coalesce(drug_exposure_end_date, drug_exposure_start_date + days_supply, drug_exposure_start_date + 1) + 30 AS e
+  FROM drug_exposure WHERE drug_concept_id IN {_descendants(ASPIRIN)}),
+{_merged("x", "g")},
+eras AS (SELECT person_id, min(s) AS s, max(e) - 30 AS e FROM g GROUP BY person_id, grp),
+idx AS (SELECT x.person_id, x.s, least(eras.e, op.observation_period_end_date) AS e FROM x
+  JOIN observation_period op ON op.person_id = x.person_id
+   AND x.s BETWEEN op.observation_period_start_date AND op.observation_period_end_date
+  JOIN eras ON eras.person_id = x.person_id AND x.s BETWEEN eras.s AND eras.e),
+{_merged("idx", "g2")}
+SELECT person_id, min(s), max(e) FROM g2 GROUP BY person_id, grp""",
+        "otitis_2000s": f"""
+SELECT person_id, greatest(start_date, DATE '2000-01-01'), least(op_end, DATE '2009-12-31')
+FROM ({_first_in_observation(*cond, OTITIS)})
+WHERE greatest(start_date, DATE '2000-01-01') <= least(op_end, DATE '2009-12-31')""",
+    }
+
+
+def small_definitions(n: int) -> list[CohortDefinition]:
+    """``n`` small phenotype-like definitions over GiBleed's condition concepts (first event, one rule)."""
+    concepts = [GI_BLEED, OSTEOARTHRITIS, SINUSITIS, PHARYNGITIS, BRONCHITIS, OTITIS]
+    out = []
+    for i in range(n):
+        cs = cb.concepts(f"c{i}", concepts[i % len(concepts)], descendants=True)
+        cohort = cb.entry(cb.condition(cs)).require("age", cb.age() >= i % 60)
+        out.append(CohortDefinition(f"small_{i}", cohort.to_circe()))
+    return out
+
+
+def _median_seconds(action: Callable[[], Any], runs: int) -> tuple[float, Any]:
+    times, result = [], None
+    for _ in range(runs):
+        start = time.perf_counter()
+        result = action()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _gibleed(settings: Settings) -> Release:
+    from hygie import datasets
+    from hygie.ingest.cdm_load import load_cdm
+
+    store = ReleaseStore(settings)
+    if store.exists("gibleed"):
+        return store.get("gibleed")
+    dataset = datasets.get("gibleed")
+    return load_cdm(dataset.folder, "gibleed", settings, synthetic=True, allow_duplicate_keys=True)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--release", help="release to use (default: GiBleed in a temporary HYGIE_HOME)")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--small", type=int, default=1000, help="size of the batch of small definitions")
+    parser.add_argument("--spark", action="store_true", help="also time the ten definitions on Spark local mode")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as scratch:
+        if args.release:
+            settings = Settings.from_env()
+            release = ReleaseStore(settings).get(args.release)
+        else:
+            home = Path(scratch)
+            settings = Settings(home=home, master_key_file=home / "keys" / "master.key")
+            release = _gibleed(settings)
+        figures = run(release, settings, runs=args.runs, small=args.small)
+        if args.spark:
+            figures["spark"] = run_spark(release, settings)
+    print(json.dumps(figures, indent=2))
+    return figures
+
+
+def run(release: Release, settings: Settings, *, runs: int, small: int) -> dict[str, Any]:
+    engine = DuckDBEngine(release, settings)
+    try:
+        runner = DuckDBRunner(engine.con)
+        definitions = [CohortDefinition(n, c.to_circe()) for n, c in typical_definitions().items()]
+        queries = hand_written()
+        per_definition = {}
+        for definition in definitions:
+            hygie_s, (result,) = _median_seconds(lambda d=definition: run_batch(runner, [d]), runs)
+            hand_s, hand_rows = _median_seconds(lambda q=queries[definition.name]: engine.con.sql(q).fetchall(), runs)
+            per_definition[definition.name] = {
+                "hygie_s": round(hygie_s, 4),
+                "hand_written_s": round(hand_s, 4),
+                "ratio": round(hygie_s / hand_s, 2),
+                "rows": result.records,
+                "hand_written_rows": len(hand_rows),
+            }
+        batch_s, _ = _median_seconds(lambda: run_batch(runner, definitions), runs)
+        batch = small_definitions(small)
+        small_s, _ = _median_seconds(lambda: run_batch(runner, batch), 1)
+    finally:
+        engine.close()
+    return {
+        "release": release.name,
+        "engine": "duckdb",
+        "threads": os.cpu_count(),
+        "typical_definitions": per_definition,
+        "typical_batch_total_s": round(batch_s, 3),
+        "typical_sum_hand_written_s": round(sum(d["hand_written_s"] for d in per_definition.values()), 3),
+        "small_definitions": small,
+        "small_batch_s": round(small_s, 2),
+        "small_per_definition_ms": round(1000 * small_s / max(small, 1), 1),
+        "peak_rss_mb": round(_peak_rss_mb(), 1),
+    }
+
+
+def run_spark(release: Release, settings: Settings) -> dict[str, Any]:
+    """The ten typical definitions on Spark local mode (for reference: Spark is for clusters), checked against
+    DuckDB's rows."""
+    from hygie.cohorts.service import SparkRunner
+    from hygie.engine.spark import local_session, release_tables
+
+    definitions = [CohortDefinition(n, c.to_circe()) for n, c in typical_definitions().items()]
+    start = time.perf_counter()
+    session = local_session(settings, cores=os.cpu_count() or 1)
+    started = time.perf_counter() - start
+    runner = SparkRunner(session, release_tables(release, settings))
+    try:
+        cold_s, on_spark = _median_seconds(lambda: run_batch(runner, definitions), 1)
+        warm_s, _ = _median_seconds(lambda: run_batch(runner, definitions), 1)
+    finally:
+        runner.close()
+        session.stop()
+    with DuckDBEngine(release, settings) as engine:
+        on_duckdb = run_batch(DuckDBRunner(engine.con), definitions)
+    return {
+        "session_start_s": round(started, 1),
+        "typical_batch_first_s": round(cold_s, 1),
+        "typical_batch_warm_s": round(warm_s, 1),
+        "same_rows_as_duckdb": all(a.rows.equals(b.rows) for a, b in zip(on_spark, on_duckdb, strict=True)),
+    }
+
+
+if __name__ == "__main__":
+    main()

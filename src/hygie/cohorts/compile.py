@@ -1,0 +1,539 @@
+"""Compile a Circe expression to set-based SQL, one engine-neutral script per cohort.
+
+The script is three steps, each a ``WITH ... SELECT`` that the engine materialises as a temporary table:
+1. ``qualified``: qualified events (after the primary criteria, observation window, primary limit, additional
+   criteria and qualified limit), with one boolean column per inclusion rule and the rule mask;
+2. ``collapsed``: events passing every rule, expression limit, exit date (end strategy, censoring), era
+   collapse;
+3. ``cohort``: the censor window applied: ``subject_id, cohort_start_date, cohort_end_date``.
+Inclusion statistics are read from ``qualified``. Only ANSI-style SQL is emitted; the few constructs whose
+spelling differs between engines (date arithmetic) go through ``Dialect``. See docs/decisions/0005.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from hygie.cohorts.circe import (
+    AT_LEAST,
+    AT_MOST,
+    EXACTLY,
+    CohortExpression,
+    CorrelatedCriteria,
+    CriteriaGroup,
+    DateRange,
+    DemographicCriteria,
+    NumericRange,
+    TextFilter,
+    UnsupportedFeature,
+    Window,
+)
+from hygie.cohorts.plan import (
+    ABNORMAL_VALUE_CONCEPTS,
+    Abnormal,
+    CodesetIn,
+    ConceptIn,
+    DateIn,
+    EventQuery,
+    Filter,
+    NumberIn,
+    TextMatch,
+    Value,
+    demographic_filters,
+    plan_criterion,
+)
+
+
+class Dialect:
+    """SQL spellings that differ between engines. The default is DuckDB's."""
+
+    name = "duckdb"
+
+    def add_days(self, date_sql: str, days_sql: str | int) -> str:
+        if days_sql == 0:
+            return date_sql
+        return f"CAST(({date_sql}) + CAST({days_sql} AS INTEGER) AS DATE)"
+
+    def day_diff(self, start_sql: str, end_sql: str) -> str:
+        return f"date_diff('day', {start_sql}, {end_sql})"
+
+    def year(self, date_sql: str) -> str:
+        return f"year({date_sql})"
+
+
+class SparkDialect(Dialect):
+    name = "spark"
+
+    def add_days(self, date_sql: str, days_sql: str | int) -> str:
+        if days_sql == 0:
+            return date_sql
+        return f"date_add({date_sql}, CAST({days_sql} AS INT))"
+
+    def day_diff(self, start_sql: str, end_sql: str) -> str:
+        return f"datediff({end_sql}, {start_sql})"
+
+
+@dataclass(frozen=True)
+class CohortScript:
+    """The three steps of one cohort, as (temporary table name, SELECT) pairs, plus what the stats need."""
+
+    qualified: tuple[str, str]
+    collapsed: tuple[str, str]
+    cohort: tuple[str, str]
+    rule_names: tuple[str, ...]
+
+    @property
+    def steps(self) -> list[tuple[str, str]]:
+        return [self.qualified, self.collapsed, self.cohort]
+
+
+EVENT_COLUMNS = "person_id, event_id, start_date, end_date, op_start_date, op_end_date, visit_occurrence_id"
+
+
+def compile_cohort(
+    expression: CohortExpression, *, key: int, codesets_table: str, prefix: str, dialect: Dialect | None = None
+) -> CohortScript:
+    """SQL steps computing the cohort; ``codesets_table`` holds ``(cohort_key, codeset_id, concept_id)``."""
+    return _Compiler(expression, key, codesets_table, prefix, dialect or Dialect()).script()
+
+
+def _sql_string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+class _Compiler:
+    def __init__(self, expression: CohortExpression, key: int, codesets: str, prefix: str, dialect: Dialect) -> None:
+        self.e = expression
+        self.key = key
+        self.codesets = codesets
+        self.prefix = prefix
+        self.d = dialect
+        self.ctes: list[tuple[str, str]] = []
+        self.counter = 0
+
+    # -- plumbing -------------------------------------------------------------------------------------------
+    def cte(self, sql: str) -> str:
+        name = f"q{self.counter}"
+        self.counter += 1
+        self.ctes.append((name, sql))
+        return name
+
+    def finish(self, select: str) -> str:
+        """One statement from the CTEs collected so far; starts a fresh CTE list for the next step."""
+        ctes, self.ctes = self.ctes, []
+        if not ctes:
+            return select
+        return "WITH " + ",\n".join(f"{name} AS (\n{sql}\n)" for name, sql in ctes) + "\n" + select
+
+    def codeset(self, codeset_id: int) -> str:
+        return f"(SELECT concept_id FROM {self.codesets} WHERE cohort_key = {self.key} AND codeset_id = {codeset_id})"
+
+    # -- the script -----------------------------------------------------------------------------------------
+    def script(self) -> CohortScript:
+        e = self.e
+        qualified_table = f"{self.prefix}_qualified"
+        primary = self.primary_events()
+        if e.additional_criteria is not None:
+            passing = self.group(e.additional_criteria, primary, "$.AdditionalCriteria")
+            order = "DESC" if e.qualified_limit.type == "Last" else "ASC"
+            ranked = self.cte(
+                f"SELECT pe.*, row_number() OVER (PARTITION BY pe.person_id ORDER BY pe.start_date {order}, "
+                f"pe.event_id) AS qualified_ordinal FROM {primary} pe "
+                f"JOIN {passing} ac ON ac.person_id = pe.person_id AND ac.event_id = pe.event_id"
+            )
+            where = "" if e.qualified_limit.type == "All" else " WHERE qualified_ordinal = 1"
+            qualified = self.cte(f"SELECT {EVENT_COLUMNS} FROM {ranked}{where}")
+        else:
+            qualified = primary
+        rules = []
+        joins = []
+        for i, rule in enumerate(e.inclusion_rules):
+            passing = self.group(rule.expression, qualified, f"$.InclusionRules[{i}].expression")
+            joins.append(f"LEFT JOIN {passing} r{i} ON r{i}.person_id = q.person_id AND r{i}.event_id = q.event_id")
+            rules.append(i)
+        flags = "".join(f", (r{i}.person_id IS NOT NULL) AS rule_{i}" for i in rules)
+        mask = " + ".join(f"(CASE WHEN r{i}.person_id IS NOT NULL THEN {2**i} ELSE 0 END)" for i in rules) or "0"
+        qualified_sql = self.finish(
+            f"SELECT {', '.join('q.' + c for c in EVENT_COLUMNS.split(', '))}{flags}, "
+            f"CAST({mask} AS BIGINT) AS inclusion_rule_mask FROM {qualified} q " + " ".join(joins)
+        )
+        collapsed_table = f"{self.prefix}_collapsed"
+        collapsed_sql = self.finish(self.collapse(self.exits(self.included(qualified_table))))
+        cohort_table = f"{self.prefix}_cohort"
+        cohort_sql = self.finish(self.censor_window(collapsed_table))
+        return CohortScript(
+            (qualified_table, qualified_sql),
+            (collapsed_table, collapsed_sql),
+            (cohort_table, cohort_sql),
+            tuple(r.name for r in e.inclusion_rules),
+        )
+
+    def primary_events(self) -> str:
+        pc = self.e.primary_criteria
+        if not pc.criteria_list:
+            raise UnsupportedFeature("", "$.PrimaryCriteria.CriteriaList", "at least one primary criterion is needed")
+        parts = [
+            f"SELECT person_id, event_id, start_date, end_date, visit_occurrence_id FROM "
+            f"{self.events(plan_criterion(c, f'$.PrimaryCriteria.CriteriaList[{i}]'))}"
+            for i, c in enumerate(pc.criteria_list)
+        ]
+        union = self.cte("\nUNION ALL\n".join(parts))
+        order = "DESC" if pc.primary_criteria_limit.type == "Last" else "ASC"
+        window = pc.observation_window
+        ranked = self.cte(
+            f"SELECT E.person_id, E.start_date, E.end_date, E.visit_occurrence_id, "
+            f"OP.observation_period_start_date AS op_start_date, OP.observation_period_end_date AS op_end_date, "
+            f"row_number() OVER (PARTITION BY E.person_id ORDER BY E.start_date {order}, E.event_id) AS ordinal "
+            f"FROM {union} E JOIN observation_period OP ON OP.person_id = E.person_id "
+            f"AND E.start_date >= OP.observation_period_start_date AND E.start_date <= OP.observation_period_end_date "
+            f"WHERE {self.d.add_days('OP.observation_period_start_date', window.prior_days)} <= E.start_date "
+            f"AND {self.d.add_days('E.start_date', window.post_days)} <= OP.observation_period_end_date"
+        )
+        where = "" if pc.primary_criteria_limit.type == "All" else " WHERE ordinal = 1"
+        return self.cte(
+            f"SELECT person_id, ordinal AS event_id, start_date, end_date, op_start_date, op_end_date, "
+            f"visit_occurrence_id FROM {ranked}{where}"
+        )
+
+    def included(self, qualified_table: str) -> str:
+        e = self.e
+        full = 2 ** len(e.inclusion_rules) - 1
+        order = "DESC" if e.expression_limit.type == "Last" else "ASC"
+        ranked = self.cte(
+            f"SELECT {EVENT_COLUMNS}, row_number() OVER (PARTITION BY person_id ORDER BY start_date {order}, "
+            f"event_id) AS included_ordinal FROM {qualified_table} WHERE inclusion_rule_mask = {full}"
+        )
+        where = "" if e.expression_limit.type == "All" else " WHERE included_ordinal = 1"
+        return self.cte(f"SELECT {EVENT_COLUMNS} FROM {ranked}{where}")
+
+    def exits(self, included: str) -> str:
+        """Candidate exit dates per event; the earliest one on or after the start wins."""
+        e = self.e
+        ends: list[str] = []
+        strategy = e.end_strategy
+        if strategy is None or strategy.date_offset is None:
+            ends.append(f"SELECT person_id, event_id, op_end_date AS end_date FROM {included}")
+        if strategy is not None and strategy.date_offset is not None and strategy.custom_era is not None:
+            raise UnsupportedFeature("", "$.EndStrategy", "an end strategy is either DateOffset or CustomEra")
+        if strategy is not None and strategy.date_offset is not None:
+            field = "start_date" if strategy.date_offset.date_field == "StartDate" else "end_date"
+            shifted = self.d.add_days(field, strategy.date_offset.offset)
+            ends.append(
+                f"SELECT person_id, event_id, CASE WHEN {shifted} > op_end_date THEN op_end_date ELSE {shifted} END "
+                f"AS end_date FROM {included}"
+            )
+        if strategy is not None and strategy.custom_era is not None:
+            eras = self.custom_eras(included)
+            ends.append(
+                f"SELECT I.person_id, I.event_id, E.era_end AS end_date FROM {included} I JOIN {eras} E "
+                f"ON E.person_id = I.person_id AND I.start_date >= E.era_start AND I.start_date <= E.era_end"
+            )
+        if e.censoring_criteria:
+            parts = [
+                f"SELECT person_id, start_date FROM {self.events(plan_criterion(c, f'$.CensoringCriteria[{i}]'))}"
+                for i, c in enumerate(e.censoring_criteria)
+            ]
+            censor = self.cte("\nUNION ALL\n".join(parts))
+            ends.append(
+                f"SELECT I.person_id, I.event_id, MIN(C.start_date) AS end_date FROM {included} I JOIN {censor} C "
+                f"ON C.person_id = I.person_id AND C.start_date >= I.start_date AND C.start_date <= I.op_end_date "
+                f"GROUP BY I.person_id, I.event_id"
+            )
+        candidates = self.cte("\nUNION ALL\n".join(ends))
+        return self.cte(
+            f"SELECT I.person_id, I.start_date, MIN(C.end_date) AS end_date FROM {included} I JOIN {candidates} C "
+            f"ON C.person_id = I.person_id AND C.event_id = I.event_id AND C.end_date >= I.start_date "
+            f"GROUP BY I.person_id, I.event_id, I.start_date"
+        )
+
+    def custom_eras(self, included: str) -> str:
+        era = self.e.end_strategy.custom_era  # type: ignore[union-attr]
+        assert era is not None
+        d = self.d
+        start = "de.drug_exposure_start_date"
+        if era.days_supply_override is not None:
+            end = d.add_days(start, era.days_supply_override)
+        else:
+            end = f"COALESCE(de.drug_exposure_end_date, {d.add_days(start, 'de.days_supply')}, {d.add_days(start, 1)})"
+        codeset = self.codeset(era.drug_codeset_id)
+        padded = self.cte(
+            f"SELECT de.person_id, {start} AS start_date, {d.add_days(end, era.gap_days + era.offset)} AS padded_end "
+            f"FROM drug_exposure de WHERE (de.drug_concept_id IN {codeset} OR de.drug_source_concept_id IN {codeset}) "
+            f"AND de.person_id IN (SELECT person_id FROM {included})"
+        )
+        return self.cte(
+            self.merge_intervals(padded, "start_date", "padded_end", "era_start", "era_end", -era.gap_days)
+        )
+
+    def merge_intervals(self, table: str, start: str, end: str, out_start: str, out_end: str, end_shift: int) -> str:
+        """Merge each person's overlapping (or touching) intervals; shift the merged end by ``end_shift``."""
+        marked = self.cte(
+            f"SELECT person_id, {start} AS s, {end} AS e, CASE WHEN MAX({end}) OVER (PARTITION BY person_id "
+            f"ORDER BY {start}, {end} ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) >= {start} "
+            f"THEN 0 ELSE 1 END AS is_start FROM {table}"
+        )
+        grouped = self.cte(
+            f"SELECT person_id, s, e, SUM(is_start) OVER (PARTITION BY person_id ORDER BY s, e "
+            f"ROWS UNBOUNDED PRECEDING) AS grp FROM {marked}"
+        )
+        return (
+            f"SELECT person_id, MIN(s) AS {out_start}, {self.d.add_days('MAX(e)', end_shift)} AS {out_end} "
+            f"FROM {grouped} GROUP BY person_id, grp"
+        )
+
+    def collapse(self, ends: str) -> str:
+        if self.e.expression_limit.type != "All":  # one period per person: nothing to merge
+            return f"SELECT person_id, start_date, end_date FROM {ends}"
+        pad = self.e.collapse_settings.era_pad
+        padded = self.cte(f"SELECT person_id, start_date, {self.d.add_days('end_date', pad)} AS end_date FROM {ends}")
+        return self.merge_intervals(padded, "start_date", "end_date", "start_date", "end_date", -pad)
+
+    def censor_window(self, collapsed: str) -> str:
+        window = self.e.censor_window
+        start, end = "start_date", "end_date"
+        if window.start_date:
+            literal = self.date_literal(window.start_date, "$.CensorWindow.StartDate")
+            start = f"CASE WHEN start_date > {literal} THEN start_date ELSE {literal} END"
+        if window.end_date:
+            literal = self.date_literal(window.end_date, "$.CensorWindow.EndDate")
+            end = f"CASE WHEN end_date < {literal} THEN end_date ELSE {literal} END"
+        clamped = self.cte(f"SELECT person_id, {start} AS start_date, {end} AS end_date FROM {collapsed}")
+        return (
+            f"SELECT person_id AS subject_id, start_date AS cohort_start_date, end_date AS cohort_end_date "
+            f"FROM {clamped} WHERE start_date <= end_date"
+        )
+
+    def date_literal(self, value: str, path: str) -> str:
+        try:
+            return f"DATE '{dt.date.fromisoformat(value[:10]).isoformat()}'"
+        except ValueError:
+            raise UnsupportedFeature("", path, f"not an ISO date: {value!r}") from None
+
+    # -- domain events --------------------------------------------------------------------------------------
+    def events(self, q: EventQuery) -> str:
+        """CTE of the rows a criterion selects: person_id, event_id, start_date, end_date, visit_occurrence_id,
+        domain_concept_id."""
+        dom, d = q.domain, self.d
+        where = []
+        if q.codeset_id is not None:
+            if dom.concept is None:
+                raise UnsupportedFeature("", f"{q.path}.CodesetId", f"{dom.name} has no concept to match")
+            where.append(f"t.{dom.concept} IN {self.codeset(q.codeset_id)}")
+        if q.source_codeset_id is not None:
+            where.append(f"t.{dom.source_concept} IN {self.codeset(q.source_codeset_id)}")
+        start = f"t.{dom.start}"
+        plus_one = d.add_days(start, 1)
+        end = {
+            "own": f"t.{dom.end}",
+            "start_plus_1": plus_one,
+            "coalesce_start_plus_1": f"COALESCE(t.{dom.end}, {plus_one})",
+            "drug_exposure": f"COALESCE(t.{dom.end}, {d.add_days(start, 't.days_supply')}, {plus_one})",
+        }[dom.end_rule]
+        visit = f"t.{dom.visit}" if dom.visit else "CAST(NULL AS BIGINT)"
+        concept = f"t.{dom.concept}" if dom.concept else "CAST(NULL AS BIGINT)"
+        ordinal = (
+            f", row_number() OVER (PARTITION BY t.person_id ORDER BY {start}, t.{dom.event_id}) AS _ordinal"
+            if q.first
+            else ""
+        )
+        raw = self.cte(
+            f"SELECT t.*, t.{dom.event_id} AS _event_id, {start} AS _start, {end} AS _end, {visit} AS _visit_id, "
+            f"{concept} AS _concept_id{ordinal} FROM {dom.table} t" + (f" WHERE {' AND '.join(where)}" if where else "")
+        )
+        conditions = ["C._ordinal = 1"] if q.first else []
+        conditions += [self.predicate(f, _EventContext("C", "C._start", "C._end", "P"), self.d) for f in q.filters]
+        person_join = " JOIN person P ON P.person_id = C.person_id" if q.needs_person else ""
+        adjust = q.date_adjustment
+        if adjust is not None:
+            start_out = d.add_days("C._start" if adjust.start_with == "START_DATE" else "C._end", adjust.start_offset)
+            end_out = d.add_days("C._start" if adjust.end_with == "START_DATE" else "C._end", adjust.end_offset)
+        else:
+            start_out, end_out = "C._start", "C._end"
+        selected = self.cte(
+            f"SELECT C.person_id, C._event_id AS event_id, {start_out} AS start_date, {end_out} AS end_date, "
+            f"C._visit_id AS visit_occurrence_id, C._concept_id AS domain_concept_id FROM {raw} C{person_join}"
+            + (f" WHERE {' AND '.join(conditions)}" if conditions else "")
+        )
+        if q.correlated is None:
+            return selected
+        with_periods = self.cte(
+            f"SELECT E.person_id, E.event_id, E.start_date, E.end_date, E.visit_occurrence_id, "
+            f"OP.observation_period_start_date AS op_start_date, OP.observation_period_end_date AS op_end_date "
+            f"FROM {selected} E JOIN observation_period OP ON OP.person_id = E.person_id "
+            f"AND E.start_date >= OP.observation_period_start_date AND E.start_date <= OP.observation_period_end_date"
+        )
+        passing = self.group(q.correlated, with_periods, q.correlated_path)
+        return self.cte(
+            f"SELECT E.* FROM {selected} E JOIN {passing} G ON G.person_id = E.person_id AND G.event_id = E.event_id"
+        )
+
+    def predicate(self, f: Filter, ctx: _EventContext, d: Dialect) -> str:
+        if isinstance(f, Abnormal):
+            c = ctx.row
+            concepts = ", ".join(map(str, ABNORMAL_VALUE_CONCEPTS))
+            return (
+                f"({c}.value_as_number < {c}.range_low OR {c}.value_as_number > {c}.range_high "
+                f"OR {c}.value_as_concept_id IN ({concepts}))"
+            )
+        if f.value.kind == "visit_concept":
+            inner = self.predicate(_retarget(f, Value("column", "visit_concept_id")), _EventContext("V"), d)
+            return f"{ctx.row}._visit_id IN (SELECT V.visit_occurrence_id FROM visit_occurrence V WHERE {inner})"
+        if f.value.kind == "place_of_service":
+            inner = self.predicate(_retarget(f, Value("column", "place_of_service_concept_id")), _EventContext("CS"), d)
+            return f"{ctx.row}.care_site_id IN (SELECT CS.care_site_id FROM care_site CS WHERE {inner})"
+        if f.value.kind == "provider_specialty":
+            inner = self.predicate(_retarget(f, Value("column", "specialty_concept_id")), _EventContext("PR"), d)
+            return f"{ctx.row}.provider_id IN (SELECT PR.provider_id FROM provider PR WHERE {inner})"
+        value = ctx.value_sql(f.value, d)
+        if isinstance(f, ConceptIn):
+            ids = ", ".join(str(i) for i in f.concept_ids)
+            return f"{value} {'NOT IN' if f.negate else 'IN'} ({ids})"
+        if isinstance(f, CodesetIn):
+            return f"{value} {'NOT IN' if f.negate else 'IN'} {self.codeset(f.codeset_id)}"
+        if isinstance(f, NumberIn):
+            return _range_sql(value, f.range, _number)
+        if isinstance(f, DateIn):
+            return _range_sql(value, f.range, lambda v: f"DATE '{v}'")
+        if isinstance(f, TextMatch):
+            return _text_sql(value, f.filter)
+        raise AssertionError(f"unknown filter {f!r}")
+
+    # -- criteria groups -----------------------------------------------------------------------------------
+    def group(self, g: CriteriaGroup, events: str, path: str) -> str:
+        """CTE of the distinct (person_id, event_id) of ``events`` that satisfy the group."""
+        members = [self.correlated(c, events, f"{path}.CriteriaList[{i}]") for i, c in enumerate(g.criteria_list)]
+        members += [
+            self.demographic(dc, events, f"{path}.DemographicCriteriaList[{i}]")
+            for i, dc in enumerate(g.demographic_criteria_list)
+        ]
+        members += [self.group(sub, events, f"{path}.Groups[{i}]") for i, sub in enumerate(g.groups)]
+        if not members:
+            return self.cte(f"SELECT DISTINCT person_id, event_id FROM {events}")
+        if g.type in ("AT_LEAST", "AT_MOST") and g.count is None:
+            raise UnsupportedFeature("", f"{path}.Count", f"a group of type {g.type} needs a Count")
+        having = {
+            "ALL": f"= {len(members)}",
+            "ANY": "> 0",
+            "AT_LEAST": f">= {g.count}",
+            "AT_MOST": f"<= {g.count}",
+        }[g.type]
+        union = "\nUNION ALL\n".join(
+            f"SELECT DISTINCT {i} AS member, person_id, event_id FROM {m}" for i, m in enumerate(members)
+        )
+        return self.cte(
+            f"SELECT E.person_id, E.event_id FROM (SELECT DISTINCT person_id, event_id FROM {events}) E "
+            f"LEFT JOIN ({union}) U ON U.person_id = E.person_id AND U.event_id = E.event_id "
+            f"GROUP BY E.person_id, E.event_id HAVING COUNT(U.member) {having}"
+        )
+
+    def correlated(self, cc: CorrelatedCriteria, events: str, path: str) -> str:
+        q = plan_criterion(cc.criteria, f"{path}.Criteria")
+        a = self.events(q)
+        d = self.d
+        on = ["A.person_id = P.person_id"]
+        check_periods = not cc.ignore_observation_period
+        if check_periods:
+            on += ["A.start_date >= P.op_start_date", "A.start_date <= P.op_end_date"]
+        on += _window_sql(cc.start_window, check_periods, event_end_default=False, d=d)
+        if cc.end_window is not None:
+            on += _window_sql(cc.end_window, check_periods, event_end_default=True, d=d)
+        if cc.restrict_visit:
+            on.append("A.visit_occurrence_id = P.visit_occurrence_id")
+        occurrence = cc.occurrence
+        if occurrence.is_distinct:
+            column = {None: "domain_concept_id", "DOMAIN_CONCEPT": "domain_concept_id", "START_DATE": "start_date"}
+            if occurrence.count_column not in column:
+                reason = f"CountColumn {occurrence.count_column!r} is not supported yet"
+                raise UnsupportedFeature("", f"{path}.Occurrence.CountColumn", reason)
+            counted = f"COUNT(DISTINCT A.{column[occurrence.count_column]})"
+        else:
+            counted = "COUNT(A.event_id)"
+        op = {EXACTLY: "=", AT_MOST: "<=", AT_LEAST: ">="}[occurrence.type]
+        return self.cte(
+            f"SELECT P.person_id, P.event_id FROM (SELECT DISTINCT {EVENT_COLUMNS} FROM {events}) P "
+            f"LEFT JOIN {a} A ON {' AND '.join(on)} GROUP BY P.person_id, P.event_id "
+            f"HAVING {counted} {op} {occurrence.count}"
+        )
+
+    def demographic(self, dc: DemographicCriteria, events: str, path: str) -> str:
+        filters = demographic_filters(dc, path)
+        ctx = _EventContext("E", "E.start_date", "E.end_date", "P")
+        conditions = [self.predicate(f, ctx, self.d) for f in filters]
+        return self.cte(
+            f"SELECT E.person_id, E.event_id FROM {events} E JOIN person P ON P.person_id = E.person_id"
+            + (f" WHERE {' AND '.join(conditions)}" if conditions else "")
+        )
+
+
+@dataclass(frozen=True)
+class _EventContext:
+    """Where a filter finds its values: the row alias, the event dates, the person alias."""
+
+    row: str
+    start: str = ""
+    end: str = ""
+    person: str = "P"
+
+    def value_sql(self, v: Value, d: Dialect) -> str:
+        if v.kind == "column":
+            return f"{self.row}.{v.column}"
+        if v.kind == "start":
+            return self.start
+        if v.kind == "end":
+            return self.end
+        if v.kind == "age_start":
+            return f"({d.year(self.start)} - {self.person}.year_of_birth)"
+        if v.kind == "age_end":
+            return f"({d.year(self.end)} - {self.person}.year_of_birth)"
+        if v.kind == "length":
+            return d.day_diff(self.start, self.end)
+        if v.kind == "person":
+            return f"{self.person}.{v.column}"
+        if v.kind == "ratio":
+            return f"({self.row}.{v.column} / NULLIF({self.row}.{v.column2}, 0))"
+        raise AssertionError(f"unknown value kind {v.kind}")
+
+
+def _retarget(f: Filter, value: Value) -> Filter:
+    """The same test applied to another value (e.g. the visit's concept instead of the record's)."""
+    return replace(f, value=value)  # type: ignore[arg-type]
+
+
+def _range_sql(value: str, r: NumericRange | DateRange, literal: Callable[[Any], str]) -> str:
+    """``value`` compared with the range; ``literal`` renders one bound as SQL."""
+    low = literal(r.value)
+    ops = {"lt": "<", "lte": "<=", "eq": "=", "!eq": "<>", "gt": ">", "gte": ">="}
+    if r.op in ops:
+        return f"{value} {ops[r.op]} {low}"
+    between = f"({value} >= {low} AND {value} <= {literal(r.extent)})"
+    return between if r.op == "bt" else f"NOT {between}"
+
+
+def _text_sql(value: str, f: TextFilter) -> str:
+    # '!' as the escape character: a backslash would need escaping itself in Spark SQL string literals.
+    text = (f.text or "").replace("!", "!!").replace("%", "!%").replace("_", "!_")
+    op = f.op.lstrip("!")
+    pattern = {"startsWith": f"{text}%", "contains": f"%{text}%", "endsWith": f"%{text}"}[op]
+    negate = "NOT " if f.op.startswith("!") else ""
+    return f"{value} {negate}LIKE {_sql_string(pattern)} ESCAPE '!'"
+
+
+def _window_sql(w: Window, check_periods: bool, *, event_end_default: bool, d: Dialect) -> list[str]:
+    """Conditions placing the correlated event A inside a window around the index event P."""
+    use_event_end = event_end_default if w.use_event_end is None else w.use_event_end
+    event_date = "A.end_date" if use_event_end else "A.start_date"
+    index_date = "P.end_date" if w.use_index_end else "P.start_date"
+    conditions = []
+    for bound, op in ((w.start, ">="), (w.end, "<=")):
+        if bound.days is not None:
+            conditions.append(f"{event_date} {op} {d.add_days(index_date, bound.coeff * bound.days)}")
+        elif check_periods:
+            conditions.append(f"{event_date} {op} {'P.op_start_date' if bound.coeff == -1 else 'P.op_end_date'}")
+    return conditions

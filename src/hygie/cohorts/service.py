@@ -1,0 +1,411 @@
+"""Generate cohorts on a release: compile a batch, resolve its concept sets once, run, count, store.
+
+I/O lives here: the compiler and the plan are pure. Patient-level cohort rows are written to the release's
+results area (``HYGIE_HOME/results/<release>/cohorts/``), encrypted with the release's data key; the release
+itself is never touched.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from hygie.cohorts.circe import CohortExpression, DefinitionError, read_definition
+from hygie.cohorts.compile import CohortScript, Dialect, SparkDialect, compile_cohort
+from hygie.cohorts.concepts import concept_set_items, resolve_sql, unknown_concepts, unknown_concepts_sql
+from hygie.config import Settings
+from hygie.errors import HygieError
+
+if TYPE_CHECKING:
+    import duckdb
+    import pandas as pd
+    from pyspark.sql import SparkSession
+
+    from hygie.releases.store import Release
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_batches = itertools.count(1)
+
+COHORT_SCHEMA = pa.schema(
+    [("subject_id", pa.int64()), ("cohort_start_date", pa.date32()), ("cohort_end_date", pa.date32())]
+)
+
+
+@dataclass(frozen=True)
+class CohortDefinition:
+    """A named Circe expression; ``source`` is where it came from (a file, or "python")."""
+
+    name: str
+    expression: CohortExpression
+    source: str = "python"
+
+    def __post_init__(self) -> None:
+        if not _NAME.fullmatch(self.name):
+            raise HygieError(
+                f"{self.source}: invalid cohort name {self.name!r}: use letters, digits, '.', '_' or '-' "
+                "(at most 128), starting with a letter or digit"
+            )
+
+    @classmethod
+    def from_file(cls, path: Path) -> CohortDefinition:
+        """A definition file; its name is the file name without ``.json``."""
+        return cls(path.name.removesuffix(".json"), read_definition(path), str(path))
+
+
+@dataclass(frozen=True)
+class RuleStats:
+    """One inclusion rule: ``subjects`` remain after it and the rules before it (applied in order)."""
+
+    name: str
+    subjects: int
+    events_passing: int  # qualified events that satisfy this rule alone (Circe's person_count, mode 0)
+    gain: int  # events that fail only this rule (Circe's gain_count)
+
+
+@dataclass
+class CohortResult:
+    name: str
+    rows: pa.Table  # subject_id, cohort_start_date, cohort_end_date
+    qualified_events: int
+    qualified_subjects: int
+    inclusion_rules: list[RuleStats]
+    mask_counts: dict[int, int]  # inclusion-rule mask -> qualified events (Circe's cohort_inclusion_result, mode 0)
+    best_mask_counts: dict[int, int]  # mask -> persons, each by their best event (Circe's mode 1)
+    censor_window_lost: int  # persons removed by the censor window
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def records(self) -> int:
+        return self.rows.num_rows
+
+    @property
+    def subjects(self) -> int:
+        if not self.rows.num_rows:
+            return 0
+        return int(pc.count_distinct(self.rows["subject_id"]).as_py())
+
+    def to_arrow(self) -> pa.Table:
+        return self.rows
+
+    def to_pandas(self) -> pd.DataFrame:
+        return self.rows.to_pandas()
+
+    def summary(self) -> dict[str, Any]:
+        """What ``hygie cohort generate --json`` prints: counts only, no row-level data."""
+        return {
+            "name": self.name,
+            "subjects": self.subjects,
+            "records": self.records,
+            "qualified_events": self.qualified_events,
+            "qualified_subjects": self.qualified_subjects,
+            "inclusion_rules": [
+                {"name": r.name, "subjects": r.subjects, "events_passing": r.events_passing, "gain": r.gain}
+                for r in self.inclusion_rules
+            ],
+            "inclusion_rule_masks": {str(k): v for k, v in sorted(self.mask_counts.items())},
+            "inclusion_rule_masks_best_event": {str(k): v for k, v in sorted(self.best_mask_counts.items())},
+            "censor_window_lost": self.censor_window_lost,
+            "warnings": self.warnings,
+        }
+
+
+class SqlRunner(Protocol):
+    """What cohort generation needs from an engine: temporary tables and queries in its SQL dialect."""
+
+    dialect: Dialect
+
+    def register(self, name: str, table: pa.Table) -> None: ...
+
+    def materialize(self, name: str, sql: str) -> None: ...
+
+    def query(self, sql: str) -> pa.Table: ...
+
+    def drop(self, name: str) -> None: ...
+
+
+class DuckDBRunner:
+    """Runs cohort SQL on a DuckDB connection where the CDM tables are visible (temporary tables live in its
+    in-memory catalog)."""
+
+    dialect = Dialect()
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con = con
+
+    def register(self, name: str, table: pa.Table) -> None:
+        self.con.register(f"{name}_arrow", table)
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {name}_arrow")
+        self.con.unregister(f"{name}_arrow")
+
+    def materialize(self, name: str, sql: str) -> None:
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
+
+    def query(self, sql: str) -> pa.Table:
+        return self.con.execute(sql).to_arrow_table()
+
+    def drop(self, name: str) -> None:
+        self.con.execute(f"DROP TABLE IF EXISTS {name}")
+
+
+class SparkRunner:
+    """Runs cohort SQL on a Spark session: CDM tables and steps are temporary views; each step is checkpointed
+    (materialised, lineage cut) so that later steps do not recompute it."""
+
+    dialect = SparkDialect()
+
+    def __init__(self, spark: SparkSession, tables: dict[str, pa.Table]) -> None:
+        self.spark = spark
+        self.pending = dict(tables)  # CDM tables become views when a statement first names them
+        self.cdm_views: list[str] = []
+
+    def _views_for(self, sql: str) -> None:
+        self.ensure_views([n for n in self.pending if re.search(rf"\b{n}\b", sql)])
+
+    def ensure_views(self, names: list[str]) -> None:
+        """Make these CDM tables Spark views (once)."""
+        for name in names:
+            if name in self.pending:
+                self.register(name, self.pending.pop(name))
+                self.cdm_views.append(name)
+
+    def register(self, name: str, table: pa.Table) -> None:
+        frame = self.spark.createDataFrame(table) if table.num_rows else self._empty(table.schema)
+        frame.createOrReplaceTempView(name)
+
+    def _empty(self, schema: pa.Schema) -> Any:
+        # Spark infers nothing from an empty Arrow table with all-null types; give it one null row to drop.
+        frame = self.spark.createDataFrame(pa.Table.from_pylist([{}], schema=schema))
+        return frame.limit(0)
+
+    def materialize(self, name: str, sql: str) -> None:
+        # Computed now, and its lineage cut: later steps read the result instead of re-planning the CTEs.
+        self._views_for(sql)
+        self.spark.sql(sql).localCheckpoint(eager=True).createOrReplaceTempView(name)
+
+    def query(self, sql: str) -> pa.Table:
+        self._views_for(sql)
+        return self.spark.sql(sql).toArrow()
+
+    def drop(self, name: str) -> None:
+        self.spark.catalog.dropTempView(name)
+
+    def close(self) -> None:
+        for name in self.cdm_views:
+            self.drop(name)
+
+
+def compile_batch(
+    definitions: Sequence[CohortDefinition], prefix: str, codesets_table: str, dialect: Dialect
+) -> list[CohortScript]:
+    """Compile every definition before running any, so that a bad file fails fast, naming itself."""
+    scripts = []
+    for key, definition in enumerate(definitions):
+        try:
+            scripts.append(
+                compile_cohort(
+                    definition.expression,
+                    key=key,
+                    codesets_table=codesets_table,
+                    prefix=f"{prefix}_{key}",
+                    dialect=dialect,
+                )
+            )
+        except DefinitionError as e:
+            raise e.at(definition.source) from None
+    return scripts
+
+
+def run_batch(runner: SqlRunner, definitions: Sequence[CohortDefinition]) -> list[CohortResult]:
+    """Generate each cohort of the batch; the engine's temporary tables are dropped afterwards."""
+    names = [d.name for d in definitions]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise HygieError(f"two definitions share the name(s) {', '.join(duplicates)}: cohort names must be unique")
+    prefix = f"_hygie_cohort_{next(_batches)}"
+    items, codesets = f"{prefix}_items", f"{prefix}_codesets"
+    scripts = compile_batch(definitions, prefix, codesets, runner.dialect)
+    created = [items, codesets]
+    try:
+        runner.register(items, concept_set_items([d.expression for d in definitions]))
+        runner.materialize(codesets, resolve_sql(items))
+        unknown_rows = runner.query(unknown_concepts_sql(items)).to_pylist()
+        results = []
+        for key, (definition, script) in enumerate(zip(definitions, scripts, strict=True)):
+            for name, sql in script.steps:
+                runner.materialize(name, sql)
+                created.append(name)
+            rows = [(r["codeset_id"], r["concept_id"]) for r in unknown_rows if r["cohort_key"] == key]
+            warnings = [u.message() for u in unknown_concepts(definition.expression, rows)]
+            results.append(_result(runner, definition, script, warnings))
+            for name, _ in script.steps:
+                runner.drop(name)
+        return results
+    finally:
+        for name in created:
+            runner.drop(name)
+
+
+def _result(runner: SqlRunner, definition: CohortDefinition, script: CohortScript, warnings: list[str]) -> CohortResult:
+    """Three queries per cohort (few round trips matter on Spark): the rows, events per (person, rule mask),
+    and the persons before the censor window."""
+    qualified, collapsed, cohort = script.qualified[0], script.collapsed[0], script.cohort[0]
+    rows = runner.query(
+        f"SELECT CAST(subject_id AS BIGINT) AS subject_id, cohort_start_date, cohort_end_date FROM {cohort} "
+        f"ORDER BY subject_id, cohort_start_date"
+    ).cast(COHORT_SCHEMA)
+    per_person_mask = runner.query(
+        f"SELECT CAST(person_id AS BIGINT) AS person_id, CAST(inclusion_rule_mask AS BIGINT) AS mask, "
+        f"COUNT(*) AS n FROM {qualified} GROUP BY person_id, inclusion_rule_mask"
+    )
+    before = runner.query(f"SELECT COUNT(DISTINCT person_id) AS n FROM {collapsed}").to_pylist()[0]["n"]
+    stats = inclusion_stats(per_person_mask, len(script.rule_names))
+    rules = [
+        RuleStats(name=name, subjects=subjects, events_passing=passing, gain=gain)
+        for name, subjects, passing, gain in zip(
+            script.rule_names, stats.rule_subjects, stats.events_passing, stats.gains, strict=True
+        )
+    ]
+    result = CohortResult(
+        name=definition.name,
+        rows=rows,
+        qualified_events=stats.events,
+        qualified_subjects=stats.subjects,
+        inclusion_rules=rules,
+        mask_counts=stats.mask_counts,
+        best_mask_counts=stats.best_mask_counts,
+        censor_window_lost=0,
+        warnings=warnings,
+    )
+    result.censor_window_lost = int(before) - result.subjects
+    return result
+
+
+@dataclass(frozen=True)
+class InclusionStats:
+    events: int
+    subjects: int
+    mask_counts: dict[int, int]
+    best_mask_counts: dict[int, int]
+    rule_subjects: list[int]  # persons remaining after rules 0..i
+    events_passing: list[int]  # events passing rule i
+    gains: list[int]  # events failing only rule i
+
+
+def inclusion_stats(per_person_mask: pa.Table, n_rules: int) -> InclusionStats:
+    """Circe's inclusion statistics (mode 0, all events) from ``(person_id, mask, n)`` rows."""
+    masks, counts = per_person_mask["mask"], per_person_mask["n"]
+    grouped = per_person_mask.group_by("mask").aggregate([("n", "sum")]).to_pylist()
+    mask_counts = {int(r["mask"]): int(r["n_sum"]) for r in grouped}
+    full = 2**n_rules - 1
+    # Circe's "best" event of a person has the highest mask (rule i weighs 2^i); count persons by that mask.
+    best = per_person_mask.group_by("person_id").aggregate([("mask", "max")])
+    best_counts = best.group_by("mask_max").aggregate([("person_id", "count")]).to_pylist()
+
+    def persons_where(selected: pa.ChunkedArray) -> int:
+        return int(pc.count_distinct(pc.filter(per_person_mask["person_id"], selected)).as_py())
+
+    rule_subjects, passing = [], []
+    for i in range(n_rules):
+        prefix = 2 ** (i + 1) - 1
+        rule_subjects.append(persons_where(pc.equal(pc.bit_wise_and(masks, prefix), prefix)))
+        has_bit = pc.not_equal(pc.bit_wise_and(masks, 2**i), 0)
+        passing.append(int(pc.sum(pc.filter(counts, has_bit)).as_py() or 0))
+    return InclusionStats(
+        events=int(pc.sum(counts).as_py() or 0),
+        subjects=int(pc.count_distinct(per_person_mask["person_id"]).as_py()) if per_person_mask.num_rows else 0,
+        mask_counts=mask_counts,
+        best_mask_counts={int(r["mask_max"]): int(r["person_id_count"]) for r in best_counts},
+        rule_subjects=rule_subjects,
+        events_passing=passing,
+        gains=[mask_counts.get(full & ~(2**i), 0) for i in range(n_rules)],
+    )
+
+
+# -- release-level entry points ---------------------------------------------------------------------------------
+
+
+def open_runner(release: Release, settings: Settings, engine: str) -> tuple[SqlRunner, Any]:
+    """A runner for ``engine`` over the release, and the engine object to close afterwards."""
+    if engine == "duckdb":
+        from hygie.engine.duckdb import DuckDBEngine
+
+        opened = DuckDBEngine(release, settings)
+        return DuckDBRunner(opened.con), opened
+    if engine == "spark":
+        from hygie.engine.spark import SparkEngine
+
+        spark_engine = SparkEngine(release, settings)
+        return spark_engine.runner, spark_engine
+    raise HygieError(f"unknown engine {engine!r}: use duckdb or spark")
+
+
+def generate(
+    release: Release,
+    definitions: Sequence[CohortDefinition],
+    settings: Settings,
+    *,
+    engine: str = "duckdb",
+    store: bool = True,
+) -> list[CohortResult]:
+    """Generate a batch of cohorts on a release; with ``store``, keep them in the release's results area."""
+    runner, opened = open_runner(release, settings, engine)
+    try:
+        results = run_batch(runner, definitions)
+    finally:
+        opened.close()
+    if store:
+        for result in results:
+            store_result(release, settings, result)
+    return results
+
+
+def results_folder(release: Release, settings: Settings) -> Path:
+    return settings.results_dir / release.name / "cohorts"
+
+
+def store_result(release: Release, settings: Settings, result: CohortResult) -> Path:
+    """Write the cohort rows (encrypted Parquet, the release's key) and its summary next to them."""
+    from hygie.engine.duckdb import connect, parquet_copy_options, register_key
+
+    folder = results_folder(release, settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{result.name}.parquet"
+    key_name = None
+    con = connect(settings, writer=True, allowed_dirs=[folder])
+    try:
+        if release.manifest.encryption is not None:
+            key_name = "results_key"
+            register_key(con, key_name, release.data_key(settings))
+        con.register("cohort_rows", result.rows)
+        escaped = str(target).replace("'", "''")
+        con.execute(f"COPY (SELECT * FROM cohort_rows) TO '{escaped}' {parquet_copy_options(key_name)}")
+    finally:
+        con.close()
+    (folder / f"{result.name}.json").write_text(json.dumps(result.summary(), indent=2) + "\n")
+    return target
+
+
+def read_stored(release: Release, settings: Settings, name: str) -> pa.Table:
+    """A stored cohort's rows (decrypted)."""
+    from hygie.engine.duckdb import connect, parquet_source, register_key
+
+    path = results_folder(release, settings) / f"{name}.parquet"
+    if not path.is_file():
+        raise HygieError(f"no stored cohort named {name!r} for release {release.name}")
+    con = connect(settings, allowed_dirs=[path.parent])
+    try:
+        key_name = None
+        if release.manifest.encryption is not None:
+            key_name = "results_key"
+            register_key(con, key_name, release.data_key(settings))
+        return con.execute(f"SELECT * FROM {parquet_source(str(path), key_name)}").to_arrow_table()
+    finally:
+        con.close()
