@@ -40,6 +40,8 @@ def test_demo_runs_the_data_side_end_to_end_and_again(
     assert "precision 1.0000" in output or "precision 0.99" in output
     assert {r["status"] for r in release.manifest.quality} == {"pass"}
     assert ReleaseStore(settings).exists(GIBLEED_RELEASE)
+    assert "celecoxib_age40_male: 266 persons" in output  # OHDSI CohortGenerator's published count
+    assert "gi_bleed: 479 persons" in output
 
     # Identities stayed in the extracts: none is stored anywhere under HYGIE_HOME.
     identity_files = [folder / f"site_{s}" / "identities.csv" for s in "abd"]

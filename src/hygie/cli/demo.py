@@ -2,7 +2,8 @@
 
 Four synthetic hospital extracts (``hygie synth``) -> a vocabulary -> four sites -> four deposits ->
 one linked release, with its summary, data-quality checks and linkage measured against the generator's
-ground truth; then OHDSI's GiBleed sample as a second release. Every step reuses what a previous run made.
+ground truth; then OHDSI's GiBleed sample as a second release, with two ATLAS cohort definitions generated
+on it. Every step reuses what a previous run made.
 """
 
 from __future__ import annotations
@@ -139,9 +140,24 @@ def _gibleed(s: Settings, store: ReleaseStore) -> Release:
     return release
 
 
+def _cohorts(s: Settings, release: Release) -> None:
+    from hygie import cohorts
+
+    folder = registry.get("gibleed").folder.parent / "cohorts"
+    definitions = {p.stem: p for p in sorted(folder.glob("*.json"))}
+    for name, result in cohorts.generate(release.name, definitions, settings=s).items():
+        summary = result.summary()
+        rules = ", ".join(f"{r['name']} {r['subjects']:,}" for r in summary["inclusion_rules"])
+        console.print(
+            f"   {name}: {summary['subjects']:,} persons, {summary['records']:,} records"
+            + (f" (after each inclusion rule: {rules})" if rules else "")
+        )
+
+
 @handle_errors
 def demo() -> None:
-    """Synthetic hospital extracts -> deposits -> a linked release, with summary and quality; plus GiBleed."""
+    """Synthetic hospital extracts -> deposits -> a linked release, with summary and quality; then GiBleed
+    and two ATLAS cohorts on it."""
     s = settings()
     store = ReleaseStore(s)
     console.rule("[bold]hygie demo")
@@ -159,7 +175,9 @@ def demo() -> None:
         if r["status"] != "pass":
             warn(f"{r['name']}: {r['failing']:,} of {r['applicable']:,} rows ({r['percent']}%): {r['description']}")
     console.print(f"6. OHDSI's GiBleed sample as a second release: {GIBLEED_RELEASE}")
-    _gibleed(s, store)
+    gibleed = _gibleed(s, store)
+    console.print("7. two ATLAS cohort definitions on it (hygie cohort generate)")
+    _cohorts(s, gibleed)
     console.rule()
     console.print(
         f"Next: [bold]uv run hygie release show {DEMO_RELEASE}[/], "

@@ -222,9 +222,7 @@ def gender(*concept_ids: int) -> Rule:
 
 def index_between(start: str, end: str) -> Rule:
     """The index event starts between two ISO dates (inclusive)."""
-    return _Demographic(
-        c.DemographicCriteria(occurrence_start_date=c.DateRange(value=start, op="bt", extent=end))
-    )
+    return _Demographic(c.DemographicCriteria(occurrence_start_date=c.DateRange(value=start, op="bt", extent=end)))
 
 
 # -- events ---------------------------------------------------------------------------------------------------------

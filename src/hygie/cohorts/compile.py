@@ -268,9 +268,7 @@ class _Compiler:
             f"FROM drug_exposure de WHERE (de.drug_concept_id IN {codeset} OR de.drug_source_concept_id IN {codeset}) "
             f"AND de.person_id IN (SELECT person_id FROM {included})"
         )
-        return self.cte(
-            self.merge_intervals(padded, "start_date", "padded_end", "era_start", "era_end", -era.gap_days)
-        )
+        return self.cte(self.merge_intervals(padded, "start_date", "padded_end", "era_start", "era_end", -era.gap_days))
 
     def merge_intervals(self, table: str, start: str, end: str, out_start: str, out_end: str, end_shift: int) -> str:
         """Merge each person's overlapping (or touching) intervals; shift the merged end by ``end_shift``."""

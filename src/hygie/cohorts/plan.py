@@ -437,7 +437,9 @@ def demographic_filters(demographic: DemographicCriteria, path: str) -> tuple[Fi
         attribute_path = f"{path}.{circe_alias(name)}"
         if name in ("race_cs", "ethnicity_cs"):
             raise UnsupportedFeature(
-                "", attribute_path, "Circe compares RaceCS/EthnicityCS with the gender concept (an upstream "
+                "",
+                attribute_path,
+                "Circe compares RaceCS/EthnicityCS with the gender concept (an upstream "
                 "defect); hygie refuses it rather than silently differ from ATLAS. Use Race/Ethnicity concept lists",
             )
         base = name.removesuffix("_cs")

@@ -116,7 +116,8 @@ class ReferenceEvaluator:
                     found |= {
                         r["concept_id_1"]
                         for r in self.rows("concept_relationship")
-                        if r["relationship_id"] == "Maps to" and r.get("invalid_reason") is None
+                        if r["relationship_id"] == "Maps to"
+                        and r.get("invalid_reason") is None
                         and r["concept_id_2"] in found
                     }
                 (exclude if item.is_excluded else include).update(found)
@@ -134,9 +135,11 @@ class ReferenceEvaluator:
         w = pc.observation_window
         for ev in candidates:
             for op_start, op_end in self.periods.get(ev.person_id, []):
-                if op_start <= ev.start <= op_end and days(op_start, w.prior_days) <= ev.start and days(
-                    ev.start, w.post_days
-                ) <= op_end:
+                if (
+                    op_start <= ev.start <= op_end
+                    and days(op_start, w.prior_days) <= ev.start
+                    and days(ev.start, w.post_days) <= op_end
+                ):
                     placed.append((ev, op_start, op_end))
         primary = []
         for person, group in _by_person(placed, lambda p: p[0].person_id).items():
