@@ -26,6 +26,7 @@ observation period, as in Circe).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -123,11 +124,12 @@ def anytime() -> Window:
 # -- conditions over the index event ----------------------------------------------------------------------------
 
 
-class Rule:
+class Rule(ABC):
     """Something true or false of an index event; combine with ``&`` (all), ``|`` (any)."""
 
+    @abstractmethod
     def member(self, sets: _Sets) -> c.CorrelatedCriteria | c.DemographicCriteria | c.CriteriaGroup:
-        raise NotImplementedError
+        """The Circe criterion this rule stands for."""
 
     def group(self, sets: _Sets) -> c.CriteriaGroup:
         return _as_group(self.member(sets))
