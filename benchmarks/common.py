@@ -22,19 +22,34 @@ class Run:
     stdout: str
 
 
+# The child reports its own high-water mark (VmHWM, per address space): getrusage/wait4 figures would
+# include the parent's memory, which a forked child inherits in its maximum RSS.
+_REPORT_PEAK = """
+import atexit, sys
+def _peak():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            print("__peak_kb__", line.split()[1], file=sys.stderr)
+atexit.register(_peak)
+"""
+
+
 def run_child(code: str, *, python: str = sys.executable, env: dict[str, str] | None = None) -> Run:
-    """Run ``code`` in a new Python process; wall time and its peak resident memory (from wait4)."""
+    """Run ``code`` in a new Python process; its wall time and its own peak resident memory."""
     started = time.perf_counter()
     proc = subprocess.Popen(
-        [python, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env or os.environ.copy(), text=True
+        [python, "-c", _REPORT_PEAK + code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env or os.environ.copy(),
+        text=True,
     )
-    out, err = proc.stdout.read(), proc.stderr.read()  # type: ignore[union-attr]
-    _, status, usage = os.wait4(proc.pid, 0)
+    out, err = proc.communicate()
     seconds = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark child failed ({proc.returncode}):\n{err[-3000:]}")
-    return Run(seconds, usage.ru_maxrss / 1024, out)
+    peaks = [int(line.split()[1]) for line in err.splitlines() if line.startswith("__peak_kb__")]
+    return Run(seconds, (peaks[-1] if peaks else 0) / 1024, out)
 
 
 def repeat(code: str | Callable[[int], str], times: int, *, python: str = sys.executable) -> dict[str, float]:
