@@ -9,20 +9,8 @@ import pytest
 
 from hygie import datasets
 from hygie.cdm import cdm_schema
-from hygie.config import Settings
 from hygie.engine import DuckDBEngine
-from hygie.ingest.cdm_load import load_cdm
-from hygie.releases import Release
 from hygie.releases.summary import summarise
-
-
-@pytest.fixture(scope="module")
-def gibleed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Release, Settings]:
-    home = tmp_path_factory.mktemp("home")
-    settings = Settings.from_env({"HYGIE_HOME": str(home)})
-    d = datasets.get("gibleed")
-    release = load_cdm(d.folder, "gibleed", settings, synthetic=True, allow_duplicate_keys=True)
-    return release, settings
 
 
 def _expected_rows() -> dict[str, int]:
@@ -31,7 +19,7 @@ def _expected_rows() -> dict[str, int]:
 
 
 def test_every_table_keeps_all_its_rows(gibleed):
-    release, _ = gibleed
+    release = gibleed
     tables = release.manifest.tables
     for table, rows in _expected_rows().items():
         if table == "cohort_attribute":  # CDM 5.3 only, empty: recorded as not carried
@@ -43,23 +31,23 @@ def test_every_table_keeps_all_its_rows(gibleed):
 
 
 def test_release_is_cdm54_with_every_table(gibleed):
-    release, _ = gibleed
+    release = gibleed
     assert release.manifest.cdm_version == "5.4"
     assert set(release.manifest.tables) == set(cdm_schema("5.4").tables)
     assert release.manifest.synthetic is True
     assert release.verify() == []
 
 
-def test_persons_by_sex(gibleed):
-    release, settings = gibleed
+def test_persons_by_sex(gibleed, gibleed_settings):
+    release, settings = gibleed, gibleed_settings
     with DuckDBEngine(release, settings) as engine:
         counts = dict(engine.sql("SELECT gender_concept_id, count(*) FROM person GROUP BY 1").fetchall())
         assert engine.sql("SELECT count(*) FROM person").fetchone()[0] == 2694
     assert counts == {8507: 1321, 8532: 1373}
 
 
-def test_orphan_observation_periods_are_flagged_and_kept(gibleed):
-    release, settings = gibleed
+def test_orphan_observation_periods_are_flagged_and_kept(gibleed, gibleed_settings):
+    release, settings = gibleed, gibleed_settings
     entry = release.manifest.tables["observation_period"]
     assert entry.rows == 5343
     assert entry.flagged_rows == 2649
@@ -79,7 +67,7 @@ def test_orphan_observation_periods_are_flagged_and_kept(gibleed):
 
 
 def test_unknown_concepts_are_warnings_with_counts(gibleed):
-    release, _ = gibleed
+    release = gibleed
     unknown = release.manifest.unknown_concepts
     drug_type = sum(u.rows for u in unknown if u.table == "drug_exposure" and u.column == "drug_type_concept_id")
     assert drug_type > 60_000  # GiBleed's vocabulary subset lacks its own drug type concepts
@@ -89,7 +77,7 @@ def test_unknown_concepts_are_warnings_with_counts(gibleed):
 
 
 def test_lineage_names_every_input_file_with_its_digest(gibleed):
-    release, _ = gibleed
+    release = gibleed
     expected = {r["table"]: r for r in csv.DictReader((datasets.get("gibleed").folder / "MANIFEST.csv").open())}
     lineage = {e.table: e for e in release.manifest.lineage}
     assert set(lineage) == set(expected)
@@ -99,8 +87,8 @@ def test_lineage_names_every_input_file_with_its_digest(gibleed):
     assert lineage["visit_occurrence"].source_cdm_version == "5.3"
 
 
-def test_summary(gibleed):
-    release, settings = gibleed
+def test_summary(gibleed, gibleed_settings):
+    release, settings = gibleed, gibleed_settings
     with DuckDBEngine(release, settings) as engine:
         s = summarise(engine)
     assert s["persons"] == 2694

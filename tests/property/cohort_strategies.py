@@ -331,8 +331,11 @@ def correlated(draw: st.DrawFn, depth: int) -> dict[str, Any]:
             "Type": draw(st.sampled_from([0, 1, 2])),
             "Count": draw(st.integers(0, 2)),
             "IsDistinct": draw(MAYBE),
-            **({"CountColumn": column} if (column := draw(st.sampled_from([None, "DOMAIN_CONCEPT", "START_DATE"])))
-               else {}),
+            **(
+                {"CountColumn": column}
+                if (column := draw(st.sampled_from([None, "DOMAIN_CONCEPT", "START_DATE"])))
+                else {}
+            ),
         },
     }
     if draw(st.sampled_from([False, False, True])):
