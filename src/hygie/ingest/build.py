@@ -222,17 +222,7 @@ def _write_clinical(builder: ReleaseBuilder, table: Table, latest: list[tuple[st
     builder.write_table(table.name, select)
     for index, (site, deposit) in enumerate(latest, start=1):
         if table.name in deposit.manifest.tables:
-            builder.lineage.append(
-                LineageEntry(
-                    table=table.name,
-                    source=deposit.name,
-                    source_sha256=deposit.manifest.tables[table.name].sha256,
-                    source_format="deposit",
-                    source_cdm_version="5.4",
-                    rows_read=deposit.manifest.tables[table.name].rows,
-                    origin=f"site {site} (deposit index {index})",
-                )
-            )
+            builder.lineage.append(_lineage(table.name, deposit, "deposit", f"site {site} (deposit index {index})"))
 
 
 def _merged_observation_periods(union: str) -> str:
@@ -274,19 +264,23 @@ def _write_vocabulary(builder: ReleaseBuilder, vocab: Release | None, settings: 
             names = ", ".join(ident(c) for c in table.column_names)
             source = parquet_source(str(vocab.path / vocab.manifest.tables[table.name].file), "vocabulary_key")
             builder.write_table(table.name, f"SELECT {names} FROM {source}")
-            builder.lineage.append(
-                LineageEntry(
-                    table=table.name,
-                    source=vocab.name,
-                    source_sha256=vocab.manifest.tables[table.name].sha256,
-                    source_format="vocabulary",
-                    source_cdm_version="5.4",
-                    rows_read=vocab.manifest.tables[table.name].rows,
-                    origin=f"vocabulary {vocab.name}",
-                )
-            )
+            builder.lineage.append(_lineage(table.name, vocab, "vocabulary", f"vocabulary {vocab.name}"))
         else:
             builder.write_table(table.name, _empty(table))
+
+
+def _lineage(table: str, source: Release, kind: str, origin: str) -> LineageEntry:
+    """Where a table of the release came from: a deposit or the installed vocabulary."""
+    entry = source.manifest.tables[table]
+    return LineageEntry(
+        table=table,
+        source=source.name,
+        source_sha256=entry.sha256,
+        source_format=kind,
+        source_cdm_version="5.4",
+        rows_read=entry.rows,
+        origin=origin,
+    )
 
 
 def _empty(table: Table) -> str:
