@@ -13,8 +13,9 @@ Steps, all inside one release builder (nothing is published unless every step su
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import MappingProxyType
 
 import duckdb
 
@@ -65,7 +66,7 @@ def load_cdm(
     hooks = hooks or LoadHooks()
     files = sorted(discover(folder, known, key_name=hooks.source_key_name), key=_load_order)
     deposit_manifest = read_deposit_manifest(folder)
-    digests = {f.table: f.sha256() for f in files}
+    digests = {f.table: hooks.file_digests.get(f.path.name) or f.sha256() for f in files}
     if deposit_manifest is not None:
         _check_against_manifest(files, digests, deposit_manifest)
     with store.build(
@@ -134,6 +135,7 @@ class LoadHooks:
 
     read_from: tuple[Path, ...] = ()  # extra folders the load may read (e.g. an identity file's)
     source_key_name: str | None = None  # the input Parquet files are encrypted; ``prepare`` registers the key
+    file_digests: Mapping[str, str] = MappingProxyType({})  # sha256 by file name, if the caller already read them
 
     def prepare(self, builder: ReleaseBuilder) -> None:
         """Called once the builder exists, before any table is read."""

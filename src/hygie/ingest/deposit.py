@@ -102,7 +102,8 @@ def ingest(
     if identities.parent.resolve() == clinical.resolve():
         raise InputError(Problem(identities.name, "keep the identity file outside the clinical folder (cdm/)"))
     store = SiteRegistry(settings).deposits(site)
-    deposit_id = _digest([*sorted(p for p in clinical.iterdir() if p.is_file()), identities])
+    digests = _digests([*sorted(p for p in clinical.iterdir() if p.is_file()), identities])
+    deposit_id = _deposit_id(digests)
     if store.exists(deposit_id):
         return DepositResult(store.get(deposit_id), created=False)
     key = linkage_key(settings)
@@ -112,6 +113,7 @@ def ingest(
     tokens = list(tokenise(records, key, report))
     vocab = _vocabulary(settings, vocabulary)
     hooks = _DepositHooks(site, key, local_ids, tokens, report, vocab, settings, identities.name)
+    hooks.file_digests = dict(digests)  # the loader records them in the lineage without reading the files again
     deposit = load_cdm(
         clinical,
         deposit_id,
@@ -141,7 +143,7 @@ def _ingest_fhir(
 
     export = folder / "fhir" if (folder / "fhir").is_dir() else folder
     store = SiteRegistry(settings).deposits(site)
-    deposit_id = _digest(sorted(p for p in export.iterdir() if p.is_file() and p.suffix == ".ndjson"))
+    deposit_id = _deposit_id(_digests(sorted(p for p in export.iterdir() if p.is_file() and p.suffix == ".ndjson")))
     if store.exists(deposit_id):
         return DepositResult(store.get(deposit_id), created=False)
     vocab = _vocabulary(settings, vocabulary)
@@ -244,9 +246,13 @@ def _attach_vocabulary(con: duckdb.DuckDBPyConnection, vocabulary: Release, sett
     )
 
 
-def _digest(files: list[Path]) -> str:
-    listing = [(p.name, sha256_file(p)) for p in files]
-    return "d-" + hashlib.sha256(json.dumps(listing).encode()).hexdigest()[:16]
+def _digests(files: list[Path]) -> list[tuple[str, str]]:
+    return [(p.name, sha256_file(p)) for p in files]
+
+
+def _deposit_id(digests: list[tuple[str, str]]) -> str:
+    """A digest of the extract's files: the same extract always gets the same deposit id."""
+    return "d-" + hashlib.sha256(json.dumps(digests).encode()).hexdigest()[:16]
 
 
 def _vocabulary(settings: Settings, name: str | None) -> Release | None:
