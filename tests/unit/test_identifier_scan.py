@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 from hygie.cli.main import app
 from hygie.ingest.cdm_load import load_cdm
 from hygie.ingest.deposit import ingest
-from hygie.ingest.identifier_scan import scan
+from hygie.ingest.identifier_scan import _names_in, scan
 from tests.cdm_files import write_cdm
 from tests.unit.test_deposit import NIR, site, site_folder  # noqa: F401 - fixtures
 
@@ -44,3 +44,13 @@ def test_identifiers_in_values_and_files_are_found(site, site_folder, settings, 
     assert result.exit_code == 1
     assert "observation.value_as_string" in result.stdout
     assert NIR not in result.stdout and "DUPONT" not in result.stdout.upper()
+
+
+def test_names_count_as_whole_words_outside_hashes_and_key_blobs():
+    names = {"DUPONT", "ROSE", "LE GOFF", "JEAN-PIERRE"}
+    text = (
+        '{"sha256": "9f0e2a", "blob": "MNwl/Dupont4Yg+WCaRoseQ==AbCdEf0123", "path": "/tmp/primrose/dupontel", '
+        '"note": "seen by Dr Le Goff and jean-pierre"}'
+    )
+    assert _names_in(text, names) == {"LE GOFF", "JEAN-PIERRE"}
+    assert _names_in("call Mrs Dupont back; rose,12", names) == {"DUPONT", "ROSE"}

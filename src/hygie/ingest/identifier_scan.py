@@ -10,6 +10,7 @@ table, column and count: the identifiers themselves are never printed.
 from __future__ import annotations
 
 import csv
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from hygie.identity import normalise_nir
 from hygie.releases import ReleaseStore
 from hygie.sql import literal
 
+_WORD = re.compile(r"[^\W\d_]+")  # a run of letters
+_OPAQUE = re.compile(r"[A-Za-z0-9+/=]{20,}")  # hashes, base64 key blobs
 MIN_NAME_LENGTH = 4  # shorter names ("LI", "NG") are too common inside ordinary words and codes
 
 
@@ -66,18 +69,36 @@ def scan(settings: Settings, identity_files: list[Path]) -> tuple[list[Finding],
         if path.suffix == ".parquet":
             continue  # encrypted tables: searched by value, decrypted, below
         data = path.read_bytes()
-        upper = data.upper()
+        hits = {"nir": sum(1 for v in wanted["nir"] if v.encode() in data)}
         try:
-            data.decode("utf-8")
-            kinds = ("nir", "name")
+            text = data.decode("utf-8")
         except UnicodeDecodeError:  # binary (spill files...): a 4-letter name occurs in random bytes by chance
-            kinds = ("nir",)
-        for kind in kinds:
-            hits = sum(1 for v in wanted[kind] if v.encode() in upper)
-            if hits:
-                findings.append(Finding(str(path.relative_to(home)), "bytes", kind, hits))
+            text = None
+        if text is not None:
+            hits["name"] = len(_names_in(text, wanted["name"]))
+        for kind, count in hits.items():
+            if count:
+                findings.append(Finding(str(path.relative_to(home)), "bytes", kind, count))
     findings.extend(_scan_tables(settings, wanted))
     return findings, searched
+
+
+def _names_in(text: str, names: set[str]) -> set[str]:
+    """Names that occur as whole words: a 4-letter name inside an ordinary word or a path is no disclosure.
+
+    Hashes and wrapped keys (hex, base64) are random letters: a name read inside one is chance, not a leak.
+    """
+    upper = _OPAQUE.sub(lambda m: " " if _is_opaque(m.group()) else m.group(), text).upper()
+    words = set(_WORD.findall(upper))
+    found = {n for n in names if n in words}
+    for name in names - found:
+        if not _WORD.fullmatch(name) and re.search(rf"(?<!\w){re.escape(name)}(?!\w)", upper):
+            found.add(name)  # composed names ("JEAN-PIERRE", "LE GOFF") matched with their separators
+    return found
+
+
+def _is_opaque(token: str) -> bool:
+    return any(c.isdigit() or c in "+/=" for c in token)
 
 
 def _stores(settings: Settings) -> list[ReleaseStore]:
