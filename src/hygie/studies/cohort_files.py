@@ -5,6 +5,8 @@ Errors name the file, the 1-based data row and the column, never the offending v
 
 from __future__ import annotations
 
+import csv
+import datetime as dt
 from pathlib import Path
 
 import pyarrow as pa
@@ -26,7 +28,8 @@ def _as_text(path: Path) -> pa.Table:
     if path.suffix.lower() == ".parquet":
         table = pq.read_table(path)
         return pa.table({name: pc.cast(table[name], pa.string()) for name in table.column_names})
-    names = pacsv.read_csv(path, read_options=pacsv.ReadOptions(skip_rows_after_names=0)).column_names
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        names = next(csv.reader(f), [])
     options = pacsv.ConvertOptions(column_types={n: pa.string() for n in names}, strings_can_be_null=True)
     return pacsv.read_csv(path, convert_options=options)
 
@@ -55,8 +58,7 @@ def read_cohort_file(path: Path, cohort_definition_id: int | None) -> pa.Table:
         empty = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(values), ""), True)
         bad = pc.and_(pc.invert(empty), pc.invert(pc.match_substring_regex(values, pattern)))
         if column.endswith("_date"):
-            parsed = pc.strptime(pc.utf8_trim_whitespace(values), format="%Y-%m-%d", unit="s", error_is_null=True)
-            bad = pc.or_(bad, pc.and_(pc.invert(empty), pc.is_null(parsed)))
+            bad = pc.or_(bad, pc.is_in(pc.utf8_trim_whitespace(values), _impossible_dates(values)))
         problems += _rows(file, column, empty, "is empty")
         problems += _rows(file, column, bad, f"is not {kind}")
     if problems:
@@ -92,9 +94,20 @@ def read_cohort_file(path: Path, cohort_definition_id: int | None) -> pa.Table:
     return rows.filter(pc.equal(ids, cohort_definition_id)).cast(COHORT_SCHEMA)
 
 
+def _impossible_dates(values: pa.ChunkedArray) -> pa.Array:
+    """Well-formed but impossible dates (2010-02-30), checked once per distinct value."""
+    impossible = []
+    for text in pc.unique(pc.utf8_trim_whitespace(values)).to_pylist():
+        if text and len(text) == 10:
+            try:
+                dt.date.fromisoformat(text)
+            except ValueError:
+                impossible.append(text)
+    return pa.array(impossible, pa.string())
+
+
 def _dates(values: pa.ChunkedArray) -> pa.ChunkedArray:
-    parsed = pc.strptime(pc.utf8_trim_whitespace(values), format="%Y-%m-%d", unit="s")
-    return pc.cast(parsed, pa.date32())
+    return pc.cast(pc.utf8_trim_whitespace(values), pa.date32())
 
 
 def _rows(file: str, column: str, mask: pa.ChunkedArray, reason: str) -> list[Problem]:

@@ -109,9 +109,7 @@ def load_study(path: Path | str, *, kinds: Mapping[str, Analysis] | None = None)
     if not isinstance(located.data, dict):
         check.add((), "a study file is a mapping with name, cohorts, denominators and analyses")
         raise StudyFileError(check.problems)
-    header = check.validate(StudyHeader, located.data, ())
-    if header is None:
-        raise StudyFileError(check.problems)
+    header = check.validate(StudyHeader, located.data, ()) or _sections(located.data)
     cohorts = {name: entry for name, value in header.cohorts.items() if (entry := _cohort(check, name, value))}
     denominators: dict[str, DenominatorSpec] = {}
     for name, value in header.denominators.items():
@@ -135,6 +133,20 @@ def load_study(path: Path | str, *, kinds: Mapping[str, Analysis] | None = None)
         analyses=entries,
         file=file,
         sha256=sha256_file(file),
+    )
+
+
+def _sections(data: dict[Any, Any]) -> StudyHeader:
+    """The sections of an invalid header that can still be checked (their problems are reported too)."""
+
+    def typed(key: str, kind: type) -> Any:
+        return data[key] if isinstance(data.get(key), kind) else kind()
+
+    return StudyHeader.model_construct(
+        name="",
+        cohorts=typed("cohorts", dict),
+        denominators=typed("denominators", dict),
+        analyses=typed("analyses", list),
     )
 
 

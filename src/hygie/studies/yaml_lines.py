@@ -112,7 +112,10 @@ def _build(node: yaml.Node, path: Path_, located: Located, constructor: yaml.Saf
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_build(item, (*path, i), located, constructor, file) for i, item in enumerate(node.value)]
-    return constructor.construct_object(node, deep=True)
+    try:
+        return constructor.construct_object(node, deep=True)
+    except ValueError:  # a date-looking scalar that is no date (2010-13-01): the model reports it, at its line
+        return node.value
 
 
 def read(path: Path) -> Located:
