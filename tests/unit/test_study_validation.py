@@ -94,7 +94,7 @@ def test_the_issue_example_is_accepted_as_is(tmp_path):
 
 
 def test_relative_paths_are_relative_to_the_study_file(tmp_path, monkeypatch):
-    path = write_study(tmp_path / "deep" / "folder")
+    write_study(tmp_path / "deep" / "folder")
     monkeypatch.chdir(tmp_path)  # the working directory does not matter
     study = load_study(Path("deep/folder/study.yaml"))
     assert study.cohorts["gi_bleed"].label == "circe:gi_bleed.json"
@@ -225,9 +225,10 @@ def test_cohort_table_file_needs_its_columns_and_one_id(tmp_path):
 
 
 def test_cohort_table_file_in_parquet(tmp_path):
+    import datetime as dt
+
     import pyarrow as pa
     import pyarrow.parquet as pq
-    import datetime as dt
 
     pq.write_table(
         pa.table(
@@ -292,9 +293,9 @@ def test_schema_accepts_a_study_and_rejects_an_unknown_kind(tmp_path):
 
 def test_cohort_models_are_one_key_each():
     assert CirceCohort(circe="a.json").circe == "a.json"
-    with pytest.raises(ValueError, match="csv or a .parquet"):
+    with pytest.raises(ValueError, match=r"csv or a \.parquet"):
         FileCohort(file="rows.txt")
-    with pytest.raises(ValueError, match="module.py:function"):
+    with pytest.raises(ValueError, match=r"module\.py:function"):
         PythonCohort(python="module.py")
 
 
