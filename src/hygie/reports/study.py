@@ -59,7 +59,7 @@ dl{display:grid;grid-template-columns:max-content auto;gap:.2rem 1rem}dt{font-we
 .banner{padding:.7rem 1rem;margin:1rem 0;font-weight:bold;border-radius:4px}
 .synthetic{background:#fde7e9;border:2px solid #b42318;color:#b42318;font-size:1.2rem;letter-spacing:.05em}
 .controlled{background:#eef6ee;border:1px solid #2e7d32;color:#1b5e20}
-.note{color:#666;font-size:.85rem}figure{margin:.5rem 0}
+.scroll{overflow-x:auto}.note{color:#666;font-size:.85rem}figure{margin:.5rem 0}
 """
 
 
@@ -93,11 +93,11 @@ def html_table(table: ResultTable, flags: Sequence[Flag], mark: str, max_rows: i
     columns = table.rows.column_names
     masks = masked_cells(table, flags)
     shown = table.rows.slice(0, max_rows).to_pylist()
-    out = ["<table><tr>", *(f"<th>{escape(c)}</th>" for c in columns), "</tr>"]
+    out = ['<div class="scroll"><table><tr>', *(f"<th>{escape(c)}</th>" for c in columns), "</tr>"]
     for i, row in enumerate(shown):
         out.append("<tr>" + "".join(_cell(row[c], masks.get(c, [False] * (i + 1))[i], mark) for c in columns))
         out.append("</tr>")
-    out.append("</table>")
+    out.append("</table></div>")
     if table.rows.num_rows > max_rows:
         out.append(f'<p class="note">first {max_rows} of {table.rows.num_rows:,} rows; all are in {table.name}.csv</p>')
     return "".join(out)
@@ -316,7 +316,8 @@ def render(
             parts.append(f"<p>{escape(table.description)}</p>")
         plot = PLOTS.get(table.plot or "")
         if plot is not None and table.rows.num_rows:
-            parts += plot(table.rows.to_pylist(), table.name, mark)
+            masked = any(f.table == table.name for f in flags)  # else an empty count is just missing
+            parts += plot(table.rows.to_pylist(), table.name, mark if masked else "n/a")
         parts.append(html_table(table, flags, mark))
     parts.append('<p class="note">Written by hygie. This page fetches nothing: it can be read offline.</p>')
     parts.append("</body></html>\n")

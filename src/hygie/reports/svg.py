@@ -61,13 +61,22 @@ def _date_ticks(low: float, high: float) -> list[float]:
         step = max(1, math.ceil(years / 8))
         start = first.year if first == dt.date(first.year, 1, 1) else first.year + 1
         return [float(dt.date(y, 1, 1).toordinal()) for y in range(start, last.year + 1, step)]
-    return nice_ticks(low, high)
+    months = (last.year - first.year) * 12 + last.month - first.month
+    step = max(1, math.ceil(months / 8))
+    index = first.year * 12 + first.month - 1 + (first.day > 1)  # the first whole month in range
+    ticks = []
+    while index <= last.year * 12 + last.month - 1:
+        ticks.append(float(dt.date(index // 12, index % 12 + 1, 1).toordinal()))
+        index += step
+    return ticks or nice_ticks(low, high)
 
 
 def _format(value: float, dates: bool) -> str:
     if dates:
         day = dt.date.fromordinal(round(value))
-        return str(day.year) if (day.month, day.day) == (1, 1) else day.isoformat()
+        if day.day == 1:
+            return str(day.year) if day.month == 1 else f"{day.year}-{day.month:02d}"
+        return day.isoformat()
     return f"{value:g}" if abs(value) < 1e6 else f"{value:.3g}"
 
 
