@@ -168,7 +168,8 @@ def run_study(
     flags: list[Flag] = []
     if not synthetic:
         announce("disclosure control")
-        outcome = apply_policy([*results, cohort_counts], policy or DisclosurePolicy())
+        policy = policy or DisclosurePolicy()
+        outcome = apply_policy([*results, cohort_counts], policy)
         *results, cohort_counts = outcome.tables
         flags = outcome.flags
     announce(f"writing {len(results)} result table(s) to {out}")
@@ -181,6 +182,12 @@ def run_study(
         write_json(folder / MANIFEST_FILE, manifest)
         (folder / REPORT_FILE).write_text(render_report(run), encoding="utf-8")
     return run
+
+
+def _described(policy: DisclosurePolicy) -> dict[str, Any]:
+    """The policy as the manifest records it (its own description when it offers one)."""
+    describe = getattr(policy, "describe", None)
+    return describe() if callable(describe) else asdict(policy)
 
 
 def _manifest(
@@ -216,7 +223,7 @@ def _manifest(
         "finished_at": None,
         "disclosure": SYNTHETIC_EXEMPTION
         if synthetic
-        else {"policy": asdict(policy or DisclosurePolicy()), "flags": [asdict(f) for f in flags]},
+        else {"policy": _described(policy or DisclosurePolicy()), "flags": [asdict(f) for f in flags]},
         "cohorts": [
             {
                 "name": c.name,
