@@ -214,3 +214,43 @@ def test_ticks_cover_the_range_with_round_steps(low, high):
     assert 2 <= len(ticks) <= 12
     steps = {round(b - a, 12) for a, b in itertools.pairwise(ticks)}
     assert len(steps) == 1
+
+
+def test_strata_are_labelled_by_what_tells_them_apart():
+    rows = pa.table(
+        {
+            "denominator_cohort_name": ["general_1", "general_1", "general_2", "general_2", "general_1", "general_2"],
+            "outcome_cohort_name": ["gi_bleed"] * 6,
+            "age_group": ["0 to 64", "0 to 64", "65 to 150", "65 to 150", "0 to 64", "65 to 150"],
+            "sex": ["Both"] * 6,
+            "analysis_interval": ["years"] * 4 + ["overall"] * 2,
+            "incidence_start_date": years(2010, 2011, 2010, 2011, 2010, 2010),
+            "incidence_100000_pys": [10.0, 12.0, 50.0, 55.0, 11.0, 52.0],
+        }
+    )
+    page = render(manifest(synthetic=True), cohorts(), [ResultTable("incidence", rows, plot="incidence")], [])
+    titles = re.findall(r"<svg[^>]*><title>([^<]*)</title>", page)
+    assert titles == [
+        "incidence: outcome_cohort_name=gi_bleed, analysis_interval=years",
+        "incidence: outcome_cohort_name=gi_bleed, analysis_interval=overall",
+    ]
+    assert "age_group=0 to 64" in page and "age_group=65 to 150" in page and "cohort_name=general_1" not in page
+
+
+def test_attrition_by_outcome_and_group_in_step_order():
+    rows = pa.table(
+        {
+            "outcome": ["gi_bleed"] * 4,
+            "group": ["target", "comparator", "target", "comparator"],
+            "cohort": ["diclofenac", "celecoxib", "diclofenac", "celecoxib"],
+            "step": [2, 2, 1, 1],
+            "reason": ["Matched", "Matched", "New users", "New users"],
+            "number_subjects": [140, 70, 145, 71],
+            "excluded_subjects": [5, 1, 0, 0],
+        }
+    )
+    page = render(manifest(synthetic=True), cohorts(), [ResultTable("attrition", rows, plot="attrition")], [])
+    flows = page.split("<svg")[1:]
+    assert len(flows) == 2
+    assert flows[0].index("New users") < flows[0].index("Matched") and "145 persons" in flows[0]
+    assert "excluded: 5" in flows[0] and "excluded: 1" in flows[1]

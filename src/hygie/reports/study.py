@@ -32,24 +32,32 @@ if TYPE_CHECKING:
 
 MAX_ROWS = 50  # rows of each table shown in the report (the CSV has them all)
 MAX_PANELS, MAX_LINES = 12, 10
-PANEL_COLUMNS = ("analysis_id", "outcome_cohort_name", "analysis_interval", "analysis_type")
+PANEL_COLUMNS = ("analysis_id", "outcome_cohort_name", "outcome", "analysis_interval", "analysis_type")
+OUTCOME_PANELS = ("analysis_id", "outcome_cohort_name", "outcome")  # km, balance, ps
 STRATUM_COLUMNS = (
-    "denominator_cohort_name",
+    "age_group",
+    "sex",
+    "days_prior_observation",
     "denominator_age_group",
     "denominator_sex",
     "denominator_days_prior_observation",
     "strata_name",
     "strata_level",
+    "denominator_cohort_name",  # named in a label only when nothing above tells the lines apart
 )
 ATTRITION_PANELS = (
     "analysis_id",
     "cohort_name",
+    "cohort",
     "outcome_cohort_name",
+    "outcome",
     "denominator_cohort_name",
     "target_cohort_name",
     "comparator_cohort_name",
     "group",
+    "analysis_interval",
 )
+ATTRITION_ORDER = ("reason_id", "step")
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#222;padding:0 1rem}
 h1{margin-bottom:.2rem}h2{border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2rem}
@@ -122,7 +130,7 @@ def _over_time(rows: list[dict[str, Any]], name: str, x: str, y: str, low: str, 
     figures = []
     for panel, panel_rows in list(_groups(rows, PANEL_COLUMNS).items())[:MAX_PANELS]:
         strata = _groups(panel_rows, STRATUM_COLUMNS)
-        varying = [i for i in range(len(next(iter(strata)))) if len({k[i][1] for k in strata}) > 1] if strata else []
+        varying = _varying(list(strata))
         series = []
         for key, lines in list(strata.items())[:MAX_LINES]:
             lines = sorted(lines, key=lambda r: number(r.get(x)) or 0.0)
@@ -139,6 +147,15 @@ def _over_time(rows: list[dict[str, Any]], name: str, x: str, y: str, low: str, 
         title = f"{name}: {_label(panel)}{note}"
         figures.append(_figure(line_chart(series, title=title, y_label=y_label, x_dates=True)))
     return figures
+
+
+def _varying(keys: list[tuple[Any, ...]]) -> list[int]:
+    """Positions of the key parts that tell the lines apart (the denominator's name only if nothing else does)."""
+    if not keys:
+        return []
+    varying = [i for i in range(len(keys[0])) if len({k[i][1] for k in keys}) > 1]
+    descriptive = [i for i in varying if keys[0][i][0] != "denominator_cohort_name"]
+    return descriptive or varying
 
 
 def plot_incidence(rows: list[dict[str, Any]], name: str, mark: str) -> list[str]:
@@ -171,8 +188,9 @@ def plot_attrition(rows: list[dict[str, Any]], name: str, mark: str) -> list[str
 
     figures = []
     for panel, steps in list(_groups(rows, ATTRITION_PANELS).items())[:MAX_PANELS]:
-        if steps and "reason_id" in steps[0]:
-            steps = sorted(steps, key=lambda r: r["reason_id"])
+        order = next((c for c in ATTRITION_ORDER if steps and c in steps[0]), None)
+        if order is not None:
+            steps = sorted(steps, key=lambda r: r[order] if r[order] is not None else 0)
         flow = [
             (str(r.get("reason", "")), count(r.get("number_subjects")), count(r.get("excluded_subjects")))
             for r in steps
@@ -184,7 +202,7 @@ def plot_attrition(rows: list[dict[str, Any]], name: str, mark: str) -> list[str
 
 def plot_km(rows: list[dict[str, Any]], name: str, mark: str) -> list[str]:
     figures = []
-    for panel, panel_rows in list(_groups(rows, ("analysis_id", "outcome_cohort_name")).items())[:MAX_PANELS]:
+    for panel, panel_rows in list(_groups(rows, OUTCOME_PANELS).items())[:MAX_PANELS]:
         series = []
         for key, points in list(_groups(panel_rows, ("group",)).items())[:MAX_LINES]:
             points = sorted(points, key=lambda r: number(r.get("time")) or 0.0)
@@ -205,7 +223,7 @@ def plot_km(rows: list[dict[str, Any]], name: str, mark: str) -> list[str]:
 
 def plot_balance(rows: list[dict[str, Any]], name: str, mark: str) -> list[str]:
     figures = []
-    for panel, panel_rows in list(_groups(rows, ("analysis_id", "outcome_cohort_name")).items())[:MAX_PANELS]:
+    for panel, panel_rows in list(_groups(rows, OUTCOME_PANELS).items())[:MAX_PANELS]:
         points = [(_abs(r.get("smd_before")), _abs(r.get("smd_after"))) for r in panel_rows]
         title = f"{name}: {_label(panel)}"
         chart = scatter_chart(points, title=title, x_label="|SMD| before", y_label="|SMD| after", threshold=0.1)
@@ -215,7 +233,7 @@ def plot_balance(rows: list[dict[str, Any]], name: str, mark: str) -> list[str]:
 
 def plot_ps(rows: list[dict[str, Any]], name: str, mark: str) -> list[str]:
     figures = []
-    for panel, panel_rows in list(_groups(rows, ("analysis_id", "outcome_cohort_name")).items())[:MAX_PANELS]:
+    for panel, panel_rows in list(_groups(rows, OUTCOME_PANELS).items())[:MAX_PANELS]:
         series = []
         for key, bins in list(_groups(panel_rows, ("group",)).items())[:MAX_LINES]:
             bins = sorted(bins, key=lambda r: number(r.get("ps_bin")) or 0.0)
