@@ -254,3 +254,29 @@ def test_attrition_by_outcome_and_group_in_step_order():
     assert len(flows) == 2
     assert flows[0].index("New users") < flows[0].index("Matched") and "145 persons" in flows[0]
     assert "excluded: 5" in flows[0] and "excluded: 1" in flows[1]
+
+
+def test_many_strata_are_split_by_sex_and_overall_estimates_drawn_with_whiskers():
+    sexes, ages = ["Both", "Male", "Female"], ["0 to 39", "40 to 64", "65 to 150"]
+    strata = [(s, a) for s in sexes for a in ages]
+    rows = pa.table(
+        {
+            "outcome_cohort_name": ["gi_bleed"] * 27,
+            "analysis_interval": ["years"] * 18 + ["overall"] * 9,
+            "sex": [s for s, _ in strata] * 3,
+            "age_group": [a for _, a in strata] * 3,
+            "incidence_start_date": years(2010) * 9 + years(2011) * 9 + years(2010) * 9,
+            "incidence_100000_pys": [float(i) for i in range(27)],
+            "incidence_100000_pys_95ci_lower": [i - 0.5 for i in range(27)],
+            "incidence_100000_pys_95ci_upper": [i + 0.5 for i in range(27)],
+        }
+    )
+    page = render(manifest(synthetic=True), cohorts(), [ResultTable("incidence", rows, plot="incidence")], [])
+    captions = re.findall(r"<figcaption>([^<]*)</figcaption>", page)
+    assert captions == [f"incidence: outcome_cohort_name=gi_bleed, analysis_interval=years, sex={s}" for s in sexes] + [
+        "incidence: outcome_cohort_name=gi_bleed, analysis_interval=overall"
+    ]
+    svgs = page.split("<svg")[1:]
+    assert all(svg.count("<polyline") == 3 for svg in svgs[:3])  # three age groups per sex
+    overall = svgs[3]
+    assert "<polyline" not in overall and overall.count("<circle") == 9 and overall.count('stroke-width="1.5"') == 9
