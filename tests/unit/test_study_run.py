@@ -204,3 +204,19 @@ def test_staging_is_removed_when_writing_fails(tmp_path):
         (folder / "half.csv").write_text("a\n")
         raise RuntimeError("disk full")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/b", "manifest", "report", "", "1st"])
+def test_result_table_names_must_be_plain_file_names(name):
+    from hygie.studies.outputs import check_names
+
+    with pytest.raises(HygieError, match="cannot be a file name"):
+        check_names([ResultTable(name, pa.table({"n": [1]}))])
+
+
+def test_person_id_in_any_case_is_refused():
+    from hygie.studies.outputs import check_aggregate
+
+    check_aggregate([ResultTable("fine", pa.table({"n": [1]}))])
+    with pytest.raises(HygieError, match="result table 'rows' carries person_id"):
+        check_aggregate([ResultTable("rows", pa.table({"Person_ID": [1]}))])

@@ -29,7 +29,15 @@ from hygie.releases.manifest import MANIFEST_FILE as RELEASE_MANIFEST
 from hygie.studies.cohorts import STUDY_COHORT_TABLE, CohortCount, build_cohort_table
 from hygie.studies.load import load_study
 from hygie.studies.model import Study
-from hygie.studies.outputs import MANIFEST_FILE, REPORT_FILE, check_aggregate, check_target, staged, write_json
+from hygie.studies.outputs import (
+    MANIFEST_FILE,
+    REPORT_FILE,
+    check_aggregate,
+    check_names,
+    check_target,
+    staged,
+    write_json,
+)
 from hygie.studies.outputs import write_table as write_result
 
 if TYPE_CHECKING:
@@ -163,6 +171,7 @@ def run_study(
         opened.close()
     results = stack(per_analysis)
     cohort_counts = cohort_table(counts)
+    check_names(results)
     check_aggregate([*results, cohort_counts])
     synthetic = release.manifest.synthetic
     flags: list[Flag] = []
