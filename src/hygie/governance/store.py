@@ -73,7 +73,8 @@ class Store:
         self.close()
 
 
-def _engine(url: str) -> Engine:
+def engine_for(url: str) -> Engine:
+    """An engine for ``url``: SQLite with WAL and foreign keys on every connection, or PostgreSQL."""
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -156,7 +157,7 @@ def open_store(settings: Settings, url: str | None = None, *, upgrade: bool = Tr
     """Open the metadata store named by ``url`` (default: ``database_url(settings)``), migrated to the newest
     schema unless ``upgrade`` is false (then an out-of-date schema is an error)."""
     url = url or database_url(settings)
-    engine = _engine(url)
+    engine = engine_for(url)
     try:
         if upgrade:
             migrate(engine)
