@@ -98,7 +98,7 @@ def engine_for(url: str) -> Engine:
     raise HygieError(f"unsupported metadata database {describe(url)}: use sqlite or postgresql+psycopg")
 
 
-def _alembic_config(connection: Connection | None) -> Config:
+def alembic_config(connection: Connection | None) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
@@ -106,7 +106,7 @@ def _alembic_config(connection: Connection | None) -> Config:
 
 
 def head_revision() -> str:
-    script = ScriptDirectory.from_config(_alembic_config(None))
+    script = ScriptDirectory.from_config(alembic_config(None))
     head = script.get_current_head()
     assert head is not None
     return head
@@ -149,7 +149,7 @@ def migrate(engine: Engine) -> tuple[str | None, str]:
     with _migration_lock(engine) as connection:
         before = MigrationContext.configure(connection).get_current_revision()
         if before != head:
-            command.upgrade(_alembic_config(connection), "head")
+            command.upgrade(alembic_config(connection), "head")
     return before, head
 
 
