@@ -212,3 +212,23 @@ def test_grants_check_their_scope(accounts, settings):
     assert accounts.get("ivan").grants == frozenset({Grant(Role.DATA_PROVIDER, site="chu-x")})
     accounts.revoke(OPERATOR, "ivan", Grant(Role.DATA_PROVIDER, site="chu-x"))
     assert accounts.get("ivan").grants == frozenset()
+
+
+def test_concurrent_failures_all_count(accounts):
+    """Failed attempts arriving together are each counted: the account locks however they interleave."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    accounts.add_user(OPERATOR, "kim", PASSWORD)
+
+    def attempt(i: int) -> str:
+        try:
+            accounts.authenticate("kim", f"wrong password {i}", now=T0)
+        except AuthenticationError as e:
+            return str(e)
+        return "accepted"
+
+    with ThreadPoolExecutor(max_workers=MAX_FAILURES) as pool:
+        outcomes = list(pool.map(attempt, range(MAX_FAILURES)))
+    assert all("authentication failed" in o for o in outcomes)
+    with pytest.raises(AuthenticationError, match="locked until"):
+        accounts.authenticate("kim", PASSWORD, now=T0)

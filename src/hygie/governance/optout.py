@@ -151,7 +151,7 @@ class OptOutRegister:
         tokens = [pseudonymiser.nir_token(nir) for nir in nirs]
         persons = {pseudonymiser.person_id_of_token(t): t for t in tokens}
         rows = len(tokens)
-        with self.store.session() as session:
+        with self.store.session(serialised=True) as session:
             current = _opted_out(session)
             wanted = [p for p in persons if (p in current) != (action == "add")]
             session.add_all(

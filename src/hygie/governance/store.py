@@ -30,6 +30,7 @@ from hygie.config import Settings
 from hygie.errors import HygieError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+_SERIALISED = "hygie_serialised"
 _PG_MIGRATION_LOCK = 0x68796769  # "hygi": the advisory lock id serialising migrations on PostgreSQL
 
 
@@ -55,8 +56,13 @@ class Store:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextlib.contextmanager
-    def session(self) -> Iterator[Session]:
+    def session(self, *, serialised: bool = False) -> Iterator[Session]:
+        """A transaction. ``serialised``: it reads what it then writes (a counter...), so on SQLite it takes the
+        write lock first (PostgreSQL callers lock their rows with ``SELECT ... FOR UPDATE``). Never open another
+        serialised session inside one: on SQLite the inner one would wait for the outer one."""
         with self._sessions.begin() as session:
+            if serialised:
+                session.connection(execution_options={_SERIALISED: True})
             yield session
 
     @property
@@ -91,6 +97,16 @@ def engine_for(url: str) -> Engine:
             cursor.execute("PRAGMA foreign_keys=ON")  # SQLite leaves them off unless asked, per connection
             cursor.execute("PRAGMA synchronous=NORMAL")  # durable with WAL at a transaction boundary
             cursor.close()
+            # pysqlite would start transactions only at the first write, after the reads they depend on
+            # (lost updates); SQLAlchemy's "begin" below starts them instead.
+            dbapi_connection.isolation_level = None
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(connection: Connection) -> None:
+            # IMMEDIATE (``Store.session(serialised=True)``): take the write lock at the start, so read-then-write
+            # transactions (failure counters, TOTP steps) run one after the other, waiting up to the timeout.
+            immediate = connection.get_execution_options().get(_SERIALISED, False)
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
     if parsed.get_backend_name() == "postgresql":
