@@ -97,16 +97,14 @@ def engine_for(url: str) -> Engine:
             cursor.execute("PRAGMA foreign_keys=ON")  # SQLite leaves them off unless asked, per connection
             cursor.execute("PRAGMA synchronous=NORMAL")  # durable with WAL at a transaction boundary
             cursor.close()
-            # pysqlite would start transactions only at the first write, after the reads they depend on
-            # (lost updates); SQLAlchemy's "begin" below starts them instead.
-            dbapi_connection.isolation_level = None
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(connection: Connection) -> None:
-            # IMMEDIATE (``Store.session(serialised=True)``): take the write lock at the start, so read-then-write
-            # transactions (failure counters, TOTP steps) run one after the other, waiting up to the timeout.
-            immediate = connection.get_execution_options().get(_SERIALISED, False)
-            connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+            # pysqlite starts a transaction only at the first write, after the reads that write may depend on
+            # (a lost update). ``Store.session(serialised=True)`` starts it at once with the write lock, so
+            # read-then-write transactions (failure counters, TOTP steps) run one after the other.
+            if connection.get_execution_options().get(_SERIALISED, False):
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     if parsed.get_backend_name() == "postgresql":
