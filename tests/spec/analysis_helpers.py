@@ -1,6 +1,6 @@
 """Helpers of the analysis spec tests: a tiny CDM from Python rows plus a study cohort table, on DuckDB or Spark.
 
-``study(engine, tables, cohorts, spark)`` gives a ``StudyContext`` whose runner sees the CDM tables and
+``study(engine, spark, tables, cohorts)`` gives a ``StudyContext`` whose runner sees the CDM tables and
 ``study_cohort``; ``cohorts`` maps a cohort name to its ``(subject_id, start, end)`` rows (ids 1, 2, ... in
 order). Row builders for the CDM come from ``spec_helpers`` (person, period, condition, drug, ...).
 """
@@ -54,9 +54,9 @@ def cohort_table(cohorts: Mapping[str, Sequence[tuple[int, str, str]]]) -> pa.Ta
 @contextmanager
 def study(
     engine: str,
+    spark: Any,
     tables: Mapping[str, Sequence[Mapping[str, Any]]],
     cohorts: Mapping[str, Sequence[tuple[int, str, str]]],
-    spark: Any = None,
 ) -> Iterator[StudyContext]:
     """A study context over the tiny CDM ``tables`` (CDM 5.4 types) on ``engine``."""
     con = cdm_connection(tables)

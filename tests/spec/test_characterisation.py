@@ -89,9 +89,9 @@ AGES_A = [59, 30, 14]  # the day before the 60th birthday; the 30th birthday (im
 AGES_B = [86, 27, 61]
 
 
-def run(engine: str, spark: Any, spec: dict, tables: dict = TABLES, cohorts: dict = COHORTS) -> list:
+def run(engine: tuple[str, Any], spec: dict, tables: dict = TABLES, cohorts: dict = COHORTS) -> list:
     parsed = CharacterisationSpec.model_validate(spec)
-    with study(engine, tables, cohorts, spark if engine == "spark" else None) as context:
+    with study(*engine, tables, cohorts) as context:
         return Characterisation().run(context, parsed, study=None)  # type: ignore[arg-type]
 
 
@@ -119,14 +119,14 @@ def pct(n: int, d: int) -> float:
 
 
 @pytest.fixture(params=ENGINES)
-def engine(request: pytest.FixtureRequest) -> str:
-    return request.param
+def engine(request: pytest.FixtureRequest) -> tuple[str, Any]:
+    """The engine's name and, for Spark, the session (started only when a Spark test runs)."""
+    return request.param, request.getfixturevalue("spark") if request.param == "spark" else None
 
 
-def test_table_one_and_smd(engine: str, spark: Any) -> None:
+def test_table_one_and_smd(engine: tuple[str, Any]) -> None:
     tables = run(
         engine,
-        spark,
         {"cohorts": ["a", "b"], "compare": ["a", "b"], "windows": [[-365, -1], [-30, -1]]},
     )
     assert [t.name for t in tables] == ["characterisation", "characterisation_smd"]
@@ -206,7 +206,7 @@ def test_table_one_and_smd(engine: str, spark: Any) -> None:
     assert not [k for k in smd if k[0] == "cohort"]
 
 
-def test_entries_drug_eras_domains_and_min_prevalence(engine: str, spark: Any) -> None:
+def test_entries_drug_eras_domains_and_min_prevalence(engine: tuple[str, Any]) -> None:
     """A person entering twice counts twice (per entry); drug eras replace exposures when present; the
     threshold drops rare concepts per cohort."""
     era = {"drug_era_id": 1, "person_id": 1, "drug_concept_id": DICLOFENAC, "drug_era_start_date": D("2009-01-01"),
@@ -220,7 +220,7 @@ def test_entries_drug_eras_domains_and_min_prevalence(engine: str, spark: Any) -
     }
     cohorts = {"twice": [(1, "2010-06-14", "2010-12-31"), (1, "2012-01-01", "2012-12-31")]}
     spec = {"cohorts": ["twice"], "domains": ["condition", "drug", "procedure"], "min_prevalence": 0.5}
-    rows = rows_of(run(engine, spark, spec, tables, cohorts), "characterisation")
+    rows = rows_of(run(engine, spec, tables, cohorts), "characterisation")
     assert pick(rows, "twice", "cohort", "subjects")["count"] == 1
     assert pick(rows, "twice", "cohort", "records")["count"] == 2
     assert pick(rows, "twice", "age", "age (years)")["mean"] == pytest.approx(60)  # 59 and 61
@@ -233,7 +233,7 @@ def test_entries_drug_eras_domains_and_min_prevalence(engine: str, spark: Any) -
     assert shares(rows, "twice", "drug") == {("diclofenac", "-365 to -1"): (1, 50.0)}
     assert shares(rows, "twice", "procedure") == {("Asthma", "-365 to -1"): (1, 50.0)}  # day -1 of the second
 
-    rare = run(engine, spark, {"cohorts": ["a"], "min_prevalence": 0.5})
+    rare = run(engine, {"cohorts": ["a"], "min_prevalence": 0.5})
     kept = {r["covariate_name"] for r in rows_of(rare, "characterisation") if r["covariate_type"] == "drug"}
     assert kept == set()  # celecoxib and diclofenac each in 1 of 3 entries (33%)
     conditions = {r["covariate_name"] for r in rows_of(rare, "characterisation") if r["covariate_type"] == "condition"}
