@@ -250,6 +250,7 @@ def test_study_file_section_is_validated() -> None:
         ({"cohorts": ["a"], "windows": [[-30.5, -1]]}, "whole numbers"),
         ({"cohorts": ["a"], "compare": ["a", "b"]}, "b must also be listed"),
         ({"cohorts": ["a"], "domains": ["device"]}, "condition"),
+        ({"cohorts": ["a"], "domains": ["drug", "drug"]}, "listed twice"),
         ({"cohorts": ["a"], "min_prevalence": 5}, "less than or equal to 1"),
         ({"cohorts": ["a"], "window": [[-1, 0]]}, "Extra inputs"),
     ]:

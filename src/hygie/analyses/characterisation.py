@@ -132,6 +132,8 @@ class CharacterisationSpec(Spec):
             raise ValueError("cohorts: a cohort is listed twice")
         if len(set(self.windows)) != len(self.windows):
             raise ValueError("windows: a window is listed twice")
+        if len(set(self.domains)) != len(self.domains):
+            raise ValueError("domains: a domain is listed twice")
         if self.compare is not None:
             a, b = self.compare
             if a == b:
