@@ -61,19 +61,19 @@ def study(
     """A study context over the tiny CDM ``tables`` (CDM 5.4 types) on ``engine``."""
     con = cdm_connection(tables)
     named = {name: StudyCohort(name, i, "python") for i, name in enumerate(cohorts, start=1)}
+    if engine == "duckdb":
+        runner: Any = DuckDBRunner(con)
+    else:  # every CDM table is handed over, so no view of an earlier test can be read by mistake
+        arrow = {name: con.execute(f'SELECT * FROM "{name}"').to_arrow_table() for (name,) in
+                 con.execute("SELECT table_name FROM information_schema.tables").fetchall()}  # fmt: skip
+        runner = SparkRunner(spark, arrow)
     try:
-        if engine == "duckdb":
-            runner: Any = DuckDBRunner(con)
-        else:
-            arrow = {name: con.execute(f'SELECT * FROM "{name}"').to_arrow_table() for (name,) in
-                     con.execute("SELECT table_name FROM information_schema.tables").fetchall()}  # fmt: skip
-            runner = SparkRunner(spark, arrow)
         runner.register("study_cohort", cohort_table(cohorts))
         yield StudyContext(runner=runner, cohorts=named, engine=engine)
+    finally:
         if engine == "spark":
             runner.drop("study_cohort")
             runner.close()
-    finally:
         con.close()
 
 
