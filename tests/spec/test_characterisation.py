@@ -207,20 +207,36 @@ def test_table_one_and_smd(engine: tuple[str, Any]) -> None:
 
 
 def test_entries_drug_eras_domains_and_min_prevalence(engine: tuple[str, Any]) -> None:
-    """A person entering twice counts twice (per entry); drug eras replace exposures when present; the
-    threshold drops rare concepts per cohort."""
+    """A person entering twice counts twice (per entry); entries without observation or birth year; drug eras
+    replace exposures when present; the threshold drops rare concepts per cohort."""
     era = {"drug_era_id": 1, "person_id": 1, "drug_concept_id": DICLOFENAC, "drug_era_start_date": D("2009-01-01"),
            "drug_era_end_date": D("2009-06-14"), "drug_exposure_count": 2, "gap_days": 0}  # fmt: skip
     procedure = {"procedure_occurrence_id": 1, "person_id": 1, "procedure_concept_id": ASTHMA,
                  "procedure_date": D("2011-12-31"), "procedure_type_concept_id": 32817}  # fmt: skip
+    no_birth_year = {**person(6, 8532, 0), "year_of_birth": None}
     tables = {
         **TABLES,
+        "person": [*TABLES["person"], no_birth_year],
         "drug_era": [era],
         "procedure_occurrence": [procedure],
     }
-    cohorts = {"twice": [(1, "2010-06-14", "2010-12-31"), (1, "2012-01-01", "2012-12-31")]}
-    spec = {"cohorts": ["twice"], "domains": ["condition", "drug", "procedure"], "min_prevalence": 0.5}
+    cohorts = {
+        "twice": [(1, "2010-06-14", "2010-12-31"), (1, "2012-01-01", "2012-12-31")],
+        # person 5 enters before their observation starts; person 6 has no year of birth and no observation
+        "unobserved": [(5, "2015-06-01", "2015-06-30"), (6, "2012-01-01", "2012-01-31")],
+    }
+    spec = {"cohorts": ["twice", "unobserved"], "domains": ["condition", "drug", "procedure"], "min_prevalence": 0.5}
     rows = rows_of(run(engine, spec, tables, cohorts), "characterisation")
+    age = pick(rows, "unobserved", "age", "age (years)")
+    assert (age["count"], age["mean"], age["median"]) == (1, 25, 25)  # person 5 only
+    assert pick(rows, "unobserved", "age_group", "unknown")["count"] == 1
+    assert shares(rows, "unobserved", "sex") == {
+        ("Male", None): (0, 0.0),
+        ("Female", None): (1, 50.0),
+        ("other or unknown", None): (1, 50.0),
+    }
+    prior = pick(rows, "unobserved", "prior_observation", "prior observation (days)")
+    assert (prior["count"], prior["mean"], prior["median"]) == (0, None, None)
     assert pick(rows, "twice", "cohort", "subjects")["count"] == 1
     assert pick(rows, "twice", "cohort", "records")["count"] == 2
     assert pick(rows, "twice", "age", "age (years)")["mean"] == pytest.approx(60)  # 59 and 61
