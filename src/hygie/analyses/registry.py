@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from hygie.analyses.base import Analysis
+from hygie.analyses.incidence_prevalence import IncidenceAnalysis, PrevalenceAnalysis
 
 
 def analyses() -> dict[str, Analysis]:
     """Study-file key -> analysis. Imported here, explicitly, so the list of what hygie can run is one read."""
-    kinds: list[Analysis] = []
+    kinds: list[Analysis] = [IncidenceAnalysis(), PrevalenceAnalysis()]
     return {kind.key: kind for kind in kinds}
