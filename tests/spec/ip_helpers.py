@@ -147,15 +147,17 @@ def reference_input(cdm: Cdm) -> reference.Population:
     )
 
 
-def denominator_rows(engine: str, cdm: Cdm, spec: DenominatorSpec, spark: Any = None) -> list[tuple]:
-    """The denominator cohort rows (id, subject, start, end), checked against the reference."""
+def denominator_rows(
+    engine: str, cdm: Cdm, spec: DenominatorSpec, spark: Any = None
+) -> tuple[list[tuple], list[dict[str, Any]]]:
+    """The denominator cohort rows (id, subject, start, end) and the attrition, checked against the reference."""
     from hygie.analyses.incidence_prevalence.denominators import denominator
 
     ctx, closer = context(engine, cdm, spark)
     try:
         den = denominator(ctx, "d", spec)
         rows = ctx.runner.query(
-            f"SELECT cohort_definition_id, subject_id, cohort_start_date, cohort_end_date FROM {den.table} "
+            f"SELECT cohort_definition_id, subject_id, cohort_start_date, cohort_end_date FROM {den.rows} "
             "ORDER BY cohort_definition_id, subject_id, cohort_start_date, cohort_end_date"
         ).to_pylist()
         attrition = den.attrition.to_pylist()
@@ -165,7 +167,7 @@ def denominator_rows(engine: str, cdm: Cdm, spec: DenominatorSpec, spark: Any = 
     oracle = reference.denominator(reference_input(cdm), spec)
     assert out == sorted(oracle.rows), "the engine and the reference implementation disagree"
     assert attrition == oracle.attrition("d"), "attrition: the engine and the reference implementation disagree"
-    return out
+    return out, attrition
 
 
 def of(rows: list[dict[str, Any]], *columns: str) -> list[tuple]:

@@ -7,7 +7,8 @@ the day before the birthday ending the age group, the end of observation (of the
 end; it is kept when it enters on or before it leaves. Semantics: docs/incidence-prevalence.md.
 
 The cohorts are computed once per study run and denominator name (``context.cache``) and live in a temporary
-table of the runner: ``cohort_definition_id, subject_id, cohort_start_date, cohort_end_date, person_sex``.
+table of the runner; ``Denominator.rows`` selects them: ``cohort_definition_id, subject_id, cohort_start_date,
+cohort_end_date, person_sex``.
 """
 
 from __future__ import annotations
@@ -54,6 +55,14 @@ class Denominator:
     end_date: dt.date | None
     settings: pa.Table
     attrition: pa.Table
+
+    @property
+    def rows(self) -> str:
+        """SQL of the cohort rows (``table`` also keeps the rows that failed a requirement, for the attrition)."""
+        return (
+            "(SELECT cohort_definition_id, subject_id, cohort_start_date, cohort_end_date, person_sex "
+            f"FROM {self.table} WHERE s9)"
+        )
 
     def cohort_name(self, cohort_id: int) -> str:
         return f"{self.name}_{cohort_id}"
@@ -138,13 +147,11 @@ def generate(context: StudyContext, name: str, spec: DenominatorSpec) -> Denomin
     if start is None or end is None:  # no observation period at all
         runner.materialize(table, _empty_sql())
         attrition = _attrition_table(name, cohorts, {}, {}, spec)
-        return Denominator(
-            name, spec, table, cohorts, start, end, _settings(name, cohorts, start, end, spec), attrition
-        )
+        settings = _settings(name, cohorts, start, end, spec)
+        return Denominator(name, spec, table, cohorts, start, end, settings, attrition)
     target_id = context.cohort(spec.target.cohort).cohort_definition_id if spec.target else None
     candidates = _candidates_sql(context, spec, start, end, target_id)
     grid = context.temp_name("denominator_grid")
-    expanded = context.temp_name("denominator_rows")
     runner.register(
         grid,
         pa.table(
@@ -158,18 +165,13 @@ def generate(context: StudyContext, name: str, spec: DenominatorSpec) -> Denomin
         ),
     )
     try:
-        common = runner.query(_common_counts_sql(candidates)).to_pylist()[0]
-        runner.materialize(expanded, _expanded_sql(context, candidates, grid, spec, start, end, target_id))
-        per_cohort = runner.query(_cohort_counts_sql(expanded)).to_pylist()
-        runner.materialize(
-            table,
-            "SELECT cohort_definition_id, subject_id, fs AS cohort_start_date, fe AS cohort_end_date, person_sex "
-            f"FROM {expanded} WHERE s9",
-        )
+        # Every row of every cohort that passed the shared steps, with its flags: the cohort is the rows with s9.
+        runner.materialize(table, _expanded_sql(context, candidates, grid, spec, start, end, target_id))
+        counts = runner.query(_counts_sql(candidates, table)).to_pylist()
     finally:
-        runner.drop(expanded)
         runner.drop(grid)
-    by_id = {int(r["cohort_definition_id"]): r for r in per_cohort}
+    common = next(r for r in counts if r["cohort_definition_id"] == 0)
+    by_id = {int(r["cohort_definition_id"]): r for r in counts if r["cohort_definition_id"] != 0}
     return Denominator(
         name,
         spec,
@@ -186,7 +188,8 @@ def _empty_sql() -> str:
     return (
         "SELECT CAST(NULL AS BIGINT) AS cohort_definition_id, CAST(NULL AS BIGINT) AS subject_id, "
         "CAST(NULL AS DATE) AS cohort_start_date, CAST(NULL AS DATE) AS cohort_end_date, "
-        "CAST(NULL AS STRING) AS person_sex FROM (SELECT 1 AS x) WHERE 1 = 0"
+        "CAST(NULL AS STRING) AS person_sex, FALSE AS s6, FALSE AS s7, FALSE AS s8, FALSE AS s9 "
+        "FROM (SELECT 1 AS x) t WHERE 1 = 0"
     )
 
 
@@ -242,9 +245,19 @@ def _count(flag: str, name: str) -> str:
     )
 
 
-def _common_counts_sql(candidates: str) -> str:
-    counts = ", ".join(_count(f, f) for f in ("s2", "s3", "s4", "s5"))
-    return f"SELECT count(*) AS s1_records, count(DISTINCT subject_id) AS s1_subjects, {counts} FROM ({candidates}) c"
+def _counts_sql(candidates: str, expanded: str) -> str:
+    """Records and subjects after each step: the shared steps (as cohort 0), then each cohort's own."""
+    nothing = "CAST(NULL AS BIGINT)"
+    shared = ", ".join(_count(f, f) for f in ("s2", "s3", "s4", "s5"))
+    own = ", ".join(_count(f, f) for f in ("s6", "s7", "s8", "s9"))
+    no_shared = ", ".join(f"{nothing} AS {f}_records, {nothing} AS {f}_subjects" for f in ("s2", "s3", "s4", "s5"))
+    no_own = ", ".join(f"{nothing} AS {f}_records, {nothing} AS {f}_subjects" for f in ("s6", "s7", "s8", "s9"))
+    return (
+        f"SELECT CAST(0 AS BIGINT) AS cohort_definition_id, count(*) AS s1_records, "
+        f"count(DISTINCT subject_id) AS s1_subjects, {shared}, {no_own} FROM ({candidates}) c "
+        f"UNION ALL SELECT cohort_definition_id, {nothing} AS s1_records, {nothing} AS s1_subjects, {no_shared}, "
+        f"{own} FROM {expanded} GROUP BY cohort_definition_id"
+    )
 
 
 def _expanded_sql(
@@ -286,13 +299,8 @@ def _expanded_sql(
         "age_start <= ce AS s6, prior_start <= ce AS s7, "
         f"prior_start <= ce AND {sex_ok} AS s8, "
         f"prior_start <= ce AND {sex_ok} AND {entry_ok} AND {fs} <= {fe} AS s9, "
-        f"{fs} AS fs, {fe} AS fe FROM ({rows}) r"
+        f"{fs} AS cohort_start_date, {fe} AS cohort_end_date FROM ({rows}) r"
     )
-
-
-def _cohort_counts_sql(expanded: str) -> str:
-    counts = ", ".join(_count(f, f) for f in ("s6", "s7", "s8", "s9"))
-    return f"SELECT cohort_definition_id, {counts} FROM {expanded} GROUP BY cohort_definition_id"
 
 
 COMMON_REASONS = (
@@ -315,7 +323,8 @@ def _attrition_table(
 ) -> pa.Table:
     rows = []
     for cohort in cohorts:
-        counts = {**common, **by_id.get(cohort.cohort_definition_id, {})}
+        own = by_id.get(cohort.cohort_definition_id, {})
+        counts = {**common, **{k: v for k, v in own.items() if v is not None}}
         steps = []
         for reason_id, (flag, reason) in enumerate(COMMON_REASONS + COHORT_REASONS, start=1):
             if flag == "s8" and cohort.sex == "Both":

@@ -26,7 +26,6 @@ from hygie.analyses.incidence_prevalence.population import (
     outcome_rows_sql,
     outcomes_of,
     strata_of,
-    windows,
 )
 from hygie.analyses.incidence_prevalence.spec import IncidenceSpec
 from hygie.errors import HygieError
@@ -205,53 +204,55 @@ SELECT denominator_cohort_id, rid, subject_id, outcome_id, cs, ce, os{strata_col
 FROM counted"""
 
 
+def pairs_sql(rows: str) -> str:
+    """Per (denominator cohort, outcome): the span of the counted pieces and the attrition before intervals."""
+    return f"""
+SELECT denominator_cohort_id, outcome_id,
+       min(CASE WHEN final_ok THEN cs END) AS first, max(CASE WHEN final_ok THEN ce END) AS last,
+       count(DISTINCT rid) AS r1, count(DISTINCT subject_id) AS s1,
+       count(DISTINCT CASE WHEN censor_ok THEN rid END) AS r2,
+       count(DISTINCT CASE WHEN censor_ok THEN subject_id END) AS s2,
+       count(DISTINCT CASE WHEN final_ok THEN rid END) AS r3,
+       count(DISTINCT CASE WHEN final_ok THEN subject_id END) AS s3
+FROM {rows} GROUP BY denominator_cohort_id, outcome_id"""
+
+
 def aggregate_sql(context: StudyContext, rows: str, intervals: str, strata: Strata) -> str:
-    """Per interval and stratum: subjects, person-days and outcomes of the pieces overlapping the interval."""
+    """Per interval and stratum (``kind`` 'rate'): subjects, person-days and outcomes of the pieces overlapping
+    the interval; per interval kind (``kind`` 'span'): the records and subjects overlapping the span of the
+    intervals, for the attrition. One statement: each round trip costs on Spark."""
     d = context.runner.dialect
     t_start = "CASE WHEN r.cs > i.s THEN r.cs ELSE i.s END"
     t_end = "CASE WHEN r.ce < i.e THEN r.ce ELSE i.e END"
+    keys = "i.denominator_cohort_id, i.outcome_id, i.analysis_interval, i.s, i.e"
+    join = (
+        f"FROM {rows} r JOIN {intervals} i ON i.denominator_cohort_id = r.denominator_cohort_id "
+        "AND i.outcome_id = r.outcome_id AND r.ce >= i.s AND r.cs <= i.e WHERE r.final_ok"
+    )
     parts = []
     for group in strata.groups:
         name, level = strata.label_sql(group)
-        keys = ", ".join(["i.denominator_cohort_id", "i.outcome_id", "i.analysis_interval", "i.s", "i.e"])
         extra = "".join(f", {c}" for c in strata.group_by(group))
         parts.append(
-            f"SELECT {keys}, {name} AS strata_name, {level} AS strata_level, "
+            f"SELECT 'rate' AS kind, {keys}, {name} AS strata_name, {level} AS strata_level, "
             "count(DISTINCT r.subject_id) AS denominator_count, "
             f"sum({d.day_diff(t_start, t_end)} + 1) AS person_days, "
             f"sum(CASE WHEN r.os IS NOT NULL AND r.os >= {t_start} AND r.os <= {t_end} THEN 1 ELSE 0 END) "
-            "AS outcome_count "
-            f"FROM {rows} r JOIN {intervals} i ON i.denominator_cohort_id = r.denominator_cohort_id "
-            "AND i.outcome_id = r.outcome_id AND r.ce >= i.s AND r.cs <= i.e "
-            f"WHERE r.final_ok GROUP BY {keys}{extra}"
+            f"AS outcome_count {join} GROUP BY {keys}{extra}"
         )
-    return " UNION ALL ".join(parts)
-
-
-def attrition_sql(rows: str, intervals: str) -> str:
-    """Denominator records and subjects left after each step, per pair and interval kind."""
-    bounds = (
+    span = (
         f"SELECT denominator_cohort_id, outcome_id, analysis_interval, min(s) AS s, max(e) AS e FROM {intervals} "
         "GROUP BY denominator_cohort_id, outcome_id, analysis_interval"
     )
-    return (
-        f"""
-SELECT r.denominator_cohort_id, r.outcome_id,
-       count(DISTINCT r.rid) AS r1, count(DISTINCT r.subject_id) AS s1,
-       count(DISTINCT CASE WHEN r.censor_ok THEN r.rid END) AS r2,
-       count(DISTINCT CASE WHEN r.censor_ok THEN r.subject_id END) AS s2,
-       count(DISTINCT CASE WHEN r.final_ok THEN r.rid END) AS r3,
-       count(DISTINCT CASE WHEN r.final_ok THEN r.subject_id END) AS s3
-FROM {rows} r GROUP BY r.denominator_cohort_id, r.outcome_id
-"""[1:],
-        f"""
-SELECT b.denominator_cohort_id, b.outcome_id, b.analysis_interval,
-       count(DISTINCT r.rid) AS r4, count(DISTINCT r.subject_id) AS s4
-FROM ({bounds}) b JOIN {rows} r ON r.denominator_cohort_id = b.denominator_cohort_id
- AND r.outcome_id = b.outcome_id AND r.final_ok AND r.ce >= b.s AND r.cs <= b.e
-GROUP BY b.denominator_cohort_id, b.outcome_id, b.analysis_interval
-"""[1:],
+    parts.append(
+        "SELECT 'span' AS kind, i.denominator_cohort_id, i.outcome_id, i.analysis_interval, i.s, i.e, "
+        "CAST(NULL AS STRING) AS strata_name, CAST(NULL AS STRING) AS strata_level, "
+        "count(DISTINCT r.subject_id) AS denominator_count, CAST(NULL AS BIGINT) AS person_days, "
+        "count(DISTINCT r.rid) AS outcome_count "
+        f"{join.replace(intervals, f'({span})')} "
+        "GROUP BY i.denominator_cohort_id, i.outcome_id, i.analysis_interval, i.s, i.e"
     )
+    return " UNION ALL ".join(parts)
 
 
 def estimate_incidence(context: StudyContext, den: Denominator, spec: IncidenceSpec) -> list[ResultTable]:
@@ -263,21 +264,23 @@ def estimate_incidence(context: StudyContext, den: Denominator, spec: IncidenceS
     intervals = context.temp_name("incidence_intervals")
     runner.materialize(rows, incidence_rows_sql(context, den, outcomes, strata, spec, censor))
     try:
-        spans = windows(context, rows, "final_ok")
+        steps = runner.query(pairs_sql(rows)).to_pylist()
         chosen = [
-            (den_id, outcome_id, unit, interval)
-            for (den_id, outcome_id), (first, last) in sorted(spans.items())
+            (int(r["denominator_cohort_id"]), int(r["outcome_id"]), unit, interval)
+            for r in sorted(steps, key=lambda r: (r["denominator_cohort_id"], r["outcome_id"]))
+            if r["first"] is not None
             for unit in spec.interval
-            for interval in study_intervals(first, last, unit, spec.complete_database_intervals)
+            for interval in study_intervals(r["first"], r["last"], unit, spec.complete_database_intervals)
         ]
         runner.register(intervals, intervals_table(chosen))
-        counts = runner.query(aggregate_sql(context, rows, intervals, strata)).to_pylist()
-        steps_sql, complete_sql = attrition_sql(rows, intervals)
-        steps = runner.query(steps_sql).to_pylist()
-        complete = runner.query(complete_sql).to_pylist()
+        results = runner.query(aggregate_sql(context, rows, intervals, strata)).to_pylist()
     finally:
         runner.drop(rows)
         runner.drop(intervals)
+    counts = [r for r in results if r["kind"] == "rate"]
+    complete = [
+        {**r, "r4": r["outcome_count"], "s4": r["denominator_count"]} for r in results if r["kind"] == "span"
+    ]
     names = {o.cohort_definition_id: o.name for o in outcomes}
     return [
         ResultTable(

@@ -10,7 +10,6 @@ the whole population is ``overall`` / ``overall``.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -96,7 +95,7 @@ def denominator_rows_sql(context: StudyContext, den: Denominator, strata: Strata
         "row_number() OVER (ORDER BY d.cohort_definition_id, d.subject_id, d.cohort_start_date, "
         "d.cohort_end_date) AS rid, "
         f"d.subject_id, d.cohort_start_date AS cs, d.cohort_end_date AS ce{extra} "
-        f"FROM {den.table} d {' '.join(joins)}"
+        f"FROM {den.rows} d {' '.join(joins)}"
     )
 
 
@@ -137,12 +136,3 @@ def intervals_table(rows: list[tuple[int, int, str, Interval]]) -> pa.Table:
         ],
         schema=INTERVAL_SCHEMA,
     )
-
-
-def windows(context: StudyContext, table: str, where: str = "TRUE") -> dict[tuple[int, int], tuple[dt.date, dt.date]]:
-    """[min(cs), max(ce)] of each (denominator cohort, outcome) pair of an analysis table."""
-    rows = context.runner.query(
-        f"SELECT denominator_cohort_id, outcome_id, min(cs) AS first, max(ce) AS last FROM {table} "
-        f"WHERE {where} GROUP BY denominator_cohort_id, outcome_id"
-    ).to_pylist()
-    return {(int(r["denominator_cohort_id"]), int(r["outcome_id"])): (r["first"], r["last"]) for r in rows}

@@ -147,7 +147,7 @@ WITH r AS (SELECT cohort_definition_id AS denominator_cohort_id, subject_id, coh
                   cohort_end_date AS ce,
                   concat(CAST(subject_id AS STRING), '|', CAST(cohort_start_date AS STRING), '|',
                          CAST(cohort_end_date AS STRING)) AS record
-           FROM {den.table}),
+           FROM {den.rows}),
 bounds AS (SELECT denominator_cohort_id, outcome_id, analysis_interval, min(s) AS s, max(e) AS e
            FROM {intervals} GROUP BY denominator_cohort_id, outcome_id, analysis_interval),
 spanned AS (
@@ -175,7 +175,7 @@ def estimate_prevalence(context: StudyContext, den: Denominator, spec: Prevalenc
         int(r["cohort_definition_id"]): r
         for r in runner.query(
             "SELECT cohort_definition_id, min(cohort_start_date) AS first, max(cohort_end_date) AS last, "
-            f"count(*) AS r1, count(DISTINCT subject_id) AS s1 FROM {den.table} GROUP BY cohort_definition_id"
+            f"count(*) AS r1, count(DISTINCT subject_id) AS s1 FROM {den.rows} GROUP BY cohort_definition_id"
         ).to_pylist()
     }
     spans = {den_id: (r["first"], r["last"]) for den_id, r in starting.items()}
@@ -187,14 +187,12 @@ def estimate_prevalence(context: StudyContext, den: Denominator, spec: Prevalenc
         for interval in prevalence_intervals(spec, unit, first, last)
     ]
     intervals = context.temp_name("prevalence_intervals")
-    cases = context.temp_name("prevalence_cases")
     runner.register(intervals, intervals_table(chosen))
     try:
-        runner.materialize(cases, cases_sql(context, den, spec, strata, intervals))
+        cases = f"({cases_sql(context, den, spec, strata, intervals)})"
         counts = runner.query(aggregate_sql(cases, strata, spec.level)).to_pylist()
         steps = runner.query(attrition_sql(context, den, spec, intervals)).to_pylist()
     finally:
-        runner.drop(cases)
         runner.drop(intervals)
     return [
         ResultTable(
