@@ -107,7 +107,7 @@ def denominator(pop: Population, spec: DenominatorSpec) -> DenominatorResult:
     low = min(a for a, _ in spec.age_groups)
     high = max(b for _, b in spec.age_groups)
     target_name = spec.target.cohort if spec.target else None
-    for person in pop.persons:
+    for person in pop.persons if start is not None and end is not None else []:  # no observation at all: nobody
         # one candidate per observation period, or per target record (with the period containing its start)
         if target_name is None:
             periods = [(s, e) for pid, s, e in pop.periods if pid == person.person_id] or [(None, None)]
