@@ -46,4 +46,5 @@ def wilson_ci(outcomes: int, denominator: int) -> tuple[float | None, float | No
     centre = p + z * z / (2 * denominator)
     half = z * math.sqrt(p * (1 - p) / denominator + z * z / (4 * denominator * denominator))
     scale = 1 + z * z / denominator
-    return round((centre - half) / scale, 5), round((centre + half) / scale, 5)
+    # + 0.0: a limit a rounding error below zero prints as 0.0, not -0.0
+    return round((centre - half) / scale, 5) + 0.0, round((centre + half) / scale, 5) + 0.0
