@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "spec"))
 
-from ip_helpers import FEMALE, MALE, Cdm, analyse  # noqa: E402
+from ip_helpers import FEMALE, MALE, Cdm, analyse
 
-from hygie.analyses.incidence_prevalence.spec import (  # noqa: E402
+from hygie.analyses.incidence_prevalence.spec import (
     CensorSpec,
     DenominatorSpec,
     IncidenceSpec,

@@ -97,12 +97,7 @@ def test_a3_date_of_birth_imputation(engine):
 
 
 def test_a4_multiple_observation_periods(engine):
-    cdm = (
-        Cdm()
-        .person(1, "2000-06-01")
-        .period(1, "2010-01-01", "2010-06-01")
-        .period(1, "2011-01-01", "2011-06-01")
-    )
+    cdm = Cdm().person(1, "2000-06-01").period(1, "2010-01-01", "2010-06-01").period(1, "2011-01-01", "2011-06-01")
     rows = engine.denominator(cdm)
     assert (len(rows), len({subject for _, subject, _, _ in rows})) == (2, 1)
     assert engine.denominator(cdm, cohort_date_range=(D("2011-01-01"), None)) == [
@@ -233,9 +228,7 @@ def test_b3_person_days_under_an_age_window(engine):
         .person(2, "1999-07-01", "F")
         .period(2, "2007-01-01", "2022-10-05")
     )
-    rows = engine.incidence(
-        cdm, DenominatorSpec(age_groups=[(20, 30)]), complete_database_intervals=False
-    )["incidence"]
+    rows = engine.incidence(cdm, DenominatorSpec(age_groups=[(20, 30)]), complete_database_intervals=False)["incidence"]
     assert of(rows, "incidence_start_date", "person_days", "denominator_count", "outcome_count") == [
         (D("2019-07-01"), 184, 1, 0),
         (D("2020-01-01"), 550, 2, 0),
@@ -265,9 +258,7 @@ def overall_population() -> Cdm:
     )
 
 
-@pytest.mark.parametrize(
-    ("repeated", "end", "person_days"), [(False, "2010-02-05", 1253), (True, "2011-06-15", 1748)]
-)
+@pytest.mark.parametrize(("repeated", "end", "person_days"), [(False, "2010-02-05", 1253), (True, "2011-06-15", 1748)])
 def test_b4_overall_interval_and_where_it_ends(engine, repeated, end, person_days):
     rows = engine.incidence(
         overall_population(),

@@ -278,9 +278,7 @@ def estimate_incidence(context: StudyContext, den: Denominator, spec: IncidenceS
         runner.drop(rows)
         runner.drop(intervals)
     counts = [r for r in results if r["kind"] == "rate"]
-    complete = [
-        {**r, "r4": r["outcome_count"], "s4": r["denominator_count"]} for r in results if r["kind"] == "span"
-    ]
+    complete = [{**r, "r4": r["outcome_count"], "s4": r["denominator_count"]} for r in results if r["kind"] == "span"]
     names = {o.cohort_definition_id: o.name for o in outcomes}
     return [
         ResultTable(

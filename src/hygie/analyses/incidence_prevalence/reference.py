@@ -120,9 +120,9 @@ def denominator(pop: Population, spec: DenominatorSpec) -> DenominatorResult:
                     candidates.append((s, None if e is None else min(e, t_end), t_start))
         for op_start, op_end, t_start in candidates:
 
-            def passed(step: str, counter: dict[str, Any] = steps) -> None:
+            def passed(step: str, counter: dict[str, Any] = steps, pid: int = person.person_id) -> None:
                 counter[step]["records"] += 1
-                counter[step]["subjects"].add(person.person_id)
+                counter[step]["subjects"].add(pid)
 
             passed("s1")
             if person.year_of_birth is None:
@@ -305,7 +305,8 @@ def incidence(pop: Population, den: DenominatorResult, spec: IncidenceSpec, name
                 lo, hi = chosen[0].start, chosen[-1].end
                 inside = [p for p in counted if p.ce >= lo and p.cs <= hi]
                 complete.append({"denominator_cohort_id": cid, "outcome_id": oid, "analysis_interval": unit,
-                                 "r4": len({p.rid for p in inside}), "s4": len({p.row.subject for p in inside})})  # fmt: skip
+                                 "r4": len({p.rid for p in inside}),
+                                 "s4": len({p.row.subject for p in inside})})  # fmt: skip
             for interval in chosen:
                 for group in _groups(spec.strata, spec.include_overall_strata):
                     cells: dict[tuple[str, str], dict[str, Any]] = {}
