@@ -124,18 +124,33 @@ def analyse(
     spark: Any = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """Result tables of one analysis (rows as dicts), after checking the reference implementation agrees."""
+    return analyse_all(engine, cdm, [spec], denominator, spark)[0]
+
+
+def analyse_all(
+    engine: str,
+    cdm: Cdm,
+    specs: list[IncidenceSpec | PrevalenceSpec],
+    denominator: DenominatorSpec | None = None,
+    spark: Any = None,
+) -> list[dict[str, list[dict[str, Any]]]]:
+    """Several analyses of one study run (they share the denominator, generated once), each checked against
+    the reference implementation."""
     denominator = denominator or DenominatorSpec()
     ctx, closer = context(engine, cdm, spark)
-    study = StudyDefinitions(denominators={spec.denominator: denominator})
-    analysis = IncidenceAnalysis() if isinstance(spec, IncidenceSpec) else PrevalenceAnalysis()
+    out = []
     try:
-        tables = {t.name: t.rows.to_pylist() for t in analysis.run(ctx, spec, study)}
+        for spec in specs:
+            study = StudyDefinitions(denominators={spec.denominator: denominator})
+            analysis = IncidenceAnalysis() if isinstance(spec, IncidenceSpec) else PrevalenceAnalysis()
+            out.append({t.name: t.rows.to_pylist() for t in analysis.run(ctx, spec, study)})
     finally:
         closer.close()
-    oracle = reference.run(reference_input(cdm), spec, denominator, spec.denominator)
-    for name, rows in oracle.items():
-        assert tables[name] == rows, f"{name}: the engine and the reference implementation disagree"
-    return tables
+    for spec, tables in zip(specs, out, strict=True):
+        oracle = reference.run(reference_input(cdm), spec, denominator, spec.denominator)
+        for name, rows in oracle.items():
+            assert tables[name] == rows, f"{name}: the engine and the reference implementation disagree ({spec})"
+    return out
 
 
 def reference_input(cdm: Cdm) -> reference.Population:

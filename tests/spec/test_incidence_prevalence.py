@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from ip_helpers import Cdm, analyse, denominator_rows, of
+from ip_helpers import Cdm, analyse_all, denominator_rows, of
 
 from hygie.analyses.incidence_prevalence.spec import DenominatorSpec, IncidenceSpec, PrevalenceSpec, TargetSpec
 
@@ -27,12 +27,16 @@ class Engine:
         return denominator_rows(self.name, cdm, DenominatorSpec(**spec), self.spark)[1]
 
     def incidence(self, cdm: Cdm, denominator: DenominatorSpec | None = None, **spec: object) -> dict:
-        spec = {"denominator": "d", "outcomes": ["outcome"], **spec}
-        return analyse(self.name, cdm, IncidenceSpec(**spec), denominator, self.spark)
+        return self.incidences(cdm, [spec], denominator)[0]
 
-    def prevalence(self, cdm: Cdm, denominator: DenominatorSpec | None = None, **spec: object) -> dict:
-        spec = {"denominator": "d", "outcomes": ["outcome"], **spec}
-        return analyse(self.name, cdm, PrevalenceSpec(**spec), denominator, self.spark)
+    def incidences(self, cdm: Cdm, variants: list[dict], denominator: DenominatorSpec | None = None) -> list[dict]:
+        """Several incidence analyses in one study run (one denominator)."""
+        specs = [IncidenceSpec(**{"denominator": "d", "outcomes": ["outcome"], **v}) for v in variants]
+        return analyse_all(self.name, cdm, specs, denominator, self.spark)
+
+    def prevalences(self, cdm: Cdm, variants: list[dict], denominator: DenominatorSpec | None = None) -> list[dict]:
+        specs = [PrevalenceSpec(**{"denominator": "d", "outcomes": ["outcome"], **v}) for v in variants]
+        return analyse_all(self.name, cdm, specs, denominator, self.spark)
 
 
 @pytest.fixture(params=["duckdb", "spark"])
@@ -161,10 +165,12 @@ LADDER = [
 
 def test_b1_outcome_washout_ladder(engine):
     person_days = {}
-    for washout, total, per_year in LADDER:
-        rows = engine.incidence(
-            washout_ladder(), outcome_washout=washout, repeated_events=True, complete_database_intervals=False
-        )["incidence"]
+    variants = [
+        {"outcome_washout": w, "repeated_events": True, "complete_database_intervals": False} for w, _, _ in LADDER
+    ]
+    results = engine.incidences(washout_ladder(), variants)
+    for (washout, total, per_year), result in zip(LADDER, results, strict=True):
+        rows = result["incidence"]
         assert sum(r["outcome_count"] for r in rows) == total, washout
         assert [(r["incidence_start_date"].year, r["outcome_count"], r["person_days"]) for r in rows] == per_year
         assert {r["analysis_outcome_washout"] for r in rows} == {str(washout)}
@@ -197,26 +203,19 @@ def repeated_outcomes() -> Cdm:
     return cdm
 
 
-@pytest.mark.parametrize(
-    ("washout", "repeated", "interval", "total"),
-    [(0, False, "years", 1), (2, True, "years", 3), (10, True, "years", 2), ("inf", True, "years", 1),
-     ("inf", True, "weeks", 1)],
-)  # fmt: skip
-def test_b2_repeated_events_with_a_short_washout(engine, washout, repeated, interval, total):
-    rows = engine.incidence(
-        repeated_outcomes(),
-        outcome_washout=washout,
-        repeated_events=repeated,
-        interval=interval,
-        complete_database_intervals=False,
-    )["incidence"]
-    assert sum(r["outcome_count"] for r in rows) == total
-    if (washout, repeated) == (0, False):
-        assert of(rows, "incidence_start_date", "incidence_end_date", "person_days") == [
-            (D("2010-01-01"), D("2010-02-05"), 36)
-        ]
-    if (washout, repeated) == (2, True):
-        assert [r["person_days"] for r in rows] == [359, 365, 153]
+def test_b2_repeated_events_with_a_short_washout(engine):
+    cases = [(0, False, "years", 1), (2, True, "years", 3), (10, True, "years", 2), ("inf", True, "years", 1),
+             ("inf", True, "weeks", 1)]  # fmt: skip
+    variants = [
+        {"outcome_washout": w, "repeated_events": r, "interval": i, "complete_database_intervals": False}
+        for w, r, i, _ in cases
+    ]
+    results = engine.incidences(repeated_outcomes(), variants)
+    assert [sum(r["outcome_count"] for r in result["incidence"]) for result in results] == [c[3] for c in cases]
+    assert of(results[0]["incidence"], "incidence_start_date", "incidence_end_date", "person_days") == [
+        (D("2010-01-01"), D("2010-02-05"), 36)
+    ]
+    assert [r["person_days"] for r in results[1]["incidence"]] == [359, 365, 153]
 
 
 def test_b3_person_days_under_an_age_window(engine):
@@ -258,20 +257,19 @@ def overall_population() -> Cdm:
     )
 
 
-@pytest.mark.parametrize(("repeated", "end", "person_days"), [(False, "2010-02-05", 1253), (True, "2011-06-15", 1748)])
-def test_b4_overall_interval_and_where_it_ends(engine, repeated, end, person_days):
-    rows = engine.incidence(
+def test_b4_overall_interval_and_where_it_ends(engine):
+    common = {"interval": "overall", "outcome_washout": 0, "complete_database_intervals": False}
+    results = engine.incidences(
         overall_population(),
+        [{**common, "repeated_events": False}, {**common, "repeated_events": True}],
         DenominatorSpec(cohort_date_range=(D("2007-01-01"), None)),
-        interval="overall",
-        outcome_washout=0,
-        repeated_events=repeated,
-        complete_database_intervals=False,
-    )["incidence"]
-    assert of(rows, "analysis_interval", "denominator_count", "incidence_start_date", "incidence_end_date") == [
-        ("overall", 2, D("2007-01-01"), D(end))
-    ]
-    assert (rows[0]["person_days"], rows[0]["outcome_count"]) == (person_days, 1)
+    )
+    for result, (end, person_days) in zip(results, [("2010-02-05", 1253), ("2011-06-15", 1748)], strict=True):
+        rows = result["incidence"]
+        assert of(rows, "analysis_interval", "denominator_count", "incidence_start_date", "incidence_end_date") == [
+            ("overall", 2, D("2007-01-01"), D(end))
+        ]
+        assert (rows[0]["person_days"], rows[0]["outcome_count"]) == (person_days, 1)
 
 
 def test_b5_months_and_complete_database_intervals(engine):
@@ -279,13 +277,15 @@ def test_b5_months_and_complete_database_intervals(engine):
     for day in ("2010-02-05", "2010-02-08", "2010-02-20"):
         cdm.record("outcome", 1, day)
     common = {"interval": "months", "outcome_washout": 0, "repeated_events": True}
-    incomplete = engine.incidence(cdm, complete_database_intervals=False, **common)["incidence"]
+    results = engine.incidences(
+        cdm, [{**common, "complete_database_intervals": False}, {**common, "complete_database_intervals": True}]
+    )
+    incomplete, complete = (r["incidence"] for r in results)
     assert len(incomplete) == 12
     assert (incomplete[0]["incidence_start_date"], incomplete[-1]["incidence_end_date"]) == (
         D("2010-01-15"),
         D("2010-12-15"),
     )
-    complete = engine.incidence(cdm, complete_database_intervals=True, **common)["incidence"]
     assert [r["incidence_start_date"] for r in complete] == [D(f"2010-{m:02d}-01") for m in range(2, 12)]
     assert complete[0]["outcome_count"] == 3
 
@@ -306,7 +306,9 @@ def full_contribution_population() -> Cdm:
 
 def test_c1_full_contribution(engine):
     common = {"type": "period", "interval": "years", "complete_database_intervals": False}
-    partial = engine.prevalence(full_contribution_population(), full_contribution=False, **common)
+    partial, full = engine.prevalences(
+        full_contribution_population(), [{**common, "full_contribution": False}, {**common, "full_contribution": True}]
+    )
     rows = partial["prevalence"]
     assert of(rows, "prevalence_start_date", "prevalence_end_date", "denominator_count", "outcome_count") == [
         (D("2010-01-01"), D("2010-12-31"), 2, 1),
@@ -320,7 +322,6 @@ def test_c1_full_contribution(engine):
     ]
     assert {(r["analysis_type"], r["analysis_level"]) for r in rows} == {("period", "person")}
 
-    full = engine.prevalence(full_contribution_population(), full_contribution=True, **common)
     rows = full["prevalence"]
     assert [r["denominator_count"] for r in rows] == [2, 1, 1]
     assert of(rows, "prevalence", "prevalence_95ci_upper") == [(0.5, 0.90547), (0.0, 0.79345), (0.0, 0.79345)]
@@ -332,8 +333,7 @@ def test_c1_full_contribution(engine):
     assert step["excluded_subjects"] == 1
 
 
-@pytest.mark.parametrize(("level", "denominator", "outcomes"), [("person", 3, 1), ("record", 4, 2)])
-def test_c2_person_and_record_level(engine, level, denominator, outcomes):
+def test_c2_person_and_record_level(engine):
     cdm = (
         Cdm()
         .person(1, "2000-01-01")
@@ -346,9 +346,11 @@ def test_c2_person_and_record_level(engine, level, denominator, outcomes):
         .person(3, "2000-01-01")
         .period(3, "2000-06-01", "2000-06-15")
     )
-    (row,) = engine.prevalence(cdm, type="period", interval="overall", level=level)["prevalence"]
-    assert (row["denominator_count"], row["outcome_count"]) == (denominator, outcomes)
-    assert (row["prevalence_start_date"], row["prevalence_end_date"]) == (D("2000-06-01"), D("2012-07-01"))
-    assert row["analysis_level"] == level
-    if level == "record":
-        assert row["prevalence"] == 0.5
+    levels = [("person", 3, 1), ("record", 4, 2)]
+    results = engine.prevalences(cdm, [{"type": "period", "interval": "overall", "level": lv} for lv, _, _ in levels])
+    for result, (level, denominator, outcomes) in zip(results, levels, strict=True):
+        (row,) = result["prevalence"]
+        assert (row["denominator_count"], row["outcome_count"]) == (denominator, outcomes)
+        assert (row["prevalence_start_date"], row["prevalence_end_date"]) == (D("2000-06-01"), D("2012-07-01"))
+        assert row["analysis_level"] == level
+    assert results[1]["prevalence"][0]["prevalence"] == 0.5  # record level

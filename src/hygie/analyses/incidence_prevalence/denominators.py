@@ -238,25 +238,34 @@ def _candidates_sql(
     )
 
 
-def _count(flag: str, name: str) -> str:
+def _per_subject(source: str, key: str, flags: tuple[str, ...]) -> str:
+    """Records and subjects passing each flag, counted in two plain aggregations (per subject, then per
+    ``key``) rather than with ``count(DISTINCT ...)``, which Spark plans as an expensive expand."""
+    inner = ", ".join(f"sum(CASE WHEN {f} THEN 1 ELSE 0 END) AS {f}" for f in flags)
+    outer = ", ".join(
+        f"sum({f}) AS {f}_records, sum(CASE WHEN {f} > 0 THEN 1 ELSE 0 END) AS {f}_subjects" for f in flags
+    )
     return (
-        f"sum(CASE WHEN {flag} THEN 1 ELSE 0 END) AS {name}_records, "
-        f"count(DISTINCT CASE WHEN {flag} THEN subject_id END) AS {name}_subjects"
+        f"SELECT {key} AS cohort_definition_id, {outer} FROM (SELECT {key}, subject_id, {inner} FROM {source} "
+        f"GROUP BY {key}, subject_id) t GROUP BY {key}"
     )
 
 
 def _counts_sql(candidates: str, expanded: str) -> str:
     """Records and subjects after each step: the shared steps (as cohort 0), then each cohort's own."""
     nothing = "CAST(NULL AS BIGINT)"
-    shared = ", ".join(_count(f, f) for f in ("s2", "s3", "s4", "s5"))
-    own = ", ".join(_count(f, f) for f in ("s6", "s7", "s8", "s9"))
-    no_shared = ", ".join(f"{nothing} AS {f}_records, {nothing} AS {f}_subjects" for f in ("s2", "s3", "s4", "s5"))
-    no_own = ", ".join(f"{nothing} AS {f}_records, {nothing} AS {f}_subjects" for f in ("s6", "s7", "s8", "s9"))
+    shared_flags, own_flags = ("s1", "s2", "s3", "s4", "s5"), ("s6", "s7", "s8", "s9")
+    no_shared = ", ".join(f"{nothing} AS {f}_records, {nothing} AS {f}_subjects" for f in shared_flags)
+    no_own = ", ".join(f"{nothing} AS {f}_records, {nothing} AS {f}_subjects" for f in own_flags)
+    shared = _per_subject(
+        f"(SELECT c.*, TRUE AS s1, CAST(0 AS BIGINT) AS k FROM ({candidates}) c) c", "k", shared_flags
+    )
+    own = _per_subject(expanded, "cohort_definition_id", own_flags)
+    columns = ", ".join(f"{f}_{x}" for f in shared_flags for x in ("records", "subjects"))
+    own_columns = ", ".join(f"{f}_{x}" for f in own_flags for x in ("records", "subjects"))
     return (
-        f"SELECT CAST(0 AS BIGINT) AS cohort_definition_id, count(*) AS s1_records, "
-        f"count(DISTINCT subject_id) AS s1_subjects, {shared}, {no_own} FROM ({candidates}) c "
-        f"UNION ALL SELECT cohort_definition_id, {nothing} AS s1_records, {nothing} AS s1_subjects, {no_shared}, "
-        f"{own} FROM {expanded} GROUP BY cohort_definition_id"
+        f"SELECT cohort_definition_id, {columns}, {no_own} FROM ({shared}) a "
+        f"UNION ALL SELECT cohort_definition_id, {no_shared}, {own_columns} FROM ({own}) b"
     )
 
 

@@ -205,16 +205,23 @@ FROM counted"""
 
 
 def pairs_sql(rows: str) -> str:
-    """Per (denominator cohort, outcome): the span of the counted pieces and the attrition before intervals."""
+    """Per (denominator cohort, outcome): the span of the counted pieces and the attrition before intervals
+    (records are denominator rows). Plain aggregations, per row, per subject, per pair: no ``count(DISTINCT)``,
+    which Spark plans as an expensive expand."""
+    pair = "denominator_cohort_id, outcome_id"
     return f"""
-SELECT denominator_cohort_id, outcome_id,
-       min(CASE WHEN final_ok THEN cs END) AS first, max(CASE WHEN final_ok THEN ce END) AS last,
-       count(DISTINCT rid) AS r1, count(DISTINCT subject_id) AS s1,
-       count(DISTINCT CASE WHEN censor_ok THEN rid END) AS r2,
-       count(DISTINCT CASE WHEN censor_ok THEN subject_id END) AS s2,
-       count(DISTINCT CASE WHEN final_ok THEN rid END) AS r3,
-       count(DISTINCT CASE WHEN final_ok THEN subject_id END) AS s3
-FROM {rows} GROUP BY denominator_cohort_id, outcome_id"""
+SELECT {pair}, min(first) AS first, max(last) AS last,
+       sum(n1) AS r1, count(*) AS s1, sum(n2) AS r2, sum(CASE WHEN n2 > 0 THEN 1 ELSE 0 END) AS s2,
+       sum(n3) AS r3, sum(CASE WHEN n3 > 0 THEN 1 ELSE 0 END) AS s3
+FROM (
+  SELECT {pair}, subject_id, min(first) AS first, max(last) AS last, count(*) AS n1, sum(c2) AS n2, sum(c3) AS n3
+  FROM (
+    SELECT {pair}, subject_id, rid, min(CASE WHEN final_ok THEN cs END) AS first,
+           max(CASE WHEN final_ok THEN ce END) AS last, max(CASE WHEN censor_ok THEN 1 ELSE 0 END) AS c2,
+           max(CASE WHEN final_ok THEN 1 ELSE 0 END) AS c3
+    FROM {rows} GROUP BY {pair}, subject_id, rid) per_row
+  GROUP BY {pair}, subject_id) per_subject
+GROUP BY {pair}"""
 
 
 def aggregate_sql(context: StudyContext, rows: str, intervals: str, strata: Strata) -> str:
