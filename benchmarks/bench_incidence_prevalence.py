@@ -2,9 +2,9 @@
 
 The population is generated directly as PERSON, OBSERVATION_PERIOD and an outcome cohort (hash-based SQL, no
 synth pipeline), ``HYGIE_BENCH_PATIENTS`` persons (default 20,000; ``HYGIE_BENCH_LARGE`` adds one run at that
-size, e.g. 600000). Each measured run is a child process that loads the tables into an in-memory DuckDB and
-times the analysis alone (denominator included); the figures are the median of several runs, the child's peak
-RSS, and the ratio against one hand-written DuckDB query computing the same counts and person-days (the counts
+size, e.g. 600000; ``HYGIE_BENCH_RUNS``: runs, default 5). Each measured run is a child process that loads the
+tables into an in-memory DuckDB and times the analysis alone (denominator included); the figures are the median
+of several runs, the child's peak RSS, and the ratio against one hand-written DuckDB query computing the same counts and person-days (the counts
 are compared too). Spark local mode is timed once at a small size, for reference.
 
 Run: ``uv run python -m benchmarks.bench_incidence_prevalence`` (or ``make bench``).
@@ -21,7 +21,7 @@ from typing import Any
 
 from benchmarks.common import run_child
 
-RUNS = 5
+RUNS = int(os.environ.get("HYGIE_BENCH_RUNS", "5"))
 SPARK_PATIENTS = 2000
 AGE_GROUPS = [(0, 17), (18, 44), (45, 64), (65, 150)]
 SEXES = [("Male", 8507), ("Female", 8532)]
@@ -50,6 +50,7 @@ con.execute(f'''COPY (SELECT CAST(1 AS BIGINT) AS cohort_definition_id,
 
 LOAD = """
 import json, time, duckdb
+import pandas  # DuckDB imports it on the first Arrow registration: a one-time cost a study run pays earlier
 con = duckdb.connect(":memory:")
 for name in ("person", "observation_period", "study_cohort"):
     con.execute(f"CREATE TABLE {{name}} AS SELECT * FROM read_parquet('{folder}/{{name}}.parquet')")

@@ -167,7 +167,7 @@ def generate(context: StudyContext, name: str, spec: DenominatorSpec) -> Denomin
     try:
         # Every row of every cohort that passed the shared steps, with its flags: the cohort is the rows with s9.
         runner.materialize(table, _expanded_sql(context, candidates, grid, spec, start, end, target_id))
-        counts = runner.query(_counts_sql(candidates, table)).to_pylist()
+        counts = runner.query(_counts_sql(candidates, table, runner.dialect.name == "spark")).to_pylist()
     finally:
         runner.drop(grid)
     common = next(r for r in counts if r["cohort_definition_id"] == 0)
@@ -238,9 +238,16 @@ def _candidates_sql(
     )
 
 
-def _per_subject(source: str, key: str, flags: tuple[str, ...]) -> str:
-    """Records and subjects passing each flag, counted in two plain aggregations (per subject, then per
-    ``key``) rather than with ``count(DISTINCT ...)``, which Spark plans as an expensive expand."""
+def _per_subject(source: str, key: str, flags: tuple[str, ...], spark: bool) -> str:
+    """Records and subjects passing each flag. DuckDB counts distinct subjects directly; on Spark two plain
+    aggregations (per subject, then per ``key``) avoid the expand that ``count(DISTINCT ...)`` plans."""
+    if not spark:
+        counts = ", ".join(
+            f"sum(CASE WHEN {f} THEN 1 ELSE 0 END) AS {f}_records, "
+            f"count(DISTINCT CASE WHEN {f} THEN subject_id END) AS {f}_subjects"
+            for f in flags
+        )
+        return f"SELECT {key} AS cohort_definition_id, {counts} FROM {source} GROUP BY {key}"
     inner = ", ".join(f"sum(CASE WHEN {f} THEN 1 ELSE 0 END) AS {f}" for f in flags)
     outer = ", ".join(
         f"sum({f}) AS {f}_records, sum(CASE WHEN {f} > 0 THEN 1 ELSE 0 END) AS {f}_subjects" for f in flags
@@ -251,16 +258,16 @@ def _per_subject(source: str, key: str, flags: tuple[str, ...]) -> str:
     )
 
 
-def _counts_sql(candidates: str, expanded: str) -> str:
+def _counts_sql(candidates: str, expanded: str, spark: bool) -> str:
     """Records and subjects after each step: the shared steps (as cohort 0), then each cohort's own."""
     nothing = "CAST(NULL AS BIGINT)"
     shared_flags, own_flags = ("s1", "s2", "s3", "s4", "s5"), ("s6", "s7", "s8", "s9")
     no_shared = ", ".join(f"{nothing} AS {f}_records, {nothing} AS {f}_subjects" for f in shared_flags)
     no_own = ", ".join(f"{nothing} AS {f}_records, {nothing} AS {f}_subjects" for f in own_flags)
     shared = _per_subject(
-        f"(SELECT c.*, TRUE AS s1, CAST(0 AS BIGINT) AS k FROM ({candidates}) c) c", "k", shared_flags
+        f"(SELECT c.*, TRUE AS s1, CAST(0 AS BIGINT) AS k FROM ({candidates}) c) c", "k", shared_flags, spark
     )
-    own = _per_subject(expanded, "cohort_definition_id", own_flags)
+    own = _per_subject(expanded, "cohort_definition_id", own_flags, spark)
     columns = ", ".join(f"{f}_{x}" for f in shared_flags for x in ("records", "subjects"))
     own_columns = ", ".join(f"{f}_{x}" for f in own_flags for x in ("records", "subjects"))
     return (
@@ -278,7 +285,8 @@ def _expanded_sql(
     end: dt.date,
     target_id: int | None,
 ) -> str:
-    """Each surviving candidate row for each cohort of the grid, with its dates and the flags s6..s9."""
+    """Each candidate row that passed the shared steps, for each cohort of the grid whose age requirement it
+    meets during the study period (s6), with its dates and the flags s6..s9."""
     d = context.runner.dialect
     study_start, study_end = date_literal(start), date_literal(end)
     age_start = add_years(d, "c.dob", "g.min_age")
@@ -308,7 +316,8 @@ def _expanded_sql(
         "age_start <= ce AS s6, prior_start <= ce AS s7, "
         f"prior_start <= ce AND {sex_ok} AS s8, "
         f"prior_start <= ce AND {sex_ok} AND {entry_ok} AND {fs} <= {fe} AS s9, "
-        f"{fs} AS cohort_start_date, {fe} AS cohort_end_date FROM ({rows}) r"
+        f"{fs} AS cohort_start_date, {fe} AS cohort_end_date FROM ({rows}) r "
+        "WHERE age_start <= ce"  # rows failing the age requirement only count as not passing s6
     )
 
 
