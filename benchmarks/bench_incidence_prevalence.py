@@ -4,8 +4,8 @@ The population is generated directly as PERSON, OBSERVATION_PERIOD and an outcom
 synth pipeline), ``HYGIE_BENCH_PATIENTS`` persons (default 20,000; ``HYGIE_BENCH_LARGE`` adds one run at that
 size, e.g. 600000; ``HYGIE_BENCH_RUNS``: runs, default 5). Each measured run is a child process that loads the
 tables into an in-memory DuckDB and times the analysis alone (denominator included); the figures are the median
-of several runs, the child's peak RSS, and the ratio against one hand-written DuckDB query computing the same counts and person-days (the counts
-are compared too). Spark local mode is timed once at a small size, for reference.
+of several runs, the child's peak RSS, and the ratio against one hand-written DuckDB query computing the same
+counts and person-days (the counts are compared too). Spark local mode is timed once at a small size.
 
 Run: ``uv run python -m benchmarks.bench_incidence_prevalence`` (or ``make bench``).
 """
