@@ -130,14 +130,14 @@ def one_record_per_person(cdm: Cdm) -> Cdm:
     return cdm
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 @given(cdm=populations(), denominator=denominators(), spec=incidence_specs())
 def test_incidence_engine_agrees_with_the_reference(cdm, denominator, spec):
     tables = analyse("duckdb", one_record_per_person(cdm), spec, denominator)  # asserts the agreement
     assert set(tables) == {"incidence", "incidence_attrition", "denominator_settings", "denominator_attrition"}
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 @given(cdm=populations(), denominator=denominators(), spec=prevalence_specs())
 def test_prevalence_engine_agrees_with_the_reference(cdm, denominator, spec):
     tables = analyse("duckdb", cdm, spec, denominator)  # asserts the agreement
