@@ -49,6 +49,7 @@ class StudyContext:
     cohorts: Mapping[str, StudyCohort]
     cohort_table: str = "study_cohort"
     engine: str = "duckdb"
+    cache: dict = field(default_factory=dict)  # what analyses share within one run (denominators by name)
     _names: dict[str, int] = field(default_factory=dict, repr=False)
 
     def cohort(self, name: str) -> StudyCohort:

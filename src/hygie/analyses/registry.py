@@ -6,12 +6,15 @@ from hygie.analyses.base import Analysis
 from hygie.analyses.characterisation import Characterisation
 from hygie.analyses.cohort_counts import CohortCounts
 from hygie.analyses.drug_utilisation import DrugUtilisation
+from hygie.analyses.incidence_prevalence import IncidenceAnalysis, PrevalenceAnalysis
 
 
 def analyses() -> dict[str, Analysis]:
     """Study-file key -> analysis. Imported here, explicitly, so the list of what hygie can run is one read."""
     kinds: list[Analysis] = [
         CohortCounts(),
+        IncidenceAnalysis(),
+        PrevalenceAnalysis(),
         Characterisation(),
         DrugUtilisation(),
     ]

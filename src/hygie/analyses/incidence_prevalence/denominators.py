@@ -1,0 +1,446 @@
+"""Denominator cohorts (IncidencePrevalence's generateDenominatorCohortSet and its target variant), in SQL.
+
+One candidate row per (person, observation period) — per (person, target record) for the target variant. For
+each (age group, sex, days of prior observation) of the grid, a row enters at the latest of the birthday
+starting the age group, the end of the prior observation and the study start, and leaves at the earliest of
+the day before the birthday ending the age group, the end of observation (of the target record) and the study
+end; it is kept when it enters on or before it leaves. Semantics: docs/incidence-prevalence.md.
+
+The cohorts are computed once per study run and denominator name (``context.cache``) and live in a temporary
+table of the runner; ``Denominator.rows`` selects them: ``cohort_definition_id, subject_id, cohort_start_date,
+cohort_end_date, person_sex``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import math
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from hygie.analyses.base import ResultTable, StudyContext
+from hygie.analyses.incidence_prevalence.spec import DenominatorSpec
+from hygie.analyses.incidence_prevalence.sql_dates import add_years, date_literal, date_of_birth
+from hygie.errors import HygieError
+
+MALE, FEMALE = 8507, 8532
+
+
+@dataclass(frozen=True)
+class DenominatorCohort:
+    """One denominator cohort of a set: its id and its requirements."""
+
+    cohort_definition_id: int
+    min_age: int
+    max_age: int
+    sex: str  # Both, Male, Female
+    days_prior_observation: int
+
+    @property
+    def age_group(self) -> str:
+        return f"{self.min_age} to {self.max_age}"
+
+
+@dataclass(frozen=True)
+class Denominator:
+    """A generated denominator set: the rows live in ``table`` (a temporary table of the study's runner)."""
+
+    name: str
+    spec: DenominatorSpec
+    table: str
+    cohorts: tuple[DenominatorCohort, ...]
+    start_date: dt.date | None
+    end_date: dt.date | None
+    settings: pa.Table
+    attrition: pa.Table
+
+    @property
+    def rows(self) -> str:
+        """SQL of the cohort rows (``table`` also keeps the rows that failed a requirement, for the attrition)."""
+        return (
+            "(SELECT cohort_definition_id, subject_id, cohort_start_date, cohort_end_date, person_sex "
+            f"FROM {self.table} WHERE s9)"
+        )
+
+    def cohort_name(self, cohort_id: int) -> str:
+        return f"{self.name}_{cohort_id}"
+
+    def cohort(self, cohort_id: int) -> DenominatorCohort:
+        return self.cohorts[cohort_id - 1]
+
+    def result_tables(self) -> list[ResultTable]:
+        return [
+            ResultTable(
+                "denominator_settings",
+                self.settings,
+                description="One row per denominator cohort: its age group, sex, prior observation and dates.",
+            ),
+            ResultTable(
+                "denominator_attrition",
+                self.attrition,
+                counts=ATTRITION_COUNTS,
+                plot="attrition",
+                description="Persons and observation periods remaining after each requirement of the denominator.",
+            ),
+        ]
+
+
+ATTRITION_COUNTS = {
+    "number_records": (),
+    "number_subjects": (),
+    "excluded_records": (),
+    "excluded_subjects": (),
+}
+
+
+def cohort_grid(spec: DenominatorSpec) -> tuple[DenominatorCohort, ...]:
+    """The cohorts of a set, numbered over the nested grid: age group outermost, then sex, then prior
+    observation. Without requirement interactions only the combinations varying one requirement at a time
+    (the others at their first value) are kept, in the same order."""
+    combos = []
+    for (low, high), sex, prior in itertools.product(spec.age_groups, spec.sex, spec.days_prior_observation):
+        if not spec.requirement_interactions:
+            firsts = [
+                (low, high) == tuple(spec.age_groups[0]),
+                sex == spec.sex[0],
+                prior == spec.days_prior_observation[0],
+            ]
+            if sum(firsts) < 2:
+                continue
+        combo = (low, high, sex, prior)
+        if combo not in combos:
+            combos.append(combo)
+    return tuple(DenominatorCohort(i + 1, *combo) for i, combo in enumerate(combos))
+
+
+def denominator(context: StudyContext, name: str, spec: DenominatorSpec) -> Denominator:
+    """The denominator set ``name`` of the study, generated on first use and then reused."""
+    key = ("denominator", name)
+    cached = context.cache.get(key)
+    if cached is None:
+        cached = generate(context, name, spec)
+        context.cache[key] = cached
+    return cached
+
+
+def study_period(context: StudyContext, spec: DenominatorSpec) -> tuple[dt.date | None, dt.date | None]:
+    """The study period; a missing bound comes from *all* observation periods (persons absent from PERSON
+    included, as in IncidencePrevalence)."""
+    start, end = spec.cohort_date_range
+    if start is None or end is None:
+        row = context.runner.query(
+            "SELECT min(observation_period_start_date) AS s, max(observation_period_end_date) AS e "
+            "FROM observation_period"
+        ).to_pylist()[0]
+        start = start if start is not None else row["s"]
+        end = end if end is not None else row["e"]
+    return start, end
+
+
+def generate(context: StudyContext, name: str, spec: DenominatorSpec) -> Denominator:
+    runner = context.runner
+    cohorts = cohort_grid(spec)
+    start, end = study_period(context, spec)
+    table = context.temp_name("denominator")
+    if start is None or end is None:  # no observation period at all
+        runner.materialize(table, _empty_sql())
+        attrition = _attrition_table(name, cohorts, {}, {}, spec)
+        settings = _settings(name, cohorts, start, end, spec)
+        return Denominator(name, spec, table, cohorts, start, end, settings, attrition)
+    target_id = context.cohort(spec.target.cohort).cohort_definition_id if spec.target else None
+    candidates = _candidates_sql(context, spec, start, end, target_id)
+    grid = context.temp_name("denominator_grid")
+    runner.register(
+        grid,
+        pa.table(
+            {
+                "cohort_definition_id": pa.array([c.cohort_definition_id for c in cohorts], pa.int64()),
+                "min_age": pa.array([c.min_age for c in cohorts], pa.int64()),
+                "max_age_plus_one": pa.array([c.max_age + 1 for c in cohorts], pa.int64()),
+                "sex": pa.array([c.sex for c in cohorts], pa.string()),
+                "prior_days": pa.array([c.days_prior_observation for c in cohorts], pa.int64()),
+            }
+        ),
+    )
+    try:
+        # Every row of every cohort that passed the shared steps, with its flags: the cohort is the rows with s9.
+        runner.materialize(table, _expanded_sql(context, candidates, grid, spec, start, end, target_id))
+        counts = runner.query(_counts_sql(candidates, table, runner.dialect.name == "spark")).to_pylist()
+    finally:
+        runner.drop(grid)
+    common = next(r for r in counts if r["cohort_definition_id"] == 0)
+    by_id = {int(r["cohort_definition_id"]): r for r in counts if r["cohort_definition_id"] != 0}
+    return Denominator(
+        name,
+        spec,
+        table,
+        cohorts,
+        start,
+        end,
+        _settings(name, cohorts, start, end, spec),
+        _attrition_table(name, cohorts, common, by_id, spec),
+    )
+
+
+def _empty_sql() -> str:
+    return (
+        "SELECT CAST(NULL AS BIGINT) AS cohort_definition_id, CAST(NULL AS BIGINT) AS subject_id, "
+        "CAST(NULL AS DATE) AS cohort_start_date, CAST(NULL AS DATE) AS cohort_end_date, "
+        "CAST(NULL AS STRING) AS person_sex, FALSE AS s6, FALSE AS s7, FALSE AS s8, FALSE AS s9 "
+        "FROM (SELECT 1 AS x) t WHERE 1 = 0"
+    )
+
+
+def _candidates_sql(
+    context: StudyContext, spec: DenominatorSpec, start: dt.date, end: dt.date, target_id: int | None
+) -> str:
+    """Candidate rows with the flags of the steps every cohort shares (s2..s5: year of birth, sex, age
+    possible from the year of birth, observation overlapping the study period)."""
+    d = context.runner.dialect
+    low = min(c[0] for c in spec.age_groups)
+    high = max(c[1] for c in spec.age_groups)
+    study_start, study_end = date_literal(start), date_literal(end)
+    dob = date_of_birth("p.year_of_birth", "p.month_of_birth", "p.day_of_birth")
+    if target_id is None:
+        source = (
+            "SELECT p.person_id AS subject_id, p.year_of_birth, p.gender_concept_id, "
+            f"CASE WHEN p.year_of_birth IS NULL THEN NULL ELSE {dob} END AS dob, "
+            "op.observation_period_start_date AS op_start, op.observation_period_end_date AS op_end, "
+            "CAST(NULL AS DATE) AS t_start "
+            "FROM person p LEFT JOIN observation_period op ON op.person_id = p.person_id"
+        )
+    else:
+        # Only observation periods containing a target entry; they end when the target record ends.
+        source = (
+            "SELECT p.person_id AS subject_id, p.year_of_birth, p.gender_concept_id, "
+            f"CASE WHEN p.year_of_birth IS NULL THEN NULL ELSE {dob} END AS dob, "
+            "op.observation_period_start_date AS op_start, "
+            "CASE WHEN op.person_id IS NULL THEN NULL "
+            "ELSE least(op.observation_period_end_date, t.cohort_end_date) END AS op_end, "
+            "t.cohort_start_date AS t_start "
+            f"FROM person p JOIN {context.cohort_table} t ON t.subject_id = p.person_id "
+            f"AND t.cohort_definition_id = {int(target_id)} "
+            "LEFT JOIN observation_period op ON op.person_id = p.person_id "
+            "AND t.cohort_start_date >= op.observation_period_start_date "
+            "AND t.cohort_start_date <= op.observation_period_end_date"
+        )
+    s2 = "year_of_birth IS NOT NULL"
+    s3 = f"{s2} AND gender_concept_id IN ({MALE}, {FEMALE})"
+    last_day = d.add_days(add_years(d, "dob", high + 1), -1)
+    s4 = f"{s3} AND {add_years(d, 'dob', low)} <= {study_end} AND {last_day} >= {study_start}"
+    s5 = f"{s4} AND op_start IS NOT NULL AND op_start <= {study_end} AND op_end >= {study_start}"
+    return (
+        f"SELECT c.*, ({s2}) AS s2, ({s3}) AS s3, ({s4}) AS s4, ({s5}) AS s5, "
+        f"CASE WHEN gender_concept_id = {MALE} THEN 'Male' WHEN gender_concept_id = {FEMALE} THEN 'Female' END "
+        f"AS person_sex FROM ({source}) c"
+    )
+
+
+def _per_subject(source: str, key: str, flags: tuple[str, ...], spark: bool) -> str:
+    """Records and subjects passing each flag. DuckDB counts distinct subjects directly; on Spark two plain
+    aggregations (per subject, then per ``key``) avoid the expand that ``count(DISTINCT ...)`` plans."""
+    if not spark:
+        counts = ", ".join(
+            f"sum(CASE WHEN {f} THEN 1 ELSE 0 END) AS {f}_records, "
+            f"count(DISTINCT CASE WHEN {f} THEN subject_id END) AS {f}_subjects"
+            for f in flags
+        )
+        return f"SELECT {key} AS cohort_definition_id, {counts} FROM {source} GROUP BY {key}"
+    inner = ", ".join(f"sum(CASE WHEN {f} THEN 1 ELSE 0 END) AS {f}" for f in flags)
+    outer = ", ".join(
+        f"sum({f}) AS {f}_records, sum(CASE WHEN {f} > 0 THEN 1 ELSE 0 END) AS {f}_subjects" for f in flags
+    )
+    return (
+        f"SELECT {key} AS cohort_definition_id, {outer} FROM (SELECT {key}, subject_id, {inner} FROM {source} "
+        f"GROUP BY {key}, subject_id) t GROUP BY {key}"
+    )
+
+
+def _counts_sql(candidates: str, expanded: str, spark: bool) -> str:
+    """Records and subjects after each step: the shared steps (as cohort 0), then each cohort's own."""
+    nothing = "CAST(NULL AS BIGINT)"
+    shared_flags, own_flags = ("s1", "s2", "s3", "s4", "s5"), ("s6", "s7", "s8", "s9")
+    no_shared = ", ".join(f"{nothing} AS {f}_records, {nothing} AS {f}_subjects" for f in shared_flags)
+    no_own = ", ".join(f"{nothing} AS {f}_records, {nothing} AS {f}_subjects" for f in own_flags)
+    shared = _per_subject(
+        f"(SELECT c.*, TRUE AS s1, CAST(0 AS BIGINT) AS k FROM ({candidates}) c) c", "k", shared_flags, spark
+    )
+    own = _per_subject(expanded, "cohort_definition_id", own_flags, spark)
+    columns = ", ".join(f"{f}_{x}" for f in shared_flags for x in ("records", "subjects"))
+    own_columns = ", ".join(f"{f}_{x}" for f in own_flags for x in ("records", "subjects"))
+    return (
+        f"SELECT cohort_definition_id, {columns}, {no_own} FROM ({shared}) a "
+        f"UNION ALL SELECT cohort_definition_id, {no_shared}, {own_columns} FROM ({own}) b"
+    )
+
+
+def _expanded_sql(
+    context: StudyContext,
+    candidates: str,
+    grid: str,
+    spec: DenominatorSpec,
+    start: dt.date,
+    end: dt.date,
+    target_id: int | None,
+) -> str:
+    """Each candidate row that passed the shared steps, for each cohort of the grid whose age requirement it
+    meets during the study period (s6), with its dates and the flags s6..s9."""
+    d = context.runner.dialect
+    study_start, study_end = date_literal(start), date_literal(end)
+    age_start = add_years(d, "c.dob", "g.min_age")
+    age_end = d.add_days(add_years(d, "c.dob", "g.max_age_plus_one"), -1)
+    rows = (
+        "SELECT g.cohort_definition_id, g.sex, c.subject_id, c.person_sex, c.t_start, "
+        f"greatest({age_start}, c.op_start, {study_start}) AS age_start, "
+        f"greatest({age_start}, {d.add_days('c.op_start', 'g.prior_days')}, {study_start}) AS prior_start, "
+        f"least({age_end}, c.op_end, {study_end}) AS ce "
+        f"FROM ({candidates}) c CROSS JOIN {grid} g WHERE c.s5"
+    )
+    fs, fe = "prior_start", "ce"
+    entry_ok = "TRUE"
+    if target_id is not None and spec.target is not None:
+        if spec.target.requirements_at_entry:
+            entry_ok, fs = "prior_start <= t_start", "t_start"
+        else:
+            fs = "greatest(prior_start, t_start)"
+        tar_start, tar_end = spec.target.time_at_risk
+        if not math.isinf(tar_end):
+            fe = f"least({fe}, {d.add_days('t_start', int(tar_end))})"
+        if tar_start != 0:
+            fs = d.add_days("t_start", int(tar_start))
+    sex_ok = "(sex = 'Both' OR sex = person_sex)"
+    return (
+        "SELECT cohort_definition_id, subject_id, person_sex, "
+        "age_start <= ce AS s6, prior_start <= ce AS s7, "
+        f"prior_start <= ce AND {sex_ok} AS s8, "
+        f"prior_start <= ce AND {sex_ok} AND {entry_ok} AND {fs} <= {fe} AS s9, "
+        f"{fs} AS cohort_start_date, {fe} AS cohort_end_date FROM ({rows}) r "
+        "WHERE age_start <= ce"  # rows failing the age requirement only count as not passing s6
+    )
+
+
+COMMON_REASONS = (
+    ("s1", "Starting population"),
+    ("s2", "Missing year of birth"),
+    ("s3", "Missing sex"),
+    ("s4", "Cannot satisfy age criteria during the study period based on year of birth"),
+    ("s5", "No observation time available during study period"),
+)
+COHORT_REASONS = (
+    ("s6", "Doesn't satisfy age criteria during the study period"),
+    ("s7", "Prior history requirement not fulfilled during study period"),
+    ("s8", "Not {sex}"),
+    ("s9", "No observation time available after applying age, prior observation and, if applicable, target criteria"),
+)
+
+
+def _attrition_table(
+    name: str, cohorts: tuple[DenominatorCohort, ...], common: dict, by_id: dict, spec: DenominatorSpec
+) -> pa.Table:
+    rows = []
+    for cohort in cohorts:
+        own = by_id.get(cohort.cohort_definition_id, {})
+        counts = {**common, **{k: v for k, v in own.items() if v is not None}}
+        steps = []
+        for reason_id, (flag, reason) in enumerate(COMMON_REASONS + COHORT_REASONS, start=1):
+            if flag == "s8" and cohort.sex == "Both":
+                continue  # no sex requirement, no step
+            steps.append((reason_id, reason.format(sex=cohort.sex), flag))
+        previous = None
+        for reason_id, reason, flag in steps:
+            records = int(counts.get(f"{flag}_records") or 0)
+            subjects = int(counts.get(f"{flag}_subjects") or 0)
+            rows.append(
+                {
+                    "denominator_cohort_id": cohort.cohort_definition_id,
+                    "denominator_cohort_name": f"{name}_{cohort.cohort_definition_id}",
+                    "reason_id": reason_id,
+                    "reason": reason,
+                    "number_records": records,
+                    "number_subjects": subjects,
+                    "excluded_records": 0 if previous is None else previous[0] - records,
+                    "excluded_subjects": 0 if previous is None else previous[1] - subjects,
+                }
+            )
+            previous = (records, subjects)
+    return pa.Table.from_pylist(rows, schema=ATTRITION_SCHEMA)
+
+
+ATTRITION_SCHEMA = pa.schema(
+    [
+        ("denominator_cohort_id", pa.int64()),
+        ("denominator_cohort_name", pa.string()),
+        ("reason_id", pa.int64()),
+        ("reason", pa.string()),
+        ("number_records", pa.int64()),
+        ("number_subjects", pa.int64()),
+        ("excluded_records", pa.int64()),
+        ("excluded_subjects", pa.int64()),
+    ]
+)
+
+
+def _settings(
+    name: str,
+    cohorts: tuple[DenominatorCohort, ...],
+    start: dt.date | None,
+    end: dt.date | None,
+    spec: DenominatorSpec,
+) -> pa.Table:
+    target = spec.target
+    tar = None
+    if target is not None:
+        low, high = target.time_at_risk
+        tar = f"{int(low)} to {'inf' if math.isinf(high) else int(high)}"
+    return pa.Table.from_pylist(
+        [
+            {
+                "denominator_cohort_id": c.cohort_definition_id,
+                "denominator_cohort_name": f"{name}_{c.cohort_definition_id}",
+                "denominator_name": name,
+                "age_group": c.age_group,
+                "min_age": c.min_age,
+                "max_age": c.max_age,
+                "sex": c.sex,
+                "days_prior_observation": c.days_prior_observation,
+                "start_date": start,
+                "end_date": end,
+                "requirement_interactions": spec.requirement_interactions,
+                "target_cohort_name": target.cohort if target else None,
+                "requirements_at_entry": target.requirements_at_entry if target else None,
+                "time_at_risk": tar,
+            }
+            for c in cohorts
+        ],
+        schema=pa.schema(
+            [
+                ("denominator_cohort_id", pa.int64()),
+                ("denominator_cohort_name", pa.string()),
+                ("denominator_name", pa.string()),
+                ("age_group", pa.string()),
+                ("min_age", pa.int64()),
+                ("max_age", pa.int64()),
+                ("sex", pa.string()),
+                ("days_prior_observation", pa.int64()),
+                ("start_date", pa.date32()),
+                ("end_date", pa.date32()),
+                ("requirement_interactions", pa.bool_()),
+                ("target_cohort_name", pa.string()),
+                ("requirements_at_entry", pa.bool_()),
+                ("time_at_risk", pa.string()),
+            ]
+        ),
+    )
+
+
+def check_known(study_denominators: dict, name: str) -> DenominatorSpec:
+    """The study's denominator ``name``, or an error listing the ones it defines."""
+    spec = study_denominators.get(name)
+    if spec is None:
+        known = ", ".join(sorted(study_denominators)) or "none"
+        raise HygieError(f"unknown denominator {name!r} (the study defines: {known})")
+    if not isinstance(spec, DenominatorSpec):
+        raise HygieError(f"denominator {name!r} is not a denominator definition")
+    return spec
