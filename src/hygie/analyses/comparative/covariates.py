@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pyarrow as pa
 import scipy.sparse as sp
 
 from hygie.analyses.base import StudyContext
@@ -133,8 +132,3 @@ def extract(
         [concepts[i] for i in index],
         [domains[i] for i in index],
     )
-
-
-def as_table(covariates: Covariates) -> pa.Table:
-    """Names and concept ids (labels only: no person-level content)."""
-    return pa.table({"covariate": covariates.names, "concept_id": pa.array(covariates.concept_ids, pa.int64())})
