@@ -74,7 +74,9 @@ def _penalty_value(w: np.ndarray, penalty: Penalty, strength: float) -> float:
     return strength * float(np.abs(w).sum()) if penalty == "l1" else 0.5 * strength * float(w @ w)
 
 
-def _quadratic_lasso(h: np.ndarray, c: np.ndarray, v: np.ndarray, thresholds: np.ndarray, iterations: int = 1000):
+def _quadratic_lasso(
+    h: np.ndarray, c: np.ndarray, v: np.ndarray, thresholds: np.ndarray, tol: float, iterations: int = 1000
+) -> np.ndarray:
     """min_v c.v + v'Hv/2 + sum(thresholds * |v|): proximal gradient in the metric diag(H) (each coordinate
     scaled by its own curvature, so rare covariates do not slow it down), accelerated with adaptive restart."""
     d = np.diag(h).copy()
@@ -87,7 +89,7 @@ def _quadratic_lasso(h: np.ndarray, c: np.ndarray, v: np.ndarray, thresholds: np
         u = z - (c + h @ z) / metric
         new = np.sign(u) * np.maximum(np.abs(u) - thresholds / metric, 0.0)
         change = new - v
-        if float(np.max(np.abs(change))) <= 1e-12 * (1.0 + float(np.max(np.abs(new)))):
+        if float(np.max(np.abs(change))) <= tol * (1.0 + float(np.max(np.abs(new)))):
             return new
         if float((z - new) @ change) > 0:
             t = 1.0
@@ -139,7 +141,7 @@ def fit_logistic(
             step = np.linalg.solve(h + np.diag(strength * pen + 1e-12), -g)
             decrease = float(g @ step)
         else:
-            target = _quadratic_lasso(h, grad - h @ params, params, strength * pen)
+            target = _quadratic_lasso(h, grad - h @ params, params, strength * pen, tol * 1e-2)
             step = target - params
             decrease = float(grad @ step) + strength * float(np.abs(target[1:]).sum() - np.abs(params[1:]).sum())
         if decrease >= 0:  # no descent direction left: optimal to the solver's precision
