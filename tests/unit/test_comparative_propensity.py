@@ -83,7 +83,7 @@ def test_l1_fit_satisfies_the_lasso_optimality_conditions() -> None:
 
 def test_l1_at_the_top_strength_keeps_no_covariate() -> None:
     x, y = _data()
-    fit = fit_logistic(x, y, "l1", strength_max(x, y, "l1") * 1.001)
+    fit = fit_logistic(x, y, "l1", strength_max(x, y) * 1.001)
     assert not fit.coef.any()
     assert fit.intercept == pytest.approx(np.log(y.mean() / (1 - y.mean())), abs=1e-6)
 

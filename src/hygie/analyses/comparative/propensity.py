@@ -66,7 +66,7 @@ def objective(
         loss += 0.5 * strength * float(w @ w)
         grad[1:] += strength * w
     else:
-        loss += strength * float(np.abs(w).sum())  # only used for reporting; the L1 fit uses the split form
+        loss += strength * float(np.abs(w).sum())  # the value only: the L1 gradient is the smooth part's
     return loss, grad
 
 
@@ -160,14 +160,14 @@ def fit_logistic(
     return LogisticFit(float(params[0]), params[1:].copy(), False)
 
 
-def strength_max(x: sp.csr_matrix, y: np.ndarray, penalty: Penalty) -> float:
+def strength_max(x: sp.csr_matrix, y: np.ndarray) -> float:
     """The smallest L1 strength at which every coefficient is zero (used as the top of both grids)."""
     bound = float(np.max(np.abs(x.T @ (y - y.mean())))) / x.shape[0] if x.shape[1] else 0.0
     return max(bound, 1e-6)
 
 
-def default_grid(x: sp.csr_matrix, y: np.ndarray, penalty: Penalty) -> list[float]:
-    top = strength_max(x, y, penalty)
+def default_grid(x: sp.csr_matrix, y: np.ndarray) -> list[float]:
+    top = strength_max(x, y)
     return [top * 10 ** (-GRID_DECADES * k / (GRID_SIZE - 1)) for k in range(GRID_SIZE)]
 
 
@@ -191,7 +191,7 @@ def fit_propensity(
 ) -> PropensityModel:
     """Choose the penalty by cross-validation (largest mean held-out log-likelihood), then refit on everyone."""
     y = treated.astype(np.float64)
-    grid = sorted(strengths or default_grid(x, y, penalty), reverse=True)  # strong to weak: warm starts
+    grid = sorted(strengths or default_grid(x, y), reverse=True)  # strong to weak: warm starts
     fold = folds(treated, cv_folds, seed)
     scores = {s: 0.0 for s in grid}
     if len(grid) > 1:
