@@ -5,6 +5,7 @@ from __future__ import annotations
 from hygie.analyses.base import Analysis
 from hygie.analyses.characterisation import Characterisation
 from hygie.analyses.cohort_counts import CohortCounts
+from hygie.analyses.comparative import ComparativeAnalysis
 from hygie.analyses.drug_utilisation import DrugUtilisation
 from hygie.analyses.incidence_prevalence import IncidenceAnalysis, PrevalenceAnalysis
 
@@ -17,5 +18,6 @@ def analyses() -> dict[str, Analysis]:
         PrevalenceAnalysis(),
         Characterisation(),
         DrugUtilisation(),
+        ComparativeAnalysis(),
     ]
     return {kind.key: kind for kind in kinds}
