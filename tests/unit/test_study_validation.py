@@ -116,7 +116,8 @@ def test_unknown_keys_are_errors_with_their_lines(tmp_path):
 def test_unknown_analysis_kind_names_the_index_and_the_known_kinds(tmp_path):
     text = STUDY + "  - incidense:\n      denominator: general\n"
     found = problems(write_study(tmp_path, text))
-    assert found == [(11, "analyses[2].incidense", "unknown analysis kind 'incidense' (known kinds: cohort_counts)")]
+    known = ", ".join(sorted(analyses()))
+    assert found == [(11, "analyses[2].incidense", f"unknown analysis kind 'incidense' (known kinds: {known})")]
 
 
 def test_unknown_cohort_and_denominator_references(tmp_path):
