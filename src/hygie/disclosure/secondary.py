@@ -311,9 +311,9 @@ def suppress(
     merged_margins = {**{k: v for h in history for k, v in h.margins.items()}, **margins}
     # An attacker may or may not know levels no output shows: both views are audited.
     views = (False, True) if history else (False,)
-    already = {
-        rests: set(_determined(_build(column, history, merged_margins, rests, with_new=False)[0])) for rests in views
-    }
+    already: set[Label] = set()  # what earlier outputs disclose on their own, in either view: not this table's doing
+    for rests in views:
+        already |= set(_determined(_build(column, history, merged_margins, rests, with_new=False)[0]))
     rows = {label: i for i, label in enumerate(column.labels)}
     ignored: set[Label] = set()
     for _ in range(_MAX_ROUNDS):
@@ -324,7 +324,7 @@ def suppress(
                 label
                 for label, value in _determined(system).items()
                 if label not in ignored
-                and label not in already[rests]
+                and label not in already
                 and _sensitive(label, value, column, rows, present, smallest_masked, max_masked)
             ]
             if disclosed:
