@@ -97,6 +97,7 @@ def test_size_and_row_limits(tmp_path):
     (folder / "big.json").write_text(json.dumps({"rows": list(range(30))}))
     small = DisclosurePolicy(max_rows=25, max_file_bytes=200)
     assert {(f.file, f.reason) for f in check_folder(folder, small)} == {
+        ("big.csv", "30 rows: more than the limit of 25"),
         ("big.json", "30 rows: more than the limit of 25"),
         ("big.parquet", f"{(folder / 'big.parquet').stat().st_size} bytes: more than the limit of 200"),
         ("incidence.parquet", f"{(folder / 'incidence.parquet').stat().st_size} bytes: more than the limit of 200"),

@@ -70,7 +70,7 @@ def test_from_files(tmp_path):
     assert DisclosurePolicy.from_file(plain).rounding == "midpoint6"
     broken = tmp_path / "broken.yaml"
     broken.write_text("disclosure: [unclosed\n")
-    with pytest.raises(InputError, match="broken.yaml"):
+    with pytest.raises(InputError, match=r"broken\.yaml"):
         DisclosurePolicy.from_file(broken)
     wrong = tmp_path / "wrong.yaml"
     wrong.write_text("disclosure:\n  max_masked: 2\n")
