@@ -249,6 +249,11 @@ def _determined(system: _System) -> dict[Label, float]:
     """Unknowns the equations fix, with their values (least squares, exact when the data are consistent)."""
     fixed: dict[Label, float] = {}
     for variables, equations in system.components():
+        if len(equations) == 1:  # one equation fixes its unknown only when it has one
+            if len(variables) == 1:
+                (v,) = variables
+                fixed[system.variables[v]] = system.rhs[equations[0]] / system.equations[equations[0]][v]
+            continue
         a, b = system.matrix(variables, equations)
         basis = null_space(a)
         solution = np.linalg.lstsq(a, b, rcond=None)[0]
@@ -259,24 +264,59 @@ def _determined(system: _System) -> dict[Label, float]:
 
 
 def _pinned(system: _System, bounds: Mapping[Label, tuple[float, float | None]]) -> list[Label]:
-    """Unknowns whose feasible integer range under the bounds (default: >= 0) is one value (linear programming)."""
+    """Unknowns whose feasible integer range under the bounds (default: >= 0) is one value.
+
+    A component of one equation is solved in closed form; larger ones by linear programming.
+    """
     pinned = []
     for variables, equations in system.components():
-        a, b = system.matrix(variables, equations)
         box = [bounds.get(system.variables[v], (0.0, None)) for v in variables]
-        for j, v in enumerate(variables):
-            label = system.variables[v]
-            if label not in bounds:
-                continue
-            objective = np.zeros(len(variables))
-            objective[j] = 1.0
-            low = linprog(objective, A_eq=a, b_eq=b, bounds=box, method="highs")
-            high = linprog(-objective, A_eq=a, b_eq=b, bounds=box, method="highs")
-            if low.status != 0 or high.status != 0:
-                continue  # unbounded above (fine) or inconsistent inputs: nothing pinned here
-            if math.floor(-high.fun + 1e-6) - math.ceil(low.fun - 1e-6) < 1:
-                pinned.append(label)
+        targets = [j for j, v in enumerate(variables) if system.variables[v] in bounds]
+        if not targets:
+            continue
+        if len(equations) == 1:
+            (e,) = equations
+            coefficients = [system.equations[e][v] for v in variables]
+            ranges = {j: _one_equation_range(coefficients, system.rhs[e], box, j) for j in targets}
+        else:
+            a, b = system.matrix(variables, equations)
+            ranges = {j: _lp_range(a, b, box, j) for j in targets}
+        for j, found in ranges.items():
+            if found is not None and math.floor(found[1] + 1e-6) - math.ceil(found[0] - 1e-6) < 1:
+                pinned.append(system.variables[variables[j]])
     return pinned
+
+
+def _one_equation_range(
+    coefficients: Sequence[float], rhs: float, box: Sequence[tuple[float, float | None]], j: int
+) -> tuple[float, float] | None:
+    """The range of unknown ``j`` in ``sum(c * x) = rhs`` with each x in its box; None when unbounded or empty."""
+    low_rest, high_rest = 0.0, 0.0  # range of the sum of the other terms
+    for k, (c, (lo, hi)) in enumerate(zip(coefficients, box, strict=True)):
+        if k == j:
+            continue
+        ends = (c * lo, math.inf if hi is None else c * hi) if c > 0 else (-math.inf if hi is None else c * hi, c * lo)
+        low_rest += ends[0]
+        high_rest += ends[1]
+    c = coefficients[j]
+    ends = sorted(((rhs - high_rest) / c, (rhs - low_rest) / c))
+    lo, hi = box[j]
+    low, high = max(ends[0], lo), min(ends[1], math.inf if hi is None else hi)
+    if low > high + 1e-9 or math.isinf(high):
+        return None
+    return low, high
+
+
+def _lp_range(
+    a: np.ndarray, b: np.ndarray, box: Sequence[tuple[float, float | None]], j: int
+) -> tuple[float, float] | None:
+    objective = np.zeros(a.shape[1])
+    objective[j] = 1.0
+    low = linprog(objective, A_eq=a, b_eq=b, bounds=box, method="highs")
+    high = linprog(-objective, A_eq=a, b_eq=b, bounds=box, method="highs")
+    if low.status != 0 or high.status != 0:
+        return None  # unbounded above (fine) or inconsistent inputs: nothing pinned here
+    return low.fun, -high.fun
 
 
 def _repair(system: _System, label: Label, column: CountColumn) -> int | None:
