@@ -2,23 +2,28 @@
 
 A table declares additive margins (``TableStructure.margins``): in rows agreeing on every other key, the total
 level's count is the sum of the other levels' counts. Each such group is one linear equation. Masking proceeds in
-two stages, each to a fixed point:
+two stages, the whole to a fixed point:
 
 1. the line rule (cheap, classic): a group with exactly one masked cell gets a second one, its smallest visible
    non-zero member (zeros last, the total last among equals);
-2. the audit, which the line rule alone does not satisfy (a masked cell bridging two masked cycles of a 2-D
-   table is determined although every line has two masked cells):
-   - linear audit: the equations of this table and of the project's earlier outputs of the same table, with the
-     visible values substituted, are solved for the masked cells; a masked cell whose value the system fixes
-     (its row of the null space is zero) is disclosed. Across outputs, a group's total minus the components
-     known for it leaves a "rest" (levels never released): a rest the system fixes to a small count is
-     disclosed too (a total released once, minus strata released later).
-   - bounds audit: counts are non-negative and primary-masked cells lie in the masked range; a masked cell
-     whose feasible interval under these bounds (linear programming) holds a single integer is disclosed.
-   Each disclosed cell gets one more visible cell of its equations masked, the smallest non-zero first.
+2. the audit, needed because the line rule is not enough (a masked cell bridging two masked cycles of a 2-D
+   table is determined although every line has two masked cells; two masked 10s under a visible total):
+   - linear audit. The statistics of this table and of the project's earlier outputs of the same table are laid
+     out as one full table (every combination of the margin levels seen, in every context of the other keys).
+     A statistic is known when any output shows it, however old; the others (masked, never released) are the
+     unknowns of the margin equations. An unknown whose row of the null space is zero is fixed by what is
+     visible: a disclosure when it is masked, or when it was never released and is a small count (a total
+     released once minus the strata released now). Two views are audited: levels seen are all there are, and
+     (with earlier outputs) a group no single output holds whole may have unseen levels, summed in a "rest".
+     What earlier outputs fix on their own is not this table's doing and is left alone.
+   - bounds audit, on this table: counts are non-negative and primary-masked cells lie in the masked range; a
+     masked cell whose feasible range under these bounds (closed form for one equation, linear programming
+     beyond) holds a single whole number is disclosed.
+   Each disclosed statistic gets one more cell of the new table masked, the smallest non-zero visible one of
+   its equations first.
 
 Only cells of the table being released are masked: earlier outputs are fixed. A disclosure that no cell of the
-new table takes part in is reported as unprotectable (it was already possible from earlier outputs).
+new table can prevent is counted as unprotectable.
 """
 
 from __future__ import annotations
