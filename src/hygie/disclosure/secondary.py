@@ -268,10 +268,13 @@ def _determined(system: _System) -> dict[Label, float]:
     return fixed
 
 
-def _pinned(system: _System, bounds: Mapping[Label, tuple[float, float | None]]) -> list[Label]:
+def _pinned(
+    system: _System, bounds: Mapping[Label, tuple[float, float | None]], solved: dict[tuple, list[Label]]
+) -> list[Label]:
     """Unknowns whose feasible integer range under the bounds (default: >= 0) is one value.
 
-    A component of one equation is solved in closed form; larger ones by linear programming.
+    A component of one equation is solved in closed form; larger ones by linear programming. ``solved`` keeps
+    the answer per component across rounds (a round changes only the components it masked a cell of).
     """
     pinned = []
     for variables, equations in system.components():
@@ -279,16 +282,28 @@ def _pinned(system: _System, bounds: Mapping[Label, tuple[float, float | None]])
         targets = [j for j, v in enumerate(variables) if system.variables[v] in bounds]
         if not targets:
             continue
+        key = (
+            tuple(system.variables[v] for v in variables),
+            tuple((tuple(sorted(system.equations[e].items())), system.rhs[e]) for e in equations),
+            tuple(box),
+        )
+        if key in solved:
+            pinned += solved[key]
+            continue
         if len(equations) == 1:
             (e,) = equations
             coefficients = [system.equations[e][v] for v in variables]
             ranges = {j: _one_equation_range(coefficients, system.rhs[e], box, j) for j in targets}
         else:
             a, b = system.matrix(variables, equations)
-            ranges = {j: _lp_range(a, b, box, j) for j in targets}
-        for j, found in ranges.items():
-            if found is not None and math.floor(found[1] + 1e-6) - math.ceil(found[0] - 1e-6) < 1:
-                pinned.append(system.variables[variables[j]])
+            free = _spread(a, b, box)  # cells shown to take two values apart need no exact range
+            ranges = {j: _lp_range(a, b, box, j) for j in targets if j not in free}
+        solved[key] = [
+            system.variables[variables[j]]
+            for j, found in ranges.items()
+            if found is not None and math.floor(found[1] + 1e-6) - math.ceil(found[0] - 1e-6) < 1
+        ]
+        pinned += solved[key]
     return pinned
 
 
@@ -310,6 +325,23 @@ def _one_equation_range(
     if low > high + 1e-9 or math.isinf(high):
         return None
     return low, high
+
+
+def _spread(a: np.ndarray, b: np.ndarray, box: Sequence[tuple[float, float | None]]) -> set[int]:
+    """Unknowns seen to vary by at least 1 across a few vertices of the feasible set (a cheap certificate that
+    they are not pinned: four linear programs for the whole component instead of two per unknown)."""
+    n = a.shape[1]
+    capped = [(lo, 1e9 if hi is None else hi) for lo, hi in box]  # unbounded cells reach the cap: they vary
+    signs = np.where(np.random.default_rng(n).random((2, n)) < 0.5, -1.0, 1.0)
+    points = []
+    for objective in (np.ones(n), -np.ones(n), *signs):
+        result = linprog(objective, A_eq=a, b_eq=b, bounds=capped, method="highs")
+        if result.status == 0:
+            points.append(result.x)
+    if len(points) < 2:
+        return set()
+    stacked = np.array(points)
+    return {j for j in range(n) if stacked[:, j].max() - stacked[:, j].min() >= 1 + 1e-6}
 
 
 def _lp_range(
@@ -361,6 +393,7 @@ def suppress(
         already |= set(_determined(_build(column, history, merged_margins, rests, with_new=False)[0]))
     rows = {label: i for i, label in enumerate(column.labels)}
     ignored: set[Label] = set()
+    solved: dict[tuple, list[Label]] = {}
     for _ in range(_MAX_ROUNDS):
         disclosed = []
         for rests in views:
@@ -381,7 +414,7 @@ def suppress(
                 for label, r in zip(column.labels, column.reasons, strict=True)
                 if r in PROTECTED
             }
-            disclosed = [label for label in _pinned(system, bounds) if label not in ignored]
+            disclosed = [label for label in _pinned(system, bounds, solved) if label not in ignored]
         if not disclosed:
             return len(ignored)
         picks = set()
