@@ -23,6 +23,7 @@ from hygie.cli import (
     users,
     vocab,
 )
+from hygie.cli import disclosure as disclosure_cli
 from hygie.cli.output import EXIT_INTERNAL_ERROR
 
 app = typer.Typer(
@@ -46,6 +47,7 @@ for module in (
     datasets,
     cohort,
     study,
+    disclosure_cli,
     users,
     projects,
     optout,
