@@ -347,3 +347,56 @@ def test_consistency_proofs_verify_and_tampered_ones_fail(n, data):
         bad = list(proof)
         bad[-1] = leaf_hash(b"x")
         assert not verify_consistency(m, n, old, new, bad)
+
+
+# -- the CLI -----------------------------------------------------------------------------------------------------
+
+
+def test_cli_actions_are_audited_and_verified(tmp_path, home, settings):
+    from typer.testing import CliRunner
+
+    from hygie.cli.audit import cli_actor
+    from hygie.cli.main import app
+    from tests.cdm_files import write_cdm
+
+    runner = CliRunner()
+
+    def hygie(*args: str):
+        return runner.invoke(app, list(args), catch_exceptions=False)
+
+    folder = write_cdm(tmp_path / "cdm")
+    assert hygie("cdm", "load", str(folder), "--release", "tiny", "--synthetic").exit_code == 0
+    assert hygie("cdm", "load", str(folder), "--release", "tiny").exit_code == 1  # refused: already exists
+    assert hygie("site", "add", "chu-a", "--format", "omop").exit_code == 0
+    assert hygie("release", "delete", "tiny", "--yes").exit_code == 0
+    entries = [json.loads(line) for line in hygie("audit", "log", "--json").stdout.splitlines()]
+    summary = [(e["action"], e["object"], e["outcome"]) for e in entries]
+    assert summary == [
+        ("cdm.load", "release:tiny", "ok"),
+        ("cdm.load", "release:tiny", "refused"),
+        ("site.add", "site:chu-a", "ok"),
+        ("release.delete", "release:tiny", "ok"),
+    ]
+    assert {e["actor"] for e in entries} == {cli_actor()} and cli_actor().startswith("cli:")
+    assert entries[0]["details"]["synthetic"] is True and entries[1]["details"] == {"error": "ConflictError"}
+    assert [
+        e["seq"] for e in map(json.loads, hygie("audit", "log", "--json", "--action", "cdm").stdout.splitlines())
+    ] == [1, 2]
+    table = runner.invoke(app, ["audit", "log"], env={"COLUMNS": "200"}).stdout
+    assert "release.delete" in table and "release:tiny" in table
+
+    ok = hygie("audit", "verify")
+    assert ok.exit_code == 0 and "audit log intact: 4 entries" in ok.stdout
+    note = tmp_path / "checkpoint.txt"
+    assert hygie("audit", "checkpoint", "--out", str(note)).exit_code == 0
+    pinned = tmp_path / "audit.pub"
+    pinned.write_text(hygie("audit", "public-key").stdout)
+    assert hygie("audit", "verify", "--public-key", str(pinned), "--checkpoint", str(note)).exit_code == 0
+
+    log = AuditLog(settings)
+    lines = _lines(log)
+    lines[2] = lines[2].replace(b"chu-a", b"chu-b")
+    _write(log, lines)
+    damaged = hygie("audit", "verify", "--public-key", str(pinned), "--checkpoint", str(note))
+    assert damaged.exit_code == 1
+    assert "audit log damaged at entry 3 (modified)" in damaged.stderr
