@@ -7,7 +7,23 @@ import sys
 import typer
 
 from hygie import __version__
-from hygie.cli import audit, cdm, cohort, datasets, demo, keys, pseudonymise, release, sites, synth, vocab
+from hygie.cli import (
+    audit,
+    cdm,
+    cohort,
+    datasets,
+    demo,
+    keys,
+    optout,
+    projects,
+    pseudonymise,
+    release,
+    sites,
+    study,
+    synth,
+    users,
+    vocab,
+)
 from hygie.cli.output import EXIT_INTERNAL_ERROR
 
 app = typer.Typer(
@@ -19,7 +35,24 @@ app = typer.Typer(
 )
 
 # Command modules, in pipeline order. Each exposes `register(app)`.
-for module in (synth, sites, pseudonymise, keys, vocab, cdm, release, audit, datasets, cohort, demo):
+# One module per line: branches that add a command group touch one line each.
+for module in (
+    synth,
+    sites,
+    pseudonymise,
+    keys,
+    vocab,
+    cdm,
+    release,
+    audit,
+    datasets,
+    cohort,
+    study,
+    users,
+    projects,
+    optout,
+    demo,
+):
     module.register(app)
 
 

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from pyspark.sql import SparkSession
 
+    from hygie.engine.scope import DataScope
     from hygie.releases.store import Release
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -332,17 +333,20 @@ def inclusion_stats(per_person_mask: pa.Table, n_rules: int) -> InclusionStats:
 # -- release-level entry points ---------------------------------------------------------------------------------
 
 
-def open_runner(release: Release, settings: Settings, engine: str) -> tuple[SqlRunner, Any]:
-    """A runner for ``engine`` over the release, and the engine object to close afterwards."""
+def open_runner(
+    release: Release, settings: Settings, engine: str, scope: DataScope | None = None
+) -> tuple[SqlRunner, Any]:
+    """A runner for ``engine`` over the release (only what ``scope`` lets through), and the engine object to
+    close afterwards."""
     if engine == "duckdb":
         from hygie.engine.duckdb import DuckDBEngine
 
-        opened = DuckDBEngine(release, settings)
+        opened = DuckDBEngine(release, settings, scope=scope)
         return DuckDBRunner(opened.con), opened
     if engine == "spark":
         from hygie.engine.spark import SparkEngine
 
-        spark_engine = SparkEngine(release, settings)
+        spark_engine = SparkEngine(release, settings, scope=scope)
         return spark_engine.runner, spark_engine
     raise HygieError(f"unknown engine {engine!r}: use duckdb or spark")
 

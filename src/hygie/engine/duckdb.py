@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import ibis.expr.types as ir
     import pyarrow as pa
 
+    from hygie.engine.scope import DataScope
     from hygie.releases.store import Release
 
 # Network file systems a DuckDB build may carry; none is ever needed by hygie.
@@ -116,16 +117,29 @@ class DuckDBEngine:
 
     name = "duckdb"
 
-    def __init__(self, release: Release, settings: Settings, *, writable_dirs: Sequence[Path] = ()) -> None:
+    def __init__(
+        self,
+        release: Release,
+        settings: Settings,
+        *,
+        writable_dirs: Sequence[Path] = (),
+        scope: DataScope | None = None,
+    ) -> None:
+        from hygie.engine.scope import DataScope
+
         self.release = release
+        self.scope = scope or DataScope()
         self.con = connect(settings, allowed_dirs=[release.path, *writable_dirs], lock=False)
         key_name = None
         if release.manifest.encryption is not None:
             key_name = "release_key"
             register_key(self.con, key_name, release.data_key(settings))
         for entry in release.manifest.tables.values():
+            if not self.scope.visible(entry.name):
+                continue  # outside the project's approved scope: the table does not exist for it
             source = parquet_source(str(release.path / entry.file), key_name)
-            self.con.execute(f'CREATE VIEW "{entry.name}" AS SELECT * FROM {source}')
+            select = self.scope.view_sql(entry.name, source, release.manifest)
+            self.con.execute(f'CREATE VIEW "{entry.name}" AS {select}')
         import ibis
 
         # Ibis sets the session time zone when it attaches, so it attaches before the settings are locked.
@@ -133,7 +147,7 @@ class DuckDBEngine:
         lock_configuration(self.con)
 
     def tables(self) -> list[str]:
-        return list(self.release.manifest.tables)
+        return [name for name in self.release.manifest.tables if self.scope.visible(name)]
 
     def sql(self, query: str, params: list[object] | None = None) -> duckdb.DuckDBPyRelation:
         # Note: bound parameters make DuckDB's Python client import pandas (seconds) on first use.

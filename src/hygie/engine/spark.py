@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     import ibis.expr.types as ir
     from pyspark.sql import SparkSession
 
+    from hygie.engine.scope import DataScope
     from hygie.releases.store import Release
 
 
@@ -54,11 +55,11 @@ def local_session(settings: Settings, *, cores: int = 1) -> SparkSession:
     return session
 
 
-def release_tables(release: Release, settings: Settings) -> dict[str, pa.Table]:
-    """Every CDM table of a release as Arrow (decrypted in memory through DuckDB)."""
+def release_tables(release: Release, settings: Settings, scope: DataScope | None = None) -> dict[str, pa.Table]:
+    """Every CDM table of a release (within ``scope``) as Arrow, decrypted in memory through DuckDB."""
     from hygie.engine.duckdb import DuckDBEngine
 
-    with DuckDBEngine(release, settings) as engine:
+    with DuckDBEngine(release, settings, scope=scope) as engine:
         return {name: engine.con.execute(f'SELECT * FROM "{name}"').to_arrow_table() for name in engine.tables()}
 
 
@@ -69,15 +70,23 @@ class SparkEngine:
 
     name = "spark"
 
-    def __init__(self, release: Release, settings: Settings, session: SparkSession | None = None) -> None:
+    def __init__(
+        self,
+        release: Release,
+        settings: Settings,
+        session: SparkSession | None = None,
+        scope: DataScope | None = None,
+    ) -> None:
         from hygie.cohorts.service import SparkRunner
 
         self.release = release
         self.session = session or local_session(settings)
-        self.runner = SparkRunner(self.session, release_tables(release, settings))
+        tables = release_tables(release, settings, scope)
+        self.table_names = list(tables)
+        self.runner = SparkRunner(self.session, tables)
 
     def tables(self) -> list[str]:
-        return list(self.release.manifest.tables)
+        return list(self.table_names)
 
     @property
     def ibis(self):  # noqa: ANN201 - ibis.backends.pyspark.Backend
