@@ -12,6 +12,7 @@ which never contain patient values. Tracebacks go to ``worker.log`` (operator on
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -155,10 +156,8 @@ def execute(
 
 
 def _kill(child: subprocess.Popen) -> int:
-    try:
+    with contextlib.suppress(ProcessLookupError):  # it ended on its own meanwhile
         os.killpg(child.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     return child.wait()
 
 
@@ -194,7 +193,7 @@ def _child(request_path: Path) -> int:
     except HygieError as e:
         log(folder, f"failed: {e}")  # hygie's errors name files, rows and fields, never values
         return 1
-    except Exception as e:  # noqa: BLE001 - the researcher sees the kind, the operator the traceback
+    except Exception as e:  # the researcher sees the kind, the operator the traceback
         log(folder, f"failed: internal error ({type(e).__name__}); the operator has the details")
         traceback.print_exc()
         return 2
