@@ -320,4 +320,3 @@ def _remember(store: Store, project: str, request_id: int, job_id: int) -> None:
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(source, staging)
     os.replace(staging, target)
-

@@ -81,7 +81,9 @@ def run_once(
         extra={"project_folder": str(project_folder(store, project_name))},
     ).write(folder)
     try:
-        execution = execute(folder, store.settings, limits or JobLimits.from_env(), cancelled=lambda: jobs.cancel_requested(job.id))
+        execution = execute(
+            folder, store.settings, limits or JobLimits.from_env(), cancelled=lambda: jobs.cancel_requested(job.id)
+        )
     finally:
         excluded_path.unlink(missing_ok=True)  # pseudonyms of people who objected: kept no longer than the run
     return jobs.finish(job.id, execution.state, execution.message, optout_version=version)
