@@ -7,7 +7,7 @@ import sys
 import typer
 
 from hygie import __version__
-from hygie.cli import audit, cdm, cohort, datasets, demo, pseudonymise, release, sites, study, synth, vocab
+from hygie.cli import audit, cdm, cohort, datasets, demo, jobs, pseudonymise, release, sites, study, synth, vocab
 from hygie.cli.output import EXIT_INTERNAL_ERROR
 
 app = typer.Typer(
@@ -19,7 +19,7 @@ app = typer.Typer(
 )
 
 # Command modules, in pipeline order. Each exposes `register(app)`.
-for module in (synth, sites, pseudonymise, vocab, cdm, release, audit, datasets, cohort, study, demo):
+for module in (synth, sites, pseudonymise, vocab, cdm, release, audit, datasets, cohort, study, jobs, demo):
     module.register(app)
 
 
