@@ -242,3 +242,18 @@ def test_jobs_accept_circe_cohorts_only_and_releases_in_scope(settings, store, p
     )
     with pytest.raises(HygieError, match="Circe"):
         Jobs(store).submit(rita, "p", folder / "study.yaml", "r")
+
+
+def test_a_python_cohort_is_refused_before_any_of_its_code_runs(settings, store, people, tmp_path):
+    load_cdm(write_cdm(tmp_path / "cdm", population(20, 15)), "r", settings, synthetic=True)
+    open_project(store, people, "p", "r", ["rita"])
+    folder = tmp_path / "code"
+    folder.mkdir()
+    marker = tmp_path / "ran"
+    (folder / "evil.py").write_text(f"open({str(marker)!r}, 'w').write('x')\ndef cohort():\n    return None\n")
+    (folder / "study.yaml").write_text(
+        "name: code\ncohorts:\n  c: {python: evil.py:cohort}\nanalyses:\n  - cohort_counts: {}\n"
+    )
+    with pytest.raises(HygieError, match="Circe"):
+        Jobs(store).submit(people.principal("rita"), "p", folder / "study.yaml", "r")
+    assert not marker.exists()
