@@ -8,6 +8,7 @@ import typer
 
 from hygie import __version__
 from hygie.cli import audit, cdm, cohort, datasets, demo, jobs, pseudonymise, release, sites, study, synth, vocab
+from hygie.cli import disclosure as disclosure_cli
 from hygie.cli.output import EXIT_INTERNAL_ERROR
 
 app = typer.Typer(
@@ -19,7 +20,21 @@ app = typer.Typer(
 )
 
 # Command modules, in pipeline order. Each exposes `register(app)`.
-for module in (synth, sites, pseudonymise, vocab, cdm, release, audit, datasets, cohort, study, jobs, demo):
+for module in (
+    synth,
+    sites,
+    pseudonymise,
+    vocab,
+    cdm,
+    release,
+    audit,
+    datasets,
+    cohort,
+    study,
+    disclosure_cli,
+    jobs,
+    demo,
+):
     module.register(app)
 
 
