@@ -7,7 +7,23 @@ import sys
 import typer
 
 from hygie import __version__
-from hygie.cli import audit, cdm, cohort, datasets, demo, jobs, pseudonymise, release, sites, study, synth, vocab
+from hygie.cli import (
+    audit,
+    cdm,
+    cohort,
+    datasets,
+    demo,
+    jobs,
+    optout,
+    projects,
+    pseudonymise,
+    release,
+    sites,
+    study,
+    synth,
+    users,
+    vocab,
+)
 from hygie.cli import disclosure as disclosure_cli
 from hygie.cli.output import EXIT_INTERNAL_ERROR
 
@@ -20,6 +36,7 @@ app = typer.Typer(
 )
 
 # Command modules, in pipeline order. Each exposes `register(app)`.
+# One module per line: branches that add a command group touch one line each.
 for module in (
     synth,
     sites,
@@ -32,6 +49,9 @@ for module in (
     cohort,
     study,
     disclosure_cli,
+    users,
+    projects,
+    optout,
     jobs,
     demo,
 ):
