@@ -120,3 +120,13 @@ def test_governance_doc_shows_the_permission_table():
     assert permissions_markdown() in doc.read_text(), (
         "docs/governance.md is stale: paste hygie.governance.permissions.permissions_markdown() in it"
     )
+
+
+def test_the_password_is_prompted_twice_when_no_file_is_given(home, settings):
+    added = runner.invoke(app, ["user", "add", "zoe", "--role", "auditor"], input=f"{PASSWORD}\n{PASSWORD}\n")
+    assert added.exit_code == 0, added.output
+    assert PASSWORD not in added.output
+    with open_store(settings) as store:
+        assert Accounts(store).authenticate("zoe", PASSWORD).username == "zoe"  # auditors need no second factor
+    mismatch = runner.invoke(app, ["user", "add", "yan"], input=f"{PASSWORD}\nsomething else\n\n")
+    assert mismatch.exit_code != 0
