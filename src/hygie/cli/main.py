@@ -13,6 +13,7 @@ from hygie.cli import (
     cohort,
     datasets,
     demo,
+    jobs,
     keys,
     optout,
     projects,
@@ -53,6 +54,7 @@ for module in (
     users,
     projects,
     optout,
+    jobs,
     demo,
 ):
     module.register(app)
