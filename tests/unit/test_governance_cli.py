@@ -111,7 +111,9 @@ def test_optout_from_the_console(home, tmp_path):
     bad.write_text(f"nir\n{NIR[:-1]}\n")
     failed = hygie("optout", "add", "--nir-file", str(bad))
     assert failed.exit_code == 1 and "bad.csv, row 1, column 'nir': not a valid NIR" in failed.output
-    everything = added.output + listed + failed.output + (home / "events.jsonl").read_text()
+    audit = b"".join(p.read_bytes() for p in (home / "audit").rglob("*") if p.is_file()).decode()
+    assert "optout.add" in audit
+    everything = added.output + listed + failed.output + audit
     assert NIR not in everything and NIR[:-1] not in everything and OTHER not in everything
 
 

@@ -74,9 +74,18 @@ def test_one_event_per_call(store, settings, tmp_path):
     assert all(e.actor and e.object and e.at.tzinfo is not None for e in sink.events)
 
 
-def test_the_event_file_appends_one_private_json_line_per_event(settings):
+def test_services_report_to_the_audit_log_by_default(settings):
+    from hygie.governance.audit import AuditLog, AuditSink
+
     sink = default_sink(settings)
-    assert isinstance(sink, EventFile)
+    assert isinstance(sink, AuditSink)
+    sink.record(Event("console:root", "user.create", "user:u0", "ok", T0, {"kind": "person"}))
+    entries = list(AuditLog(settings).entries())
+    assert [(e.action, e.object) for e in entries][-1] == ("user.create", "user:u0")
+
+
+def test_the_event_file_appends_one_private_json_line_per_event(settings):
+    sink = EventFile(settings.home / "events.jsonl")
     for i in range(3):
         sink.record(Event("console:root", "user.create", f"user:u{i}", "ok", T0, {"kind": "person"}))
     lines = [json.loads(line) for line in sink.path.read_text().splitlines()]

@@ -69,6 +69,7 @@ class EventFile:
 
 
 def default_sink(settings: Settings) -> EventSink:
-    """Where services send events unless told otherwise: ``HYGIE_HOME/events.jsonl`` until the audit log
-    (governance/audit.py) takes over here."""
-    return EventFile(settings.home / "events.jsonl")
+    """Where services send events unless told otherwise: the tamper-evident audit log (``governance/audit.py``)."""
+    from hygie.governance.audit import AuditLog, AuditSink
+
+    return AuditSink(AuditLog(settings))
