@@ -154,6 +154,21 @@ def _cohorts(s: Settings, release: Release) -> None:
         )
 
 
+def study_folder(s: Settings) -> Path:
+    """Where the demo study writes its results (aggregates only), beside HYGIE_HOME."""
+    return Path(os.environ.get("HYGIE_DEMO_STUDY_OUT", s.home.parent / "hygie-demo-study")).absolute()
+
+
+def _study(s: Settings) -> None:
+    from hygie.studies import run_demo_study
+
+    out = study_folder(s)
+    console.print(f"8. a study on {DEMO_RELEASE}: GI bleeding incidence and prevalence (hygie study run)")
+    run = run_demo_study(s, DEMO_RELEASE, out)
+    console.print(f"   {len(run.results)} result table(s) in {out}")
+    console.print(f"   report: [bold]{out / 'report.html'}[/]")
+
+
 @handle_errors
 def demo() -> None:
     """Synthetic hospital extracts -> deposits -> a linked release, with summary and quality; then GiBleed
@@ -178,6 +193,7 @@ def demo() -> None:
     gibleed = _gibleed(s, store)
     console.print("7. two ATLAS cohort definitions on it (hygie cohort generate)")
     _cohorts(s, gibleed)
+    _study(s)
     console.rule()
     console.print(
         f"Next: [bold]uv run hygie release show {DEMO_RELEASE}[/], "
