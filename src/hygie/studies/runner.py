@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from hygie import __version__
-from hygie.analyses.base import Analysis, ResultTable, StudyContext, StudyDefinitions
+from hygie.analyses.base import Analysis, ResultTable, StudyContext, StudyDefinitions, TableStructure
 from hygie.analyses.registry import analyses
 from hygie.checksums import sha256_file
 from hygie.cohorts.service import open_runner
@@ -115,8 +115,16 @@ def stack(per_analysis: Sequence[Sequence[ResultTable]]) -> list[ResultTable]:
         rows = pa.concat_tables([p.rows for p in parts], promote_options="permissive")
         plot = next((p.plot for p in parts if p.plot), None)
         description = next((p.description for p in parts if p.description), "")
-        stacked.append(ResultTable(name, rows, counts, plot, description))
+        stacked.append(ResultTable(name, rows, counts, plot, description, structure=_stacked_structure(parts)))
     return stacked
+
+
+def _stacked_structure(parts: Sequence[ResultTable]) -> TableStructure:
+    """The parts' structure, with ``analysis_id`` among the keys (rows of two analyses are two statistics)."""
+    keys = tuple(dict.fromkeys(k for p in parts for k in p.structure.keys))
+    margins = {c: total for p in parts for c, total in p.structure.margins.items()}
+    recompute = next((p.structure.recompute for p in parts if p.structure.recompute is not None), None)
+    return TableStructure(("analysis_id", *keys) if keys else (), margins, recompute)
 
 
 def cohort_table(counts: Sequence[CohortCount]) -> ResultTable:
