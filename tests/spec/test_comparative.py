@@ -32,6 +32,7 @@ from hygie.analyses.base import COHORT_TABLE_COLUMNS, ResultTable, StudyCohort, 
 from hygie.analyses.comparative import ComparativeAnalysis, ComparativeSpec
 from hygie.cohorts.memory import cdm_connection
 from hygie.cohorts.service import DuckDBRunner, SparkRunner
+from hygie.errors import HygieError
 
 D = dt.date.fromisoformat
 FULL = ("2015-01-01", "2023-12-31")
@@ -256,3 +257,14 @@ def test_duckdb_and_spark_give_the_same_tables(spark: Any) -> None:
                     assert y[key] == pytest.approx(x[key], rel=1e-9, abs=1e-12), (name, key)
                 else:
                     assert x[key] == y[key], (name, key)
+
+
+def test_an_empty_comparator_is_a_clear_error() -> None:
+    cohorts = {**STUDY_COHORTS, "drug_c": StudyCohort("drug_c", 99, "python")}  # no rows
+    spec = ComparativeSpec.model_validate({"target": "drug_a", "comparator": "drug_c", "outcomes": ["bleed"]})
+    with _duckdb() as context:
+        context.cohorts = cohorts
+        with pytest.raises(HygieError, match="drug_a vs drug_c: no new users in the comparator"):
+            ComparativeAnalysis().run(context, spec, StudyDefinitions())
+        with pytest.raises(KeyError, match="unknown cohort 'nope'"):
+            ComparativeAnalysis().run(context, spec.model_copy(update={"target": "nope"}), StudyDefinitions())
