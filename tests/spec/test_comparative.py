@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pyarrow as pa
@@ -31,6 +32,7 @@ from hygie.analyses.base import COHORT_TABLE_COLUMNS, ResultTable, StudyCohort, 
 from hygie.analyses.comparative import ComparativeAnalysis, ComparativeSpec
 from hygie.cohorts.memory import cdm_connection
 from hygie.cohorts.service import DuckDBRunner, SparkRunner
+from hygie.errors import HygieError
 
 D = dt.date.fromisoformat
 FULL = ("2015-01-01", "2023-12-31")
@@ -93,16 +95,20 @@ def _cohort_table() -> pa.Table:
     return pa.Table.from_pylist(rows, schema=schema).select(list(COHORT_TABLE_COLUMNS))
 
 
-@pytest.fixture(params=["duckdb", "spark"])
-def context(request: pytest.FixtureRequest) -> Iterator[StudyContext]:
+@contextmanager
+def _duckdb() -> Iterator[StudyContext]:
     con = cdm_connection(_cdm())
-    if request.param == "duckdb":
-        runner: Any = DuckDBRunner(con)
-        runner.register("study_cohort", _cohort_table())
+    runner = DuckDBRunner(con)
+    runner.register("study_cohort", _cohort_table())
+    try:
         yield StudyContext(runner, STUDY_COHORTS, engine="duckdb")
+    finally:
         con.close()
-        return
-    spark = request.getfixturevalue("spark")
+
+
+@contextmanager
+def _spark(spark: Any) -> Iterator[StudyContext]:
+    con = cdm_connection(_cdm())
     tables = {
         name: con.execute(f'SELECT * FROM "{name}"').to_arrow_table()
         for name in ("person", "observation_period", "condition_occurrence", "drug_exposure", "procedure_occurrence",
@@ -116,6 +122,13 @@ def context(request: pytest.FixtureRequest) -> Iterator[StudyContext]:
     finally:
         runner.drop("study_cohort")
         runner.close()
+
+
+@pytest.fixture(params=["duckdb", "spark"])
+def context(request: pytest.FixtureRequest) -> Iterator[StudyContext]:
+    opened = _duckdb() if request.param == "duckdb" else _spark(request.getfixturevalue("spark"))
+    with opened as study_context:
+        yield study_context
 
 
 def _run(context: StudyContext, **settings: Any) -> dict[str, ResultTable]:
@@ -225,3 +238,33 @@ def test_the_spec_refuses_unclear_input() -> None:
         )
     with pytest.raises(ValueError, match="Extra inputs are not permitted"):
         ComparativeSpec.model_validate({"target": "a", "comparator": "b", "outcomes": ["o"], "outcome": "o"})
+
+
+def test_duckdb_and_spark_give_the_same_tables(spark: Any) -> None:
+    settings = {"time_at_risk": {"start": 0, "end": 365}, "washout_days": 0, "covariates": {"demographics": True}}
+    with _duckdb() as on_duckdb:
+        duck = _run(on_duckdb, **settings)
+    with _spark(spark) as on_spark:
+        other = _run(on_spark, **settings)
+    assert duck.keys() == other.keys()
+    for name, table in duck.items():
+        a, b = table.rows.to_pylist(), other[name].rows.to_pylist()
+        assert len(a) == len(b), name
+        for x, y in zip(a, b, strict=True):
+            assert x.keys() == y.keys()
+            for key in x:
+                if isinstance(x[key], float):
+                    assert y[key] == pytest.approx(x[key], rel=1e-9, abs=1e-12), (name, key)
+                else:
+                    assert x[key] == y[key], (name, key)
+
+
+def test_an_empty_comparator_is_a_clear_error() -> None:
+    cohorts = {**STUDY_COHORTS, "drug_c": StudyCohort("drug_c", 99, "python")}  # no rows
+    spec = ComparativeSpec.model_validate({"target": "drug_a", "comparator": "drug_c", "outcomes": ["bleed"]})
+    with _duckdb() as context:
+        context.cohorts = cohorts
+        with pytest.raises(HygieError, match="drug_a vs drug_c: no new users in the comparator"):
+            ComparativeAnalysis().run(context, spec, StudyDefinitions())
+        with pytest.raises(KeyError, match="unknown cohort 'nope'"):
+            ComparativeAnalysis().run(context, spec.model_copy(update={"target": "nope"}), StudyDefinitions())

@@ -38,6 +38,6 @@ def test_calibrated_p_and_interval_by_hand() -> None:
     assert null is not None
     c = calibrate(0.7, 0.2, null)
     total = math.sqrt(null.sd**2 + 0.04)
-    assert c.log_rr == pytest.approx(0.7 - null.mean)
+    assert c.log_rr == pytest.approx(0.7 - null.mean) and c.se == pytest.approx(total)
     assert c.lower == pytest.approx(math.exp(0.7 - null.mean - 1.959964 * total), rel=1e-6)
     assert c.p_value == pytest.approx(math.erfc(abs(0.7 - null.mean) / total / math.sqrt(2)))

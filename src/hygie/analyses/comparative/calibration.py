@@ -52,6 +52,7 @@ def fit_null(log_rr: np.ndarray, se: np.ndarray) -> NullDistribution | None:
 @dataclass(frozen=True)
 class Calibrated:
     log_rr: float
+    se: float  # sqrt(tau^2 + se^2): the systematic and the sampling error together
     lower: float
     upper: float
     p_value: float
@@ -62,6 +63,7 @@ def calibrate(log_rr: float, se: float, null: NullDistribution) -> Calibrated:
     shifted = log_rr - null.mean
     return Calibrated(
         shifted,
+        total,
         float(np.exp(shifted - Z95 * total)),
         float(np.exp(shifted + Z95 * total)),
         float(2 * norm.sf(abs(shifted) / total)),

@@ -67,7 +67,7 @@ def estimates(
         rows.append(_estimate_row(spec, r, "adjusted", r.adjusted_counts, r.adjusted))
         c = calibrated.get(r.outcome)
         if c is not None:
-            cal = HazardRatio(math.exp(c.log_rr), c.lower, c.upper, c.p_value, c.log_rr, r.adjusted.se_log_hr)
+            cal = HazardRatio(math.exp(c.log_rr), c.lower, c.upper, c.p_value, c.log_rr, c.se)
             rows.append(_estimate_row(spec, r, "calibrated", r.adjusted_counts, cal))
     counts = {c: HR_COLUMNS for c in ("target_subjects", "comparator_subjects", "target_events", "comparator_events")}
     return ResultTable(
