@@ -289,8 +289,10 @@ def test_audit_sink_records_governance_events(log):
         ("bob", "auth.password", "user:bob", "denied"),
     ]
     assert entries[0].details == {"role": "analyst", "ratio": "0.5"}
-    with pytest.raises(AuditDataError, match="identity attribute"):
-        sink.record(Event("console:root", "user.create", "user:carol", "ok", at, {"full_name": "Carol"}))
+    sink.record(Event("console:root", "user.create", "user:carol", "ok", at, {"full_name": "Carol", "kind": "person"}))
+    created = list(log.entries())[-1]  # the identity attribute is withheld; the event is kept
+    assert created.details == {"kind": "person", "withheld": ["full_name"]}
+    assert "Carol" not in log.log_file.read_text()
 
 
 def test_checkpoint_note_round_trip_and_signature(log, settings):
@@ -422,3 +424,20 @@ def test_cli_actions_are_audited_and_verified(tmp_path, home, settings):
     damaged = hygie("audit", "verify", "--public-key", str(pinned), "--checkpoint", str(note))
     assert damaged.exit_code == 1
     assert "audit log damaged at entry 3 (modified)" in damaged.stderr
+
+
+def test_the_sink_withholds_a_refused_detail_but_keeps_the_event(settings):
+    import datetime as dt
+
+    from hygie.governance.audit import AuditLog, AuditSink
+    from hygie.governance.events import Event
+
+    log = AuditLog(settings)
+    reason = "the ethics committee withdrew its approval on 2026-11-02 " * 8  # free text with a date
+    AuditSink(log).record(
+        Event("console:root", "project.revoke", "project:p", "ok", dt.datetime.now(dt.UTC), {"reason": reason})
+    )
+    last = list(log.entries())[-1]
+    assert (last.action, last.details["withheld"]) == ("project.revoke", ["reason"])
+    assert "reason" not in {k for k in last.details if k != "withheld"}
+    assert "2026-11-02" not in log.log_file.read_text()

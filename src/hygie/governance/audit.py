@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from hygie.config import Settings
 from hygie.errors import HygieError
-from hygie.governance.audit_details import check_entry_fields
+from hygie.governance.audit_details import AuditDataError, check_entry_fields
 from hygie.governance.audit_merkle import CompactRange, compact_range_from_json, compact_range_to_json
 
 GENESIS = "0" * 64
@@ -562,15 +562,26 @@ class AuditEvent(Protocol):
 class AuditSink:
     """An ``EventSink`` (``hygie.governance.events``): each event becomes one audit entry.
 
-    Floats in details are recorded as text (the log's canonical JSON has no floats); any other value the
-    validator refuses (dates, free text, identity-named fields...) raises ``AuditDataError``: services must not
-    send it."""
+    Floats in details are recorded as text (the log's canonical JSON has no floats). A detail the validator
+    refuses (a date, free text, an identity-named field...) is withheld, and the entry says which: services call
+    the sink after their action is done, so the action is always recorded, never lost to a refused detail.
+    """
 
     def __init__(self, log: AuditLog) -> None:
         self.log = log
 
     def record(self, event: AuditEvent) -> None:
         details = {k: repr(v) if isinstance(v, float) else v for k, v in dict(event.details or {}).items()}
-        self.log.record(event.actor, event.action, event.object, event.outcome, **details)
+        try:
+            self.log.record(event.actor, event.action, event.object, event.outcome, **details)
+        except AuditDataError:
+            kept, withheld = {}, []
+            for key, value in details.items():
+                try:
+                    check_entry_fields(event.actor, event.action, event.object, event.outcome, {key: value})
+                    kept[key] = value
+                except AuditDataError:
+                    withheld.append(key)
+            self.log.record(event.actor, event.action, event.object, event.outcome, **kept, withheld=sorted(withheld))
 
     emit = record  # the name used in the governance brief
