@@ -401,7 +401,7 @@ def test_cli_actions_are_audited_and_verified(tmp_path, home, settings):
         ("site.add", "site:chu-a", "ok"),
         ("release.delete", "release:tiny", "ok"),
     ]
-    assert {e["actor"] for e in entries} == {cli_actor()} and cli_actor().startswith("cli:")
+    assert {e["actor"] for e in entries} == {cli_actor()} and cli_actor().startswith("console:")
     assert entries[0]["details"]["synthetic"] is True and entries[1]["details"] == {"error": "ConflictError"}
     assert [
         e["seq"] for e in map(json.loads, hygie("audit", "log", "--json", "--action", "cdm").stdout.splitlines())

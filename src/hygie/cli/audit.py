@@ -1,7 +1,7 @@
 """``hygie audit``: checks an auditor or DPO runs on the hub, and the audit log of every CLI action.
 
 Every audited command records one entry when it ends, through ``audited`` (a decorator, one line per
-command). The actor is ``cli:<login>``, the login of the operating-system account running the command,
+command). The actor is ``console:<login>``, the login of the operating-system account running the command,
 taken from the real user id (not from ``$USER``, which anyone can set).
 """
 
@@ -39,11 +39,11 @@ def register(root: typer.Typer) -> None:
 
 
 def cli_actor() -> str:
-    """``cli:<login>`` of the real user running the command."""
+    """``console:<login>`` of the real user running the command."""
     try:
-        return f"cli:{pwd.getpwuid(os.getuid()).pw_name}"
+        return f"console:{pwd.getpwuid(os.getuid()).pw_name}"
     except KeyError:
-        return f"cli:uid-{os.getuid()}"
+        return f"console:uid-{os.getuid()}"
 
 
 def audited(action: str, obj: str | Callable[[dict[str, Any]], str]) -> Callable[[Callable[P, R]], Callable[P, R]]:
