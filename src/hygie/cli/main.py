@@ -7,7 +7,7 @@ import sys
 import typer
 
 from hygie import __version__
-from hygie.cli import audit, cdm, cohort, datasets, demo, pseudonymise, release, sites, synth, vocab
+from hygie.cli import audit, cdm, cohort, datasets, demo, pseudonymise, release, serve, sites, synth, vocab
 from hygie.cli.output import EXIT_INTERNAL_ERROR
 
 app = typer.Typer(
@@ -19,7 +19,7 @@ app = typer.Typer(
 )
 
 # Command modules, in pipeline order. Each exposes `register(app)`.
-for module in (synth, sites, pseudonymise, vocab, cdm, release, audit, datasets, cohort, demo):
+for module in (synth, sites, pseudonymise, vocab, cdm, release, audit, datasets, cohort, demo, serve):
     module.register(app)
 
 

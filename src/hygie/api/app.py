@@ -1,0 +1,116 @@
+"""The hub's web application: ``create_app(settings)`` builds the FastAPI app serving the portal's pages and
+the REST API (``/api/v1``, OpenAPI at ``/api/openapi.json``). See docs/web.md, docs/api.md and decision 0015."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from hygie import __version__
+from hygie.api.auth import CsrfFailed, LoginRequired
+from hygie.api.config import WebConfig
+from hygie.api.context import Hub
+from hygie.api.pages import render
+from hygie.api.security import SecurityHeaders
+from hygie.config import Settings
+from hygie.errors import ConflictError, HygieError, InputError, NotFoundError
+from hygie.web import STATIC
+
+API_PREFIX = "/api/v1"
+
+TITLES = {400: "Bad request", 401: "Sign in needed", 403: "Not allowed", 404: "Not found", 409: "Conflict",
+          413: "Too large", 422: "Invalid request", 429: "Too many attempts"}  # fmt: skip
+
+
+def status_of(error: HygieError) -> int:
+    from hygie.governance.accounts import AuthenticationError
+    from hygie.governance.permissions import PermissionDenied
+
+    match error:
+        case LoginRequired() | AuthenticationError():
+            return 401
+        case PermissionDenied() | CsrfFailed():
+            return 403
+        case NotFoundError():
+            return 404
+        case ConflictError():
+            return 409
+        case InputError():
+            return 422
+    return 400
+
+
+def is_api(request: Request) -> bool:
+    return request.url.path.startswith("/api/")
+
+
+def error_response(request: Request, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    if is_api(request):
+        return JSONResponse({"detail": message}, status_code=status, headers=headers)
+    if status == 401 and request.method == "GET":
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
+    response = render(
+        request, "error.html", status_code=status, title=TITLES.get(status, "Error"), message=message, status=status
+    )
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def create_app(settings: Settings, config: WebConfig | None = None) -> FastAPI:
+    hub = Hub(settings, config or WebConfig())
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        hub.close()
+
+    app = FastAPI(
+        title="hygie",
+        version=__version__,
+        description="REST API of a hygie health data hub. Authenticate with `Authorization: Bearer <API token>`.",
+        openapi_url="/api/openapi.json",
+        docs_url=None,  # Swagger UI and ReDoc load scripts from a CDN: not on a hub (CSP 'self')
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.hub = hub
+    app.add_middleware(SecurityHeaders, tls=hub.config.tls)
+
+    @app.exception_handler(HygieError)
+    async def _hygie_error(request: Request, error: HygieError) -> Response:
+        return error_response(request, status_of(error), str(error))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, error: StarletteHTTPException) -> Response:
+        return error_response(request, error.status_code, str(error.detail), getattr(error, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, error: RequestValidationError) -> Response:
+        if is_api(request):
+            return JSONResponse({"detail": _plain(error.errors())}, status_code=422)
+        fields = ", ".join(".".join(str(p) for p in e["loc"][1:]) or "request" for e in error.errors())
+        return error_response(request, 422, f"invalid or missing field(s): {fields}")
+
+    from hygie.api.routes import ROUTERS
+
+    for router in ROUTERS:
+        app.include_router(router)
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+    return app
+
+
+def _plain(errors: object) -> object:
+    """Validation errors as JSON (the input echoed back is dropped: it may hold a password)."""
+    if isinstance(errors, list | tuple):
+        return [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in errors if isinstance(e, dict)]
+    return str(errors)

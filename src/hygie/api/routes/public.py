@@ -1,0 +1,99 @@
+"""Public pages, open to anyone without an account: the transparency registry of projects and how to object.
+
+The registry says, for every project past its draft stage, who uses which data for what, on which legal basis,
+in which state, and which outputs it released. It holds no patient data: project descriptions, release names,
+site names, CDM table names, dates and released output names only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel
+from starlette.responses import Response
+
+from hygie.api.auth import Caller, allow, caller
+from hygie.api.context import hub
+from hygie.api.pages import render
+
+router = APIRouter()
+
+
+class RegistryEntry(BaseModel):
+    name: str
+    title: str
+    purpose: str
+    legal_basis: str
+    status: str
+    valid_from: dt.datetime | None
+    valid_until: dt.datetime | None
+    releases: list[str]
+    sites: list[str] | None  # None: every site of the releases
+    tables: list[str] | None  # None: every table
+    window_start: dt.date | None
+    window_end: dt.date | None
+    approved_at: dt.datetime | None
+    released_outputs: list[str]
+
+
+def registry(request: Request, c: Caller) -> list[RegistryEntry]:
+    """Projects the public may read about (approved at least once: drafts are not yet a use of data)."""
+    from hygie.governance.permissions import Action
+    from hygie.governance.projects import Projects
+
+    allow(c, Action.REGISTRY_VIEW_PUBLIC)
+    h = hub(request)
+    entries = []
+    for p in Projects(h.store, events=h.events).list():
+        if p.status == "draft":
+            continue
+        entries.append(
+            RegistryEntry(
+                name=p.name,
+                title=p.title,
+                purpose=p.purpose,
+                legal_basis=p.legal_basis,
+                status=p.status,
+                valid_from=p.valid_from,
+                valid_until=p.valid_until,
+                releases=list(p.releases),
+                sites=list(p.sites) if p.sites is not None else None,
+                tables=list(p.tables) if p.tables is not None else None,
+                window_start=p.window_start,
+                window_end=p.window_end,
+                approved_at=p.approved_at,
+                released_outputs=released_outputs(request, p.name),
+            )
+        )
+    return entries
+
+
+def released_outputs(request: Request, project: str) -> list[str]:
+    """Names of the outputs a project released (filled by the airlock once it lands on this branch)."""
+    try:
+        from hygie.jobs.outputs import released_names  # type: ignore[import-not-found]
+    except ImportError:
+        return []
+    return list(released_names(hub(request).store, project))
+
+
+@router.get("/", include_in_schema=False)
+def home(request: Request) -> Response:
+    return render(request, "registry.html", entries=registry(request, caller(request)))
+
+
+@router.get("/optout", include_in_schema=False)
+def optout(request: Request) -> Response:
+    return render(request, "optout.html")
+
+
+@router.get(
+    "/api/v1/registry",
+    response_model=list[RegistryEntry],
+    tags=["public"],
+    summary="The public registry of projects (no account needed)",
+)
+def registry_api(request: Request, c: Annotated[Caller, Depends(caller)]) -> list[RegistryEntry]:
+    return registry(request, c)
