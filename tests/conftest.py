@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,3 +34,27 @@ def spark(tmp_path_factory: pytest.TempPathFactory):
     session = local_session(Settings(home=home, master_key_file=home / "keys" / "master.key"))
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A private PostgreSQL server for the whole run (tests/postgres_cluster.py; scripts/postgres.sh installs it)."""
+    from tests.postgres_cluster import running_cluster
+
+    with running_cluster() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, settings: Settings) -> Iterator[object]:
+    """An open metadata store, on SQLite under HYGIE_HOME and on a fresh PostgreSQL database."""
+    from hygie.governance.store import open_store
+    from tests.postgres_cluster import fresh_database
+
+    with contextlib.ExitStack() as stack:
+        url = None
+        if request.param == "postgresql":
+            url = stack.enter_context(fresh_database(request.getfixturevalue("postgres_url"), f"t_{uuid.uuid4().hex}"))
+        opened = open_store(settings, url)
+        stack.callback(opened.close)
+        yield opened

@@ -1,0 +1,508 @@
+"""Local accounts: argon2id passwords, a TOTP second factor, lockout after repeated failures, API tokens.
+
+- Passwords: at least 12 characters; stored as argon2id hashes (argon2-cffi defaults), re-hashed when the
+  parameters change.
+- TOTP (RFC 6238, 30-second steps, one step of clock drift tolerated): the secret is wrapped by the operator's
+  master key (``hygie.keys``), so a copy of the metadata database alone cannot mint codes; a code is accepted
+  once (replays are refused). Required for every role in ``roles.MFA_ROLES``.
+- Lockout: ``MAX_FAILURES`` consecutive failures (bad password or bad code) lock the account for
+  ``LOCKOUT``; while locked even correct credentials are refused. Failures do not say which factor was wrong,
+  nor whether the account exists.
+- API tokens: ``hyg_`` + 256 random bits, shown once; only their SHA-256 is stored. Tokens are issued only to
+  accounts whose second factor is in place when their roles need one.
+- Accounts are ``person`` accounts (one named person; an e-mail address, when given, is unique) or ``service``
+  accounts (tokens only, never a password login, never a role that needs a second factor).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+import pyotp
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hygie.errors import ConflictError, HygieError, NotFoundError
+from hygie.governance.events import Detail, Event, EventSink, Outcome, default_sink
+from hygie.governance.models import ApiToken, Project, RoleGrant, TotpSecret, User
+from hygie.governance.permissions import Action, require
+from hygie.governance.roles import MFA_ROLES, Grant, Principal, Role
+from hygie.governance.store import Store
+from hygie.keys import MasterKey, WrappedKey
+from hygie.releases import validate_name
+
+MIN_PASSWORD_LENGTH = 12
+MAX_PASSWORD_LENGTH = 1024  # argon2 hashes anything, but a megabyte "password" is an attack, not a secret
+MAX_FAILURES = 5
+LOCKOUT = dt.timedelta(minutes=15)
+TOTP_STEP = 30
+TOKEN_PREFIX = "hyg_"
+ISSUER = "hygie"
+
+
+class AuthenticationError(HygieError):
+    """Credentials refused. The message never says which factor failed or whether the account exists."""
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def check_password_policy(password: str, username: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise HygieError(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise HygieError(f"a password has at most {MAX_PASSWORD_LENGTH} characters")
+    if username.lower() in password.lower():
+        raise HygieError("a password must not contain the username")
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    username: str
+    full_name: str
+    email: str | None
+    kind: str
+    active: bool
+    grants: frozenset[Grant]
+    totp_enrolled: bool
+    locked_until: dt.datetime | None
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class TotpEnrolment:
+    secret: str  # base32, for manual entry
+    uri: str  # otpauth:// URI, for a QR code
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    id: int
+    username: str
+    name: str
+    created_at: dt.datetime
+    expires_at: dt.datetime | None
+    revoked_at: dt.datetime | None
+    last_used_at: dt.datetime | None
+
+
+def grants_of(user: User) -> frozenset[Grant]:
+    return frozenset(
+        Grant(Role(g.role), site=g.site, project=g.project.name if g.project is not None else None) for g in user.grants
+    )
+
+
+def _user_info(user: User) -> UserInfo:
+    return UserInfo(
+        user.username,
+        user.full_name,
+        user.email,
+        user.kind,
+        user.active,
+        grants_of(user),
+        user.totp is not None,
+        user.locked_until,
+        user.created_at,
+    )
+
+
+def _token_info(token: ApiToken) -> TokenInfo:
+    return TokenInfo(
+        token.id,
+        token.user.username,
+        token.name,
+        token.created_at,
+        token.expires_at,
+        token.revoked_at,
+        token.last_used_at,
+    )
+
+
+def _get_user(session: Session, username: str) -> User:
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise NotFoundError(f"no user named {username!r}")
+    return user
+
+
+def _scope_key(grant: Grant, project_id: int | None) -> str:
+    if grant.site is not None:
+        return f"site:{grant.site}"
+    if project_id is not None:
+        return f"project:{project_id}"
+    return ""
+
+
+class Accounts:
+    """Account service. Every change is checked with ``permissions.decide`` and reported to ``events``."""
+
+    def __init__(self, store: Store, *, events: EventSink | None = None, hasher: PasswordHasher | None = None):
+        self.store = store
+        self.events = events if events is not None else default_sink(store.settings)
+        self.hasher = hasher or PasswordHasher()  # argon2id, RFC 9106 "second recommended" parameters
+        self._dummy: str | None = None
+
+    @property
+    def _dummy_hash(self) -> str:
+        """Verified against when the account does not exist, so that timing does not reveal which accounts do."""
+        if self._dummy is None:
+            self._dummy = self.hasher.hash(secrets.token_hex(16))
+        return self._dummy
+
+    # -- helpers --------------------------------------------------------------------------------------------
+    def _emit(self, actor: str, action: str, obj: str, outcome: Outcome, now: dt.datetime, **details: Detail) -> None:
+        self.events.record(Event(actor, action, obj, outcome, now, details))
+
+    def _master_key(self) -> MasterKey:
+        return MasterKey.load_or_create(self.store.settings.master_key_file)
+
+    def _authorise(self, actor: Principal, action: Action, target: str, now: dt.datetime) -> None:
+        try:
+            require(actor, action, now=now)
+        except HygieError:
+            self._emit(actor.name, action.value, target, "denied", now)
+            raise
+
+    # -- accounts -------------------------------------------------------------------------------------------
+    def add_user(
+        self,
+        actor: Principal,
+        username: str,
+        password: str | None,
+        *,
+        full_name: str | None = None,
+        email: str | None = None,
+        kind: str = "person",
+        now: dt.datetime | None = None,
+    ) -> UserInfo:
+        """Create an account. A person account needs a password; a service account has none (tokens only)."""
+        now = now or utcnow()
+        self._authorise(actor, Action.USER_MANAGE, f"user:{username}", now)
+        validate_name(username)
+        if kind not in ("person", "service"):
+            raise HygieError(f"unknown account kind {kind!r}: person or service")
+        if kind == "person":
+            if password is None:
+                raise HygieError("a person account needs a password")
+            check_password_policy(password, username)
+        elif password is not None:
+            raise HygieError("a service account has no password: it authenticates with API tokens")
+        with self.store.session() as session:
+            if session.scalar(select(User.id).where(User.username == username)) is not None:
+                raise ConflictError(f"user {username!r} already exists")
+            if email and session.scalar(select(User.id).where(User.email == email)) is not None:
+                raise ConflictError("another account already belongs to this e-mail address (one account per person)")
+            user = User(
+                username=username,
+                full_name=full_name or username,
+                email=email or None,
+                kind=kind,
+                password_hash=self.hasher.hash(password) if password is not None else None,
+                active=True,
+                failed_logins=0,
+                created_at=now,
+                created_by=actor.name,
+            )
+            session.add(user)
+            session.flush()
+            info = _user_info(user)
+        self._emit(actor.name, "user.create", f"user:{username}", "ok", now, kind=kind)
+        return info
+
+    def get(self, username: str) -> UserInfo:
+        with self.store.session() as session:
+            return _user_info(_get_user(session, username))
+
+    def list(self) -> list[UserInfo]:
+        with self.store.session() as session:
+            return [_user_info(u) for u in session.scalars(select(User).order_by(User.username))]
+
+    def set_password(self, actor: Principal, username: str, password: str, *, now: dt.datetime | None = None) -> None:
+        now = now or utcnow()
+        self._authorise(actor, Action.USER_MANAGE, f"user:{username}", now)
+        check_password_policy(password, username)
+        with self.store.session() as session:
+            user = _get_user(session, username)
+            if user.kind != "person":
+                raise HygieError("a service account has no password")
+            user.password_hash = self.hasher.hash(password)
+            user.failed_logins, user.locked_until = 0, None
+        self._emit(actor.name, "user.password", f"user:{username}", "ok", now)
+
+    def set_active(self, actor: Principal, username: str, active: bool, *, now: dt.datetime | None = None) -> None:
+        """Disable (or re-enable) an account: a disabled account cannot log in and its tokens stop working."""
+        now = now or utcnow()
+        self._authorise(actor, Action.USER_MANAGE, f"user:{username}", now)
+        with self.store.session() as session:
+            user = _get_user(session, username)
+            user.active = active
+            if active:
+                user.failed_logins, user.locked_until = 0, None
+        self._emit(actor.name, "user.enable" if active else "user.disable", f"user:{username}", "ok", now)
+
+    # -- roles ----------------------------------------------------------------------------------------------
+    def grant(self, actor: Principal, username: str, grant: Grant, *, now: dt.datetime | None = None) -> None:
+        """Grant a role. A researcher grant on a project makes the user a member of it."""
+        now = now or utcnow()
+        action = Action.PROJECT_MANAGE if grant.project else Action.USER_MANAGE
+        self._authorise_grant(actor, action, grant, username, now)
+        with self.store.session() as session:
+            user = _get_user(session, username)
+            if user.kind == "service" and grant.role in MFA_ROLES:
+                raise HygieError(
+                    f"a service account cannot hold the {grant.role.value} role (it needs a second factor)"
+                )
+            project = self._project(session, grant.project) if grant.project else None
+            if grant.site is not None:
+                from hygie.ingest.sites import SiteRegistry
+
+                SiteRegistry(self.store.settings).get(grant.site)  # the site must exist
+            key = _scope_key(grant, project.id if project else None)
+            exists = session.scalar(
+                select(RoleGrant.id).where(
+                    RoleGrant.user_id == user.id, RoleGrant.role == grant.role.value, RoleGrant.scope_key == key
+                )
+            )
+            if exists is not None:
+                raise ConflictError(f"{username} already has the role {grant}")
+            session.add(
+                RoleGrant(
+                    user_id=user.id,
+                    role=grant.role.value,
+                    site=grant.site,
+                    project_id=project.id if project else None,
+                    scope_key=key,
+                    granted_at=now,
+                    granted_by=actor.name,
+                )
+            )
+        self._emit(actor.name, "role.grant", f"user:{username}", "ok", now, role=str(grant))
+
+    def revoke(self, actor: Principal, username: str, grant: Grant, *, now: dt.datetime | None = None) -> None:
+        now = now or utcnow()
+        action = Action.PROJECT_MANAGE if grant.project else Action.USER_MANAGE
+        self._authorise_grant(actor, action, grant, username, now)
+        with self.store.session() as session:
+            user = _get_user(session, username)
+            project = self._project(session, grant.project) if grant.project else None
+            key = _scope_key(grant, project.id if project else None)
+            row = session.scalar(
+                select(RoleGrant).where(
+                    RoleGrant.user_id == user.id, RoleGrant.role == grant.role.value, RoleGrant.scope_key == key
+                )
+            )
+            if row is None:
+                raise NotFoundError(f"{username} does not have the role {grant}")
+            session.delete(row)
+        self._emit(actor.name, "role.revoke", f"user:{username}", "ok", now, role=str(grant))
+
+    def _authorise_grant(self, actor: Principal, action: Action, grant: Grant, username: str, now: dt.datetime) -> None:
+        if action is Action.PROJECT_MANAGE:
+            from hygie.governance.projects import project_ref
+
+            with self.store.session() as session:
+                ref = project_ref(self._project(session, grant.project or ""))
+            try:
+                require(actor, action, ref, now=now)
+            except HygieError:
+                self._emit(actor.name, action.value, f"user:{username}", "denied", now, role=str(grant))
+                raise
+        else:
+            self._authorise(actor, action, f"user:{username}", now)
+
+    @staticmethod
+    def _project(session: Session, name: str) -> Project:
+        project = session.scalar(select(Project).where(Project.name == name))
+        if project is None:
+            raise NotFoundError(f"no project named {name!r}")
+        return project
+
+    # -- second factor --------------------------------------------------------------------------------------
+    def enrol_totp(self, actor: Principal, username: str, *, now: dt.datetime | None = None) -> TotpEnrolment:
+        """Create (or replace) the user's TOTP secret; the secret and its URI are returned once, never again."""
+        now = now or utcnow()
+        self._authorise(actor, Action.USER_MANAGE, f"user:{username}", now)
+        secret = pyotp.random_base32(32)  # 160 bits
+        master = self._master_key()
+        with self.store.session() as session:
+            user = _get_user(session, username)
+            if user.kind != "person":
+                raise HygieError("a service account has no second factor: it authenticates with API tokens")
+            wrapped = master.wrap(base64.b32decode(secret), f"totp:{user.username}")
+            if user.totp is None:
+                user.totp = TotpSecret(key_id=wrapped.key_id, wrapped=wrapped.blob, enrolled_at=now)
+            else:
+                user.totp.key_id, user.totp.wrapped, user.totp.enrolled_at = wrapped.key_id, wrapped.blob, now
+                user.totp.last_used_step = None
+        self._emit(actor.name, "user.totp_enrol", f"user:{username}", "ok", now)
+        uri = pyotp.TOTP(secret).provisioning_uri(name=username, issuer_name=ISSUER)
+        return TotpEnrolment(secret, uri)
+
+    def _totp_step(self, user: User, code: str, now: dt.datetime) -> int | None:
+        """The time step ``code`` is valid for (now, or one step either side), or None."""
+        assert user.totp is not None
+        raw = self._master_key().unwrap(WrappedKey(user.totp.key_id, user.totp.wrapped), f"totp:{user.username}")
+        totp = pyotp.TOTP(base64.b32encode(raw).decode())
+        current = int(now.timestamp()) // TOTP_STEP
+        for step in (current - 1, current, current + 1):
+            if hmac.compare_digest(totp.at(step * TOTP_STEP), code.strip()):
+                return step
+        return None
+
+    # -- authentication -------------------------------------------------------------------------------------
+    def authenticate(
+        self, username: str, password: str, totp: str | None = None, *, now: dt.datetime | None = None
+    ) -> Principal:
+        """Check a password (and a TOTP code when the account has one or its roles need one); lock the account
+        after ``MAX_FAILURES`` consecutive failures. Returns the principal with its grants."""
+        now = now or utcnow()
+        refused = AuthenticationError("authentication failed: wrong username, password or code")
+        with self.store.session() as session:
+            user = session.scalar(select(User).where(User.username == username))
+            if user is None or user.kind != "person" or user.password_hash is None:
+                self._verify(self._dummy_hash, password)
+                outcome = None
+            elif user.locked_until is not None and now < user.locked_until:
+                outcome = "locked"
+            elif not user.active:
+                self._verify(user.password_hash, password)
+                outcome = "disabled"
+            else:
+                outcome = self._check_factors(user, password, totp, now)
+                if outcome == "ok":
+                    user.failed_logins, user.locked_until, user.last_login_at = 0, None, now
+                    principal = Principal(user.username, grants_of(user), mfa=user.totp is not None)
+                else:
+                    user.failed_logins += 1
+                    if user.failed_logins >= MAX_FAILURES:
+                        user.locked_until, user.failed_logins = now + LOCKOUT, 0
+        if outcome == "ok":
+            self._emit(username, "auth.password", f"user:{username}", "ok", now, mfa=principal.mfa)
+            return principal
+        self._emit(username if user else "anonymous", "auth.password", f"user:{username}", "denied", now,
+                   reason=outcome or "unknown account")  # fmt: skip
+        if outcome == "locked":
+            assert user is not None and user.locked_until is not None
+            raise AuthenticationError(f"account locked until {user.locked_until:%Y-%m-%d %H:%M} UTC after failures")
+        raise refused
+
+    def _check_factors(self, user: User, password: str, totp: str | None, now: dt.datetime) -> str:
+        assert user.password_hash is not None
+        if not self._verify(user.password_hash, password):
+            return "bad password"
+        if self.hasher.check_needs_rehash(user.password_hash):
+            user.password_hash = self.hasher.hash(password)
+        needs_mfa = any(Role(g.role) in MFA_ROLES for g in user.grants)
+        if user.totp is None:
+            return "second factor not enrolled" if needs_mfa else "ok"
+        if not totp:
+            return "no code"
+        step = self._totp_step(user, totp, now)
+        if step is None:
+            return "bad code"
+        if user.totp.last_used_step is not None and step <= user.totp.last_used_step:
+            return "code replayed"
+        user.totp.last_used_step = step
+        return "ok"
+
+    def _verify(self, stored: str, password: str) -> bool:
+        try:
+            return self.hasher.verify(stored, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+
+    # -- API tokens -----------------------------------------------------------------------------------------
+    def create_token(
+        self,
+        actor: Principal,
+        username: str,
+        name: str,
+        *,
+        expires_at: dt.datetime | None = None,
+        now: dt.datetime | None = None,
+    ) -> tuple[TokenInfo, str]:
+        """A new API token for ``username``; returns its description and the secret (shown once)."""
+        now = now or utcnow()
+        self._authorise(actor, Action.USER_MANAGE, f"user:{username}", now)
+        validate_name(name)
+        if expires_at is not None and expires_at <= now:
+            raise HygieError("a token's expiry must be in the future")
+        secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        with self.store.session() as session:
+            user = _get_user(session, username)
+            if not user.active:
+                raise HygieError(f"{username} is disabled")
+            needs_mfa = any(Role(g.role) in MFA_ROLES for g in user.grants)
+            if needs_mfa and user.totp is None:
+                raise HygieError(f"{username} must enrol a second factor (TOTP) before receiving a token")
+            taken = session.scalar(select(ApiToken.id).where(ApiToken.user_id == user.id, ApiToken.name == name))
+            if taken is not None:
+                raise ConflictError(f"{username} already has a token named {name!r}")
+            token = ApiToken(
+                user_id=user.id, name=name, token_hash=hash_token(secret), created_at=now, expires_at=expires_at
+            )
+            token.user = user
+            session.add(token)
+            session.flush()
+            info = _token_info(token)
+        self._emit(actor.name, "token.create", f"user:{username}", "ok", now, token=name)
+        return info, secret
+
+    def tokens(self, username: str) -> list[TokenInfo]:
+        with self.store.session() as session:
+            user = _get_user(session, username)
+            rows = session.scalars(select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.id))
+            return [_token_info(t) for t in rows]
+
+    def revoke_token(self, actor: Principal, username: str, name: str, *, now: dt.datetime | None = None) -> None:
+        now = now or utcnow()
+        self._authorise(actor, Action.USER_MANAGE, f"user:{username}", now)
+        with self.store.session() as session:
+            user = _get_user(session, username)
+            token = session.scalar(select(ApiToken).where(ApiToken.user_id == user.id, ApiToken.name == name))
+            if token is None:
+                raise NotFoundError(f"{username} has no token named {name!r}")
+            if token.revoked_at is None:
+                token.revoked_at = now
+        self._emit(actor.name, "token.revoke", f"user:{username}", "ok", now, token=name)
+
+    def authenticate_token(self, token: str, *, now: dt.datetime | None = None) -> Principal:
+        """The principal a token stands for; refused when unknown, revoked, expired or its account disabled."""
+        now = now or utcnow()
+        with self.store.session() as session:
+            row = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
+            usable = (
+                row is not None
+                and row.revoked_at is None
+                and (row.expires_at is None or now < row.expires_at)
+                and row.user.active
+            )
+            if usable:
+                assert row is not None
+                row.last_used_at = now
+                user = row.user
+                principal = Principal(user.username, grants_of(user), mfa=user.totp is not None)
+            username = row.user.username if row is not None else None
+        if not usable:
+            self._emit(username or "anonymous", "auth.token", f"user:{username or '?'}", "denied", now)
+            raise AuthenticationError("authentication failed: unknown, revoked or expired token")
+        self._emit(principal.name, "auth.token", f"user:{principal.name}", "ok", now)
+        return principal
+
+    def principal(self, username: str) -> Principal:
+        """The principal of an account as it stands (for services acting on a user's behalf)."""
+        with self.store.session() as session:
+            user = _get_user(session, username)
+            return Principal(user.username, grants_of(user) if user.active else frozenset(), mfa=user.totp is not None)

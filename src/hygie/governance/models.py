@@ -1,0 +1,166 @@
+"""Tables of the metadata store (SQLAlchemy 2 typed declarative models).
+
+The schema is created and changed only by the Alembic migrations in ``migrations/versions`` (a test checks the
+migrations produce exactly these models). Times are stored in UTC. Later work adds ``jobs`` (a job belongs to a
+project: ``project_id`` references ``projects.id``) and ``outputs`` (an output belongs to a job).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, ClassVar
+
+from sqlalchemy import JSON, BigInteger, Date, DateTime, ForeignKey, Index, MetaData, String, Text, UniqueConstraint
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A timestamp stored as naive UTC (SQLite has no time zones) and always read back time-zone aware."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the metadata store: use an aware UTC datetime")
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        return None if value is None else value.replace(tzinfo=dt.UTC)
+
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dt.datetime: UTCDateTime(), dt.date: Date()}
+
+
+class User(Base):
+    """One account. ``kind`` is ``person`` (one named person, interactive) or ``service`` (tokens only)."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    full_name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(16), default="person")
+    password_hash: Mapped[str | None] = mapped_column(String(200))
+    active: Mapped[bool] = mapped_column(default=True)
+    failed_logins: Mapped[int] = mapped_column(default=0)
+    locked_until: Mapped[dt.datetime | None]
+    last_login_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime]
+    created_by: Mapped[str] = mapped_column(String(64))
+
+    grants: Mapped[list[RoleGrant]] = relationship(back_populates="user", cascade="all, delete-orphan")
+    totp: Mapped[TotpSecret | None] = relationship(cascade="all, delete-orphan")
+
+
+class TotpSecret(Base):
+    """A user's TOTP secret, wrapped (AES-256-GCM) by the operator's master key; never stored in clear."""
+
+    __tablename__ = "totp_secrets"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(32))  # fingerprint of the master key that wrapped it
+    wrapped: Mapped[str] = mapped_column(Text)
+    enrolled_at: Mapped[dt.datetime]
+    last_used_step: Mapped[int | None] = mapped_column(BigInteger)  # a code is accepted once (no replay)
+
+
+class RoleGrant(Base):
+    """A role on a scope. ``scope_key`` ("", "site:NAME" or "project:ID") makes a grant unique, since SQL
+    unique constraints treat NULLs as distinct."""
+
+    __tablename__ = "role_grants"
+    __table_args__ = (UniqueConstraint("user_id", "role", "scope_key", name="uq_role_grants_user_role_scope"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(32))
+    site: Mapped[str | None] = mapped_column(String(64))
+    project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    scope_key: Mapped[str] = mapped_column(String(80))
+    granted_at: Mapped[dt.datetime]
+    granted_by: Mapped[str] = mapped_column(String(64))
+
+    user: Mapped[User] = relationship(back_populates="grants")
+    project: Mapped[Project | None] = relationship(back_populates="grants")
+
+
+class ApiToken(Base):
+    """An API token: only the SHA-256 of the secret is kept; the secret is shown once, at creation."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime]
+    expires_at: Mapped[dt.datetime | None]
+    revoked_at: Mapped[dt.datetime | None]
+    last_used_at: Mapped[dt.datetime | None]
+
+    user: Mapped[User] = relationship()
+
+
+class Project(Base):
+    """An approved use of data: purpose, legal basis, scope (releases, sites, tables, time window), validity.
+
+    Scope lists are JSON arrays; ``None`` for sites or tables means "every site" / "every table".
+    """
+
+    __tablename__ = "projects"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    title: Mapped[str] = mapped_column(String(200))
+    purpose: Mapped[str] = mapped_column(Text, default="")
+    legal_basis: Mapped[str] = mapped_column(String(200), default="")
+    status: Mapped[str] = mapped_column(String(16), default="draft")
+    valid_from: Mapped[dt.datetime | None]
+    valid_until: Mapped[dt.datetime | None]
+    scope_releases: Mapped[list[str]] = mapped_column(JSON, default=list)
+    scope_sites: Mapped[list[str] | None] = mapped_column(JSON)
+    scope_tables: Mapped[list[str] | None] = mapped_column(JSON)
+    window_start: Mapped[dt.date | None]
+    window_end: Mapped[dt.date | None]
+    created_at: Mapped[dt.datetime]
+    created_by: Mapped[str] = mapped_column(String(64))
+    approved_at: Mapped[dt.datetime | None]
+    approved_by: Mapped[str | None] = mapped_column(String(64))
+    ended_at: Mapped[dt.datetime | None]  # when it was revoked or expired
+    end_reason: Mapped[str | None] = mapped_column(Text)
+
+    grants: Mapped[list[RoleGrant]] = relationship(back_populates="project", cascade="all, delete-orphan")
+
+
+class OptOutEvent(Base):
+    """The opt-out register, append-only: each row adds or removes one person (by release ``person_id``).
+
+    A person is opted out when their latest event is an ``add``; the register's version is its highest ``id``.
+    """
+
+    __tablename__ = "optout_events"
+    __table_args__ = (Index("ix_optout_events_person_id", "person_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_id: Mapped[int] = mapped_column(BigInteger)
+    action: Mapped[str] = mapped_column(String(8))  # add | remove
+    source: Mapped[str] = mapped_column(String(200))
+    entered_at: Mapped[dt.datetime]
+    entered_by: Mapped[str] = mapped_column(String(64))
