@@ -3,8 +3,8 @@ the REST API (``/api/v1``, OpenAPI at ``/api/openapi.json``). See docs/web.md, d
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
