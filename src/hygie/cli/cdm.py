@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from hygie.cdm.docs import schema_markdown
+from hygie.cli.audit import audit_note, audited
 from hygie.cli.output import console, handle_errors, print_json, progress, settings, warn
 from hygie.engine.duckdb import DuckDBEngine
 from hygie.ingest.cdm_load import load_cdm
@@ -36,6 +37,7 @@ def report_load(release: Release) -> None:
 
 @app.command("load")
 @handle_errors
+@audited("cdm.load", "release:{release}")
 def load(
     folder: Path = typer.Argument(..., help="Folder with one CSV or Parquet file per CDM table."),
     release: str = typer.Option(..., "--release", "-r", help="Name of the new release."),
@@ -62,6 +64,7 @@ def load(
             allow_duplicate_keys=allow_duplicate_keys,
             quality=QualityConfig.from_file(quality_config) if quality_config else None,
         )
+    audit_note(rows=sum(t.rows for t in result.manifest.tables.values()), synthetic=synthetic)
     report_load(result)
 
 

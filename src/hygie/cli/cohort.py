@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from hygie.cli.audit import audit_note, audited
 from hygie.cli.output import console, err_console, handle_errors, print_json, progress, settings
 from hygie.cohorts.service import CohortDefinition, CohortResult, generate
 from hygie.releases import ReleaseStore
@@ -34,6 +35,7 @@ def write_csv(result: CohortResult, folder: Path) -> Path:
 
 @app.command("generate")
 @handle_errors
+@audited("cohort.generate", "release:{release}")
 def generate_command(
     files: list[Path] = typer.Argument(..., help="Circe cohort definition files (JSON); name = file name."),
     release: str = typer.Option(..., "--release", "-r", help="Release to run on."),
@@ -48,6 +50,7 @@ def generate_command(
     with progress(not as_json) as step:
         step(f"generating {len(definitions)} cohort(s) on {release}")
         results = generate(target, definitions, config, engine=engine)
+    audit_note(cohorts=[r.name for r in results][:50], engine=engine, exported=out is not None)
     for result in results:
         if out is not None:
             write_csv(result, out)

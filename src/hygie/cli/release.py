@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from hygie.cli.audit import audit_note, audited
 from hygie.cli.output import console, handle_errors, print_json, progress, settings, warn
 from hygie.errors import HygieError
 from hygie.releases import Release, ReleaseStore, read_rejects
@@ -144,6 +145,7 @@ def verify(name: str = typer.Argument(..., help="Release name.")) -> None:
 
 @app.command("delete")
 @handle_errors
+@audited("release.delete", "release:{name}")
 def delete(
     name: str = typer.Argument(..., help="Release name."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
@@ -159,6 +161,7 @@ def delete(
 
 @app.command("build")
 @handle_errors
+@audited("release.build", "release:{name}")
 def build(
     name: str = typer.Argument(..., help="Name of the new release."),
     vocabulary: str | None = typer.Option(None, "--vocabulary", help="Installed vocabulary (default: latest)."),
@@ -187,6 +190,7 @@ def build(
             quality=QualityConfig.from_file(quality_config) if quality_config else None,
         )
     m = release.manifest
+    audit_note(persons=m.tables["person"].rows, deposits=len({e.origin for e in m.lineage}))
     linkage = m.linkage or {}
     console.print(
         f"[green]published release [bold]{m.name}[/][/] (#{m.sequence}): {m.tables['person'].rows:,} persons from "

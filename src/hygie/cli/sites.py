@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from hygie.cli.audit import audit_note, audited
 from hygie.cli.output import console, handle_errors, progress, settings, warn
 from hygie.errors import HygieError
 from hygie.ingest.deposit import ingest
@@ -32,6 +33,7 @@ def _vocabularies(pairs: list[str]) -> dict[str, str]:
 
 @app.command("add")
 @handle_errors
+@audited("site.add", "site:{name}")
 def add(
     name: str = typer.Argument(..., help="Short site name, e.g. chu-nancy."),
     format: str = typer.Option(..., "--format", help=f"What the site deposits: {' or '.join(FORMATS)}."),
@@ -59,6 +61,7 @@ def list_sites() -> None:
 
 
 @handle_errors
+@audited("deposit.ingest", "site:{site}")
 def ingest_command(
     site: str = typer.Argument(..., help="Site name (see `hygie site list`)."),
     folder: Path = typer.Argument(..., help="The deposit: cdm/ with one file per table, and identities.csv."),
@@ -79,6 +82,7 @@ def ingest_command(
             step=step,
         )
     m = result.deposit.manifest
+    audit_note(deposit=m.name, created=result.created, rows=sum(t.rows for t in m.tables.values()))
     if not result.created:
         console.print(f"this extract was already deposited as {m.name}: nothing changed")
         return

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from hygie.cli.audit import audit_note, audited
 from hygie.cli.output import console, handle_errors, progress, settings
 from hygie.ingest.vocabulary import install_vocabulary, vocabulary_store
 
@@ -21,6 +22,7 @@ def register(root: typer.Typer) -> None:
 
 @app.command("load")
 @handle_errors
+@audited("vocab.load", "vocabulary:{name}")
 def load(
     folder: Path = typer.Argument(..., help="Folder of an Athena download (CONCEPT.csv, CONCEPT_RELATIONSHIP.csv...)."),
     name: str = typer.Option(..., "--name", "-n", help="Name of the installed vocabulary, e.g. v5-2026-10."),
@@ -29,6 +31,7 @@ def load(
     with progress():
         vocabulary = install_vocabulary(folder, name, settings())
     m = vocabulary.manifest
+    audit_note(concepts=m.tables["concept"].rows)
     console.print(
         f"installed vocabulary [bold]{m.name}[/]: "
         + ", ".join(f"{t.name} {t.rows:,}" for t in m.tables.values() if t.rows)

@@ -6,5 +6,6 @@
 - ``permissions``: THE function that decides whether a principal may do an action on an object;
 - ``projects``: approved projects, their scope, members and validity;
 - ``optout``: the register of patients who objected, pseudonymised on entry;
-- ``events``: what services report to the audit log.
+- ``events``: what services report to the audit log;
+- ``audit``: the tamper-evident audit log (Merkle tree, signed checkpoints).
 """
