@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from hygie.analyses.base import Analysis
+from hygie.analyses.cohort_counts import CohortCounts
 
 
 def analyses() -> dict[str, Analysis]:
     """Study-file key -> analysis. Imported here, explicitly, so the list of what hygie can run is one read."""
-    kinds: list[Analysis] = []
+    kinds: list[Analysis] = [CohortCounts()]
     return {kind.key: kind for kind in kinds}

@@ -7,7 +7,8 @@ import sys
 import typer
 
 from hygie import __version__
-from hygie.cli import audit, cdm, cohort, datasets, demo, pseudonymise, release, serve, sites, synth, vocab
+from hygie.cli import audit, cdm, cohort, datasets, demo, pseudonymise, release, sites, study, synth, vocab
+from hygie.cli import serve as serve_
 from hygie.cli.output import EXIT_INTERNAL_ERROR
 
 app = typer.Typer(
@@ -19,8 +20,9 @@ app = typer.Typer(
 )
 
 # Command modules, in pipeline order. Each exposes `register(app)`.
-for module in (synth, sites, pseudonymise, vocab, cdm, release, audit, datasets, cohort, demo, serve):
+for module in (synth, sites, pseudonymise, vocab, cdm, release, audit, datasets, cohort, study, demo):
     module.register(app)
+serve_.register(app)
 
 
 @app.callback(invoke_without_command=True)
