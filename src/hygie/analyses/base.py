@@ -9,7 +9,7 @@ report renders them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
@@ -66,13 +66,33 @@ class StudyContext:
 
 
 @dataclass(frozen=True)
+class TableStructure:
+    """How the rows of a result table relate to each other, for disclosure control (``docs/disclosure.md``).
+
+    ``keys`` are the label columns that identify a row, i.e. one statistic (default: every column that is neither
+    a count nor derived from one; name them when rows also carry measured values such as person-years).
+    ``margins`` maps a key column to the label of its total level, and says that this level's counts are the sum
+    of the other levels' counts in rows agreeing on every other key (sex -> "Both"). Declare only additive
+    margins: an age group spanning the others is not their sum when persons move between groups over time.
+    ``recompute``, when given, recomputes the derived columns from the counts as released (rounding changes
+    counts, and a rate left computed from the exact count would give the exact count back); without it,
+    derived columns of rounded counts are masked.
+    """
+
+    keys: tuple[str, ...] = ()
+    margins: Mapping[str, str] = field(default_factory=dict)
+    recompute: Callable[[pa.Table], pa.Table] | None = None
+
+
+@dataclass(frozen=True)
 class ResultTable:
     """One result table of an analysis (written as ``<name>.csv`` and ``<name>.parquet``).
 
     ``counts`` maps each column holding a count of persons or records to the columns computed from it (a rate,
     its confidence limits): disclosure control masks a count and everything derived from it together. Columns
     not named there are labels (strata, dates, settings) and never masked. ``plot`` names how the report
-    should draw it, when it should ("incidence", "prevalence", "attrition", "km", "balance").
+    should draw it, when it should ("incidence", "prevalence", "attrition", "km", "balance"). ``structure`` tells
+    disclosure control which rows add up to which (margins), so masked cells cannot be recomputed from totals.
     """
 
     name: str
@@ -80,6 +100,7 @@ class ResultTable:
     counts: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     plot: str | None = None
     description: str = ""
+    structure: TableStructure = field(default_factory=TableStructure)
 
 
 class Analysis(Protocol):
