@@ -3,6 +3,6 @@ operator, auditor. Each module holds its pages and the matching ``/api/v1`` endp
 
 from __future__ import annotations
 
-from hygie.api.routes import public, signin
+from hygie.api.routes import auditor, operator, public, signin
 
-ROUTERS = (public.router, signin.router)
+ROUTERS = (public.router, signin.router, operator.router, auditor.router)
