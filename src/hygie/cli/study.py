@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from hygie.cli.output import console, err_console, handle_errors, print_json, settings
+from hygie.errors import HygieError
 
 app = typer.Typer(help="Studies: run a study file (cohorts + analyses) on a release.", no_args_is_help=True)
 
@@ -42,7 +43,7 @@ def run_command(
             err_console.print(f"[dim]-[/] {message}", highlight=False)
 
     if engine not in ("duckdb", "spark"):
-        raise typer.BadParameter("use duckdb or spark", param_hint="--engine")
+        raise HygieError(f"unknown engine {engine!r}: use duckdb or spark")
     step(f"validating {spec}")
     study = load_study(spec)
     run = run_study(study, release, settings(), engine=engine, out=out, force=force, step=step)

@@ -164,3 +164,70 @@ class OptOutEvent(Base):
     source: Mapped[str] = mapped_column(String(200))
     entered_at: Mapped[dt.datetime]
     entered_by: Mapped[str] = mapped_column(String(64))
+
+
+class Job(Base):
+    """A study submitted to a project, run by the worker on the project's scope (``hygie.jobs``).
+
+    ``status``: queued -> running -> succeeded | failed | timed_out | cancelled. The study bundle (the study file
+    and the cohort files it names) lives in ``HYGIE_HOME/jobs/<id>/bundle``; its outputs in ``.../out``.
+    """
+
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    submitted_by: Mapped[str] = mapped_column(String(64))
+    submitted_at: Mapped[dt.datetime]
+    release: Mapped[str] = mapped_column(String(128))
+    engine: Mapped[str] = mapped_column(String(16))
+    study_name: Mapped[str] = mapped_column(String(128))
+    study_sha256: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    cancel_requested: Mapped[bool] = mapped_column(default=False)
+    worker: Mapped[str | None] = mapped_column(String(128))
+    started_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
+    message: Mapped[str] = mapped_column(Text, default="")
+    optout_version: Mapped[int | None]  # the opt-out register version applied to the run
+
+    project: Mapped[Project] = relationship()
+
+
+class OutputRequest(Base):
+    """A request to let a job's outputs leave the hub (the airlock). Two output checkers, neither of them the
+    requester, must approve; one rejection ends it. ``files`` lists name, bytes, sha256 and rows of each file."""
+
+    __tablename__ = "output_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    requested_by: Mapped[str] = mapped_column(String(64))
+    requested_at: Mapped[dt.datetime]
+    justification: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | blocked | rejected | released
+    files: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    findings: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)  # automated checks
+    disclosure: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # the study manifest's flags
+    released_at: Mapped[dt.datetime | None]
+
+    job: Mapped[Job] = relationship()
+    project: Mapped[Project] = relationship()
+    reviews: Mapped[list[OutputReview]] = relationship(back_populates="request", cascade="all, delete-orphan")
+
+
+class OutputReview(Base):
+    """One checker's decision on an output request (one per checker)."""
+
+    __tablename__ = "output_reviews"
+    __table_args__ = (UniqueConstraint("request_id", "reviewer", name="uq_output_reviews_request_reviewer"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("output_requests.id", ondelete="CASCADE"), index=True)
+    reviewer: Mapped[str] = mapped_column(String(64))
+    decision: Mapped[str] = mapped_column(String(8))  # approve | reject
+    comment: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[dt.datetime]
+
+    request: Mapped[OutputRequest] = relationship(back_populates="reviews")

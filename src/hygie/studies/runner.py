@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib.metadata
 import platform
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from hygie import __version__
-from hygie.analyses.base import ResultTable, StudyContext, StudyDefinitions
+from hygie.analyses.base import Analysis, ResultTable, StudyContext, StudyDefinitions
 from hygie.analyses.registry import analyses
 from hygie.checksums import sha256_file
 from hygie.cohorts.service import open_runner
@@ -132,13 +132,17 @@ def run_study(
     force: bool = False,
     policy: DisclosurePolicy | None = None,
     step: Callable[[str], None] | None = None,
+    kinds: Mapping[str, Analysis] | None = None,
 ) -> StudyRun:
-    """Run ``study`` on ``release`` and write its outputs to ``out`` (see the module docstring)."""
+    """Run ``study`` on ``release`` and write its outputs to ``out`` (see the module docstring).
+
+    ``kinds`` (default: the registry) are the analysis kinds the study may use."""
     from hygie.releases import ReleaseStore
     from hygie.reports.study import render_report
 
     announce = step or (lambda _message: None)
-    study = study if isinstance(study, Study) else load_study(study)
+    kinds = analyses() if kinds is None else kinds
+    study = study if isinstance(study, Study) else load_study(study, kinds=kinds)
     release = ReleaseStore(settings).get(release) if isinstance(release, str) else release
     out = Path(out).absolute()
     check_target(out, force=force)
@@ -153,7 +157,7 @@ def run_study(
         per_analysis = []
         for i, entry in enumerate(study.analyses, start=1):
             announce(f"analysis {i}/{len(study.analyses)}: {entry.kind}")
-            per_analysis.append(analyses()[entry.kind].run(context, entry.spec, definitions))
+            per_analysis.append(kinds[entry.kind].run(context, entry.spec, definitions))
         runner.drop(STUDY_COHORT_TABLE)
     finally:
         opened.close()
