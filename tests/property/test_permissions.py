@@ -45,7 +45,7 @@ ALL_GRANTS = (
 
 def _is_active(p: ProjectRef) -> bool:
     started = p.valid_from is None or p.valid_from <= NOW
-    not_ended = p.valid_until is None or NOW < p.valid_until
+    not_ended = p.valid_until is None or p.valid_until > NOW
     return p.status == "active" and started and not_ended
 
 

@@ -1,4 +1,5 @@
-"""``hygie pseudonymise`` and ``hygie keys``: hashing identities where they are, with a key held apart."""
+"""``hygie pseudonymise``: hashing identities where they are, with a key held apart (``hygie keys``
+``new-linkage-key`` makes one)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,9 @@ import typer
 from hygie.cli.output import console, handle_errors
 from hygie.ingest.pseudonymise import LinkageKey, pseudonymise_file
 
-keys = typer.Typer(help="Keys for pseudonymisation (held by the hub or a trusted third party).", no_args_is_help=True)
-
 
 def register(root: typer.Typer) -> None:
     root.command("pseudonymise")(pseudonymise)
-    root.add_typer(keys, name="keys")
 
 
 @handle_errors
@@ -35,13 +33,3 @@ def pseudonymise(
         console.print(
             f"  [yellow]{report.invalid_nir:,} NIR value(s) had a wrong structure or key: hashed as absent[/]"
         )
-
-
-@keys.command("new-linkage-key")
-@handle_errors
-def new_linkage_key(
-    path: Path = typer.Argument(..., help="Where to write the key (mode 0600; never overwritten)."),
-) -> None:
-    """Create a linkage key. Give the same key to every site that must be linked; keep it off the hub."""
-    key = LinkageKey.generate(path)
-    console.print(f"wrote linkage key {key.key_id} to {path}")

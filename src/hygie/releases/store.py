@@ -32,7 +32,7 @@ from hygie.checksums import sha256_file
 from hygie.config import Settings
 from hygie.engine.duckdb import connect, parquet_copy_options, register_key
 from hygie.errors import ConflictError, HygieError, NotFoundError
-from hygie.keys import MasterKey, WrappedKey, new_data_key
+from hygie.keys import Keyring, WrappedKey, new_data_key
 from hygie.releases.manifest import MANIFEST_FILE, LineageEntry, Manifest, TableEntry, UnknownConcept
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
@@ -70,7 +70,7 @@ class Release:
         if self.manifest.encryption is None:
             raise HygieError(f"release {self.name} is not encrypted")
         wrapped = WrappedKey.from_json(self.manifest.encryption["data_key"])
-        return MasterKey.load_or_create(settings.master_key_file).unwrap(wrapped, f"{self.kind}:{self.name}")
+        return Keyring(settings).unwrap(wrapped, f"{self.kind}:{self.name}")
 
     def verify(self) -> list[str]:
         """Check every file against the manifest; returns the problems found (empty when intact)."""
@@ -202,9 +202,8 @@ class ReleaseBuilder:
         self.staging = staging
         self.synthetic = synthetic
         self.description = description
-        master = MasterKey.load_or_create(store.settings.master_key_file)
         data_key = new_data_key()
-        self._wrapped = master.wrap(data_key, f"{store.kind}:{name}")
+        self._wrapped = Keyring(store.settings).wrap(data_key, f"{store.kind}:{name}")
         self.con: duckdb.DuckDBPyConnection = connect(store.settings, writer=True, allowed_dirs=[staging, *read_from])
         register_key(self.con, _WRITE_KEY, data_key)
         self.tables: dict[str, TableEntry] = {}
