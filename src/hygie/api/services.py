@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from hygie.governance.accounts import Accounts
     from hygie.governance.optout import OptOutRegister
     from hygie.governance.projects import Projects
+    from hygie.jobs.airlock import Airlock
+    from hygie.jobs.queue import Jobs
 
 
 def accounts(request: Request) -> Accounts:
@@ -34,3 +36,17 @@ def optout(request: Request) -> OptOutRegister:
 
     h = hub(request)
     return OptOutRegister(h.store, events=h.events)
+
+
+def jobs(request: Request) -> Jobs:
+    from hygie.jobs.queue import Jobs
+
+    h = hub(request)
+    return Jobs(h.store, events=h.events)
+
+
+def airlock(request: Request) -> Airlock:
+    from hygie.jobs.airlock import Airlock
+
+    h = hub(request)
+    return Airlock(h.store, events=h.events)

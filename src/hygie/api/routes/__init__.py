@@ -3,6 +3,6 @@ operator, auditor. Each module holds its pages and the matching ``/api/v1`` endp
 
 from __future__ import annotations
 
-from hygie.api.routes import auditor, operator, public, signin
+from hygie.api.routes import auditor, checker, operator, public, researcher, signin
 
-ROUTERS = (public.router, signin.router, operator.router, auditor.router)
+ROUTERS = (public.router, signin.router, operator.router, researcher.router, checker.router, auditor.router)
