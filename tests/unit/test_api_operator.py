@@ -53,7 +53,7 @@ def test_operator_api_with_a_token_creates_an_account_whose_totp_secret_is_retur
     again = c.post("/api/v1/users", json=new, headers=auth)
     assert again.status_code == 409
     keys = c.get("/api/v1/keys", headers=auth).json()
-    assert keys["master_key_present"] is True and keys["master_key_mode"] == "0o600"
+    assert keys["kms"] == "file" and keys["master_key_mode"] == "0o600" and keys["wrapping_key"]
 
 
 def test_other_roles_are_refused_the_operator_pages_with_the_governance_reason(settings):

@@ -35,7 +35,7 @@ from hygie.governance.models import ApiToken, Project, RoleGrant, TotpSecret, Us
 from hygie.governance.permissions import Action, require
 from hygie.governance.roles import MFA_ROLES, Grant, Principal, Role
 from hygie.governance.store import Store
-from hygie.keys import MasterKey, WrappedKey
+from hygie.keys import Keyring, WrappedKey
 from hygie.releases import validate_name
 
 MIN_PASSWORD_LENGTH = 12
@@ -165,8 +165,8 @@ class Accounts:
     def _emit(self, actor: str, action: str, obj: str, outcome: Outcome, now: dt.datetime, **details: Detail) -> None:
         self.events.record(Event(actor, action, obj, outcome, now, details))
 
-    def _master_key(self) -> MasterKey:
-        return MasterKey.load_or_create(self.store.settings.master_key_file)
+    def _master_key(self) -> Keyring:
+        return Keyring(self.store.settings)
 
     def _authorise(self, actor: Principal, action: Action, target: str, now: dt.datetime) -> None:
         try:

@@ -137,14 +137,21 @@ class ScopeIn(BaseModel):
     window_end: dt.date | None = None
 
 
+class DataKeys(BaseModel):
+    kind: str  # release, vocabulary, deposit
+    key_id: str  # the master key that wraps them
+    version: str
+    count: int
+
+
 class KeysOut(BaseModel):
-    master_key_file: str
-    master_key_present: bool
-    master_key_id: str | None
+    kms: str  # file or transit
+    wrapping_key: str
+    pending_rotation: bool
+    data_keys: list[DataKeys]
+    unknown_holders: list[str]
+    master_key_file: str | None
     master_key_mode: str | None
-    releases_encrypted: int
-    releases_total: int
-    releases_under_other_keys: list[str]
     audit_key_id: str | None
     optout_register_version: int
     opted_out_persons: int
@@ -226,26 +233,17 @@ def release_detail(request: Request, c: Caller, name: str) -> ReleaseDetail:
 
 
 def keys_status(request: Request, c: Caller) -> KeysOut:
+    """``keys_rotation.status`` (as ``hygie keys status``), the audit signing key and the opt-out register."""
     import stat
 
     from hygie.governance.optout import OptOutRegister
-    from hygie.keys import MasterKey
-    from hygie.releases import ReleaseStore
+    from hygie.keys_rotation import status
 
     allow(c, _action("release.build"))  # the keys protect the releases: whoever builds them sees their status
     h = hub(request)
     s = h.settings
-    present = s.master_key_file.is_file()
-    key_id = mode = None
-    if present:
-        key_id = MasterKey.load_or_create(s.master_key_file).key_id
-        mode = oct(stat.S_IMODE(s.master_key_file.stat().st_mode))
-    releases = ReleaseStore(s).list()
-    encrypted = [r for r in releases if r.manifest.encryption]
-    other = sorted(
-        r.name for r in encrypted if key_id and (r.manifest.encryption or {}).get("data_key", {}).get("key_id")
-        not in (None, key_id)
-    )  # fmt: skip
+    report = status(s).to_json()
+    mode = oct(stat.S_IMODE(s.master_key_file.stat().st_mode)) if s.master_key_file.is_file() else None
     audit_pub = s.home / "audit" / "signing-key.pub"
     audit_id = None
     if audit_pub.is_file():
@@ -254,13 +252,13 @@ def keys_status(request: Request, c: Caller) -> KeysOut:
         audit_id = _key_id(load_public_key(audit_pub))
     register = OptOutRegister(h.store, events=h.events).status()
     return KeysOut(
-        master_key_file=str(s.master_key_file),
-        master_key_present=present,
-        master_key_id=key_id,
+        kms=str(report["kms"]),
+        wrapping_key=str(report["wrapping_key"]),
+        pending_rotation=bool(report["pending_rotation"]),
+        data_keys=[DataKeys(**d) for d in report["data_keys"]],  # type: ignore[union-attr]
+        unknown_holders=list(report["unknown_holders"]),  # type: ignore[call-overload]
+        master_key_file=str(s.master_key_file) if report["kms"] == "file" else None,
         master_key_mode=mode,
-        releases_encrypted=len(encrypted),
-        releases_total=len(releases),
-        releases_under_other_keys=other,
         audit_key_id=audit_id,
         optout_register_version=register.version,
         opted_out_persons=register.opted_out,
