@@ -32,8 +32,9 @@ from hygie.governance.permissions import Action, OutputRef, decide, require
 from hygie.governance.projects import project_ref
 from hygie.governance.roles import Principal
 from hygie.governance.store import Store
+from hygie.jobs.executor import HISTORY_OUTPUT, project_policy
 from hygie.jobs.queue import job_folder, job_ref
-from hygie.jobs.worker import HISTORY_OUTPUT, project_folder
+from hygie.jobs.worker import project_folder
 
 APPROVALS_NEEDED = 2
 
@@ -134,7 +135,7 @@ class Airlock:
                 raise ConflictError(f"job {job_id}'s outputs are already requested (output {open_request})")
         findings = [
             {"file": f.file, "reason": f.reason, "column": f.column, "rows": f.rows}
-            for f in check_folder(out, _policy(self.store, project))
+            for f in check_folder(out, project_policy(project_folder(self.store, project)))
         ]
         with self.store.session() as session:
             row = OutputRequest(
@@ -298,15 +299,6 @@ def _disclosure_summary(out: Path) -> dict[str, Any]:
         return {}
     data = json.loads(manifest.read_text(encoding="utf-8"))
     return {k: data[k] for k in ("disclosure", "synthetic", "release", "engine") if k in data}
-
-
-def _policy(store: Store, project: str) -> Any:
-    from hygie.disclosure.policy import DisclosurePolicy
-
-    path = project_folder(store, project) / "disclosure.json"
-    if not path.exists():
-        return DisclosurePolicy()
-    return DisclosurePolicy.from_mapping(json.loads(path.read_text(encoding="utf-8")))
 
 
 def _remember(store: Store, project: str, request_id: int, job_id: int) -> None:

@@ -25,9 +25,15 @@ import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hygie.config import Settings
 from hygie.engine.scope import DataScope
+
+if TYPE_CHECKING:
+    from hygie.disclosure.policy import DisclosurePolicy
+
+HISTORY_OUTPUT = "run"  # the run's disclosure-controlled tables, under <job>/history/run until released
 
 GIB = 1024**3
 EXIT_TIMEOUT = 124  # like coreutils' timeout
@@ -201,15 +207,39 @@ def _child(request_path: Path) -> int:
 
 
 def _run(request: ExecutionRequest, folder: Path) -> None:
+    from hygie.disclosure.history import FolderHistory
     from hygie.releases import ReleaseStore
     from hygie.studies import load_study, run_study
 
     settings = Settings.from_env()
     release = ReleaseStore(settings).get(request.release)
     study = load_study(folder / "bundle" / request.study_file)
+    project = Path(request.extra["project_folder"]) if "project_folder" in request.extra else None
     log(folder, f"running study {study.name} on release {release.name} with {request.engine}")
-    run_study(study, release, settings, engine=request.engine, out=folder / "out", scope=request.scope(folder))
+    run = run_study(
+        study,
+        release,
+        settings,
+        engine=request.engine,
+        out=folder / "out",
+        scope=request.scope(folder),
+        policy=project_policy(project),
+        history=FolderHistory(project / "released") if project else None,
+        step=lambda message: log(folder, message),
+    )
+    if not release.manifest.synthetic:  # what the airlock adds to the project's history once released
+        FolderHistory(folder / "history").record(HISTORY_OUTPUT, [*run.results, run.cohorts])
     log(folder, "study finished")
+
+
+def project_policy(project: Path | None) -> DisclosurePolicy | None:
+    """The project's disclosure policy (``disclosure.json`` in its folder), else the hub's default."""
+    from hygie.disclosure.policy import DisclosurePolicy
+
+    path = project / "disclosure.json" if project else None
+    if path is None or not path.exists():
+        return None
+    return DisclosurePolicy.from_mapping(json.loads(path.read_text(encoding="utf-8")), str(path.name))
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ from hygie.jobs.executor import ExecutionRequest, JobLimits, execute
 from hygie.jobs.queue import JobInfo, Jobs, job_folder
 
 EXCLUDED_FILE = "excluded_persons.txt"
-HISTORY_OUTPUT = "run"  # the run's disclosure-controlled tables, under <job>/history/run until released
 
 
 def project_folder(store: Store, project: str) -> Path:

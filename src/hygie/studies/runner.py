@@ -35,6 +35,8 @@ from hygie.studies.outputs import write_table as write_result
 if TYPE_CHECKING:
     import pandas as pd
 
+    from hygie.disclosure.history import ReleasedOutputs
+    from hygie.engine.scope import DataScope
     from hygie.releases.store import Release
 
 FORMAT = "hygie-study-run/1"
@@ -133,10 +135,14 @@ def run_study(
     policy: DisclosurePolicy | None = None,
     step: Callable[[str], None] | None = None,
     kinds: Mapping[str, Analysis] | None = None,
+    scope: DataScope | None = None,
+    history: ReleasedOutputs | None = None,
 ) -> StudyRun:
     """Run ``study`` on ``release`` and write its outputs to ``out`` (see the module docstring).
 
-    ``kinds`` (default: the registry) are the analysis kinds the study may use."""
+    ``kinds`` (default: the registry) are the analysis kinds the study may use. ``scope`` narrows the release to
+    what a project may see (the job runner passes the project's); ``history`` is what the project released
+    before, so that disclosure control also stops differencing against earlier outputs."""
     from hygie.releases import ReleaseStore
     from hygie.reports.study import render_report
 
@@ -148,7 +154,7 @@ def run_study(
     check_target(out, force=force)
     started = _now()
     announce(f"opening release {release.name} on {engine}")
-    runner, opened = open_runner(release, settings, engine)
+    runner, opened = open_runner(release, settings, engine, scope)
     try:
         announce(f"building {len(study.cohorts)} study cohort(s)")
         cohorts, counts = build_cohort_table(runner, study)
@@ -168,7 +174,7 @@ def run_study(
     flags: list[Flag] = []
     if not synthetic:
         announce("disclosure control")
-        outcome = apply_policy([*results, cohort_counts], policy or DisclosurePolicy())
+        outcome = apply_policy([*results, cohort_counts], policy or DisclosurePolicy(), history=history)
         *results, cohort_counts = outcome.tables
         flags = outcome.flags
     announce(f"writing {len(results)} result table(s) to {out}")
