@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hygie.engine.duckdb import DuckDBEngine
+from hygie.engine.duckdb import DuckDBEngine, connect, parquet_source, register_key
 from hygie.errors import InputError
 from hygie.identity import nir_key
 from hygie.ingest.deposit import ingest
@@ -96,7 +96,13 @@ def test_deposit_is_pseudonymised_mapped_and_idempotent(site, site_folder, setti
     for identifier in IDENTIFIERS:
         assert identifier not in everything
     warnings = "\n".join(deposit.manifest.warnings)
-    assert "1 row(s) with 1 ICD10 code(s) not mapped to a standard concept" in warnings and "X00 (1)" in warnings
+    assert "1 row(s) with 1 ICD10 code(s) not mapped to a standard concept" in warnings and "X00" not in warnings
+    unmapped = deposit.path / "unmapped_condition_occurrence.parquet"
+    assert b"X00" not in unmapped.read_bytes()  # the codes are kept for the operator, encrypted
+    con = connect(settings, allowed_dirs=[deposit.path])
+    register_key(con, "k", deposit.data_key(settings))
+    assert con.execute(f"SELECT code, rows FROM {parquet_source(str(unmapped), 'k')}").fetchall() == [("X00", 1)]
+    con.close()
     assert "1 person(s) without an identity record" in warnings
     again = ingest(site, site_folder, settings, synthetic=True)
     assert not again.created and again.deposit.name == deposit.name

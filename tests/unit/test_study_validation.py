@@ -316,3 +316,37 @@ def test_several_errors_are_reported_at_once_in_one_message(tmp_path):
     assert f"{path}, line 3, cohorts.a.circe: no such file" in message
     assert f"{path}, line 5, analyses[0].cohort_counts.cohorts[0]: unknown cohort 'b' (the study defines: a)" in message
     assert f"{path}, line 6, analyses[1].nothing: unknown analysis kind 'nothing'" in message
+
+
+ODD = """\
+name: odd
+cohorts:
+  a: {file: rows.csv, cohort_definition_id: x}
+  b: 3
+denominators:
+  d:
+    age_groups: [[0, 150], [1]]
+    target: {cohort: a, time_at_risk: [0, x]}
+    days_prior_observation: 5
+analyses:
+  - cohort_counts: {cohorts: a}
+  - cohort_counts:
+  - [1]
+"""
+
+
+def test_odd_shapes_are_explained_in_line_order(tmp_path):
+    found = problems(write_study(tmp_path, ODD))
+    assert [(line, key) for line, key, _ in found] == [
+        (3, "cohorts.a.cohort_definition_id"),
+        (4, "cohorts.b"),
+        (7, "denominators.d.age_groups[1]"),
+        (8, "denominators.d.target.time_at_risk"),
+        (9, "denominators.d.days_prior_observation"),
+        (11, "analyses[0].cohort_counts.cohorts"),
+        (13, "analyses[2]"),
+    ]
+    reasons = [reason for _, _, reason in found]
+    assert reasons[2] == "too few values (value 2 is missing)"
+    assert reasons[3] == "must be a whole number of days or inf"
+    assert reasons[6].startswith("an analysis is a mapping with one key")

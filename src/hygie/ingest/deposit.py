@@ -61,7 +61,6 @@ SOURCE_CODE_COLUMNS = {
     "observation": ("observation_concept_id", "observation_source_value", "observation_source_concept_id"),
     "procedure_occurrence": ("procedure_concept_id", "procedure_source_value", "procedure_source_concept_id"),
 }
-MAX_UNMAPPED_REPORTED = 20
 
 
 @dataclass(frozen=True)
@@ -421,15 +420,18 @@ class _DepositHooks(LoadHooks):
     def _report_unmapped(
         self, con: duckdb.DuckDBPyConnection, staged: StagedTable, concept: str, code: str, vocabulary_id: str
     ) -> None:
+        """Count unmapped source codes; the codes themselves go to an encrypted operator file, never to the
+        manifest: a source value can be free text, and the manifest is stored in clear."""
         known = f"SELECT concept_code FROM _source_map WHERE vocabulary_id = {literal(vocabulary_id)}"
-        rows = con.execute(
-            f'SELECT s.{code}, count(*) FROM "{staged.stage}" s WHERE s.{concept} = 0 AND s.{code} IS NOT NULL '
-            f"AND s.{code} NOT IN ({known}) GROUP BY 1 ORDER BY 2 DESC, 1"
-        ).fetchall()
-        if rows and self.builder is not None:
-            shown = ", ".join(f"{c} ({n})" for c, n in rows[:MAX_UNMAPPED_REPORTED])
-            more = f" and {len(rows) - MAX_UNMAPPED_REPORTED} more" if len(rows) > MAX_UNMAPPED_REPORTED else ""
+        select = (
+            f"SELECT {literal(staged.table.name)} AS table_name, {literal(vocabulary_id)} AS vocabulary_id, "
+            f's.{code} AS code, count(*) AS "rows" FROM "{staged.stage}" s WHERE s.{concept} = 0 '
+            f"AND s.{code} IS NOT NULL AND s.{code} NOT IN ({known}) GROUP BY 1, 2, 3 ORDER BY 4 DESC, 3"
+        )
+        codes, rows = con.execute(f'SELECT count(*), coalesce(sum("rows"), 0) FROM ({select})').fetchone()
+        if codes and self.builder is not None:
+            file = self.builder.write_operator_file(f"unmapped_{staged.table.name}.parquet", select)
             self.builder.warnings.append(
-                f"{staged.source.display}: {sum(n for _, n in rows)} row(s) with {len(rows)} {vocabulary_id} "
-                f"code(s) not mapped to a standard concept (concept id 0 kept): {shown}{more}"
+                f"{staged.source.display}: {rows} row(s) with {codes} {vocabulary_id} "
+                f"code(s) not mapped to a standard concept (concept id 0 kept); the codes are in {file} (encrypted)"
             )

@@ -44,7 +44,7 @@ class StudyFileError(HygieError):
     """A study file is invalid; ``problems`` lists every problem found (file, line, key, reason)."""
 
     def __init__(self, problems: Sequence[StudyProblem]) -> None:
-        self.problems = list(problems)
+        self.problems = sorted(problems, key=lambda p: (p.line is not None, p.line or 0))
         count = len(self.problems)
         head = f"the study file has {count} problem(s):" if count > 1 else ""
         super().__init__("\n".join(([head] if head else []) + [str(p) for p in self.problems]))
@@ -66,8 +66,8 @@ class _Checker:
             return model.model_validate(data)
         except ValidationError as e:
             for error in e.errors():
-                where = (*loc, *(p for p in error["loc"] if not _internal(p)))
-                self.add(where, _reason(error, model, len(error["loc"])))
+                where = _in_data(data, [p for p in error["loc"] if not _internal(p)])
+                self.add((*loc, *where), _reason(error, model, len(where), error["loc"]))
             return None
 
     def path(self, value: str, loc: Loc) -> Path | None:
@@ -85,8 +85,28 @@ def _internal(part: str | int) -> bool:
     return isinstance(part, str) and ("[" in part or part.startswith("function-"))
 
 
-def _reason(error: Any, model: type[BaseModel], depth: int) -> str:
+def _in_data(data: Any, parts: list[str | int]) -> Loc:
+    """The error's location as keys of the file: parts naming no key (union members such as 'int') are dropped,
+    except a last one, which names a missing or unknown key."""
+    kept: list[str | int] = []
+    node = data
+    for i, part in enumerate(parts):
+        in_dict = isinstance(node, dict) and part in node
+        in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        if in_dict or in_list:
+            node = node[part]
+        elif i == len(parts) - 1 and isinstance(node, dict):
+            pass  # a missing or unknown key: keep its name
+        else:
+            continue
+        kept.append(part)
+    return tuple(kept)
+
+
+def _reason(error: Any, model: type[BaseModel], depth: int, loc: tuple[str | int, ...]) -> str:
     kind, message = error["type"], str(error["msg"]).removeprefix("Value error, ")
+    if kind == "missing" and loc and isinstance(loc[-1], int):
+        return f"too few values (value {loc[-1] + 1} is missing)"
     if kind == "extra_forbidden":
         allowed = ", ".join(model.model_fields) if depth == 1 else ""
         return "unknown key" + (f" (allowed: {allowed})" if allowed else "")
