@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -28,6 +29,18 @@ API_PREFIX = "/api/v1"
 
 TITLES = {400: "Bad request", 401: "Sign in needed", 403: "Not allowed", 404: "Not found", 409: "Conflict",
           413: "Too large", 422: "Invalid request", 429: "Too many attempts"}  # fmt: skip
+
+
+class ErrorOut(BaseModel):
+    """Every API error: a sentence saying what is wrong (validation errors: the fields and why)."""
+
+    detail: str | list[dict[str, object]]
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
+    code: {"model": ErrorOut, "description": TITLES[code]} for code in (400, 401, 403, 404, 409, 413, 422, 429)
+}
+PUBLIC_OPERATIONS = frozenset({"/api/v1/registry"})
 
 
 def status_of(error: HygieError) -> int:
@@ -104,9 +117,30 @@ def create_app(settings: Settings, config: WebConfig | None = None) -> FastAPI:
     from hygie.api.routes import ROUTERS
 
     for router in ROUTERS:
-        app.include_router(router)
+        app.include_router(router, responses=ERROR_RESPONSES)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+    _document_security(app)
     return app
+
+
+def _document_security(app: FastAPI) -> None:
+    """Declare bearer-token authentication in the OpenAPI document, on every operation but the public ones."""
+    build = app.openapi
+
+    def openapi() -> dict[str, object]:
+        if app.openapi_schema is None:
+            schema = build()
+            components = schema.setdefault("components", {})
+            components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "hyg_"}}
+            for path, operations in schema.get("paths", {}).items():
+                if path in PUBLIC_OPERATIONS:
+                    continue
+                for operation in operations.values():
+                    operation["security"] = [{"bearer": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _plain(errors: object) -> object:

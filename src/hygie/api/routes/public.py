@@ -45,6 +45,7 @@ def registry(request: Request, c: Caller) -> list[RegistryEntry]:
 
     allow(c, Action.REGISTRY_VIEW_PUBLIC)
     h = hub(request)
+    released = released_outputs(request)
     entries = []
     for p in Projects(h.store, events=h.events).list():
         if p.status == "draft":
@@ -64,19 +65,32 @@ def registry(request: Request, c: Caller) -> list[RegistryEntry]:
                 window_start=p.window_start,
                 window_end=p.window_end,
                 approved_at=p.approved_at,
-                released_outputs=released_outputs(request, p.name),
+                released_outputs=released.get(p.name, []),
             )
         )
     return entries
 
 
-def released_outputs(request: Request, project: str) -> list[str]:
-    """Names of the outputs a project released (filled by the airlock once it lands on this branch)."""
-    try:
-        from hygie.jobs.outputs import released_names  # type: ignore[import-not-found]
-    except ImportError:
-        return []
-    return list(released_names(hub(request).store, project))
+def released_outputs(request: Request) -> dict[str, list[str]]:
+    """Per project, its released outputs as "output <id>: <study> (<date>)". Released outputs are public by
+    design (the transparency register lists them); their files stay for project members only."""
+    from sqlalchemy import select
+
+    from hygie.governance.models import Job, OutputRequest, Project
+
+    query = (
+        select(Project.name, OutputRequest.id, Job.study_name, OutputRequest.released_at)
+        .join(OutputRequest, OutputRequest.project_id == Project.id)
+        .join(Job, Job.id == OutputRequest.job_id)
+        .where(OutputRequest.status == "released")
+        .order_by(OutputRequest.id)
+    )
+    out: dict[str, list[str]] = {}
+    with hub(request).store.session() as session:
+        for project, output_id, study, released_at in session.execute(query):
+            when = f" ({released_at:%Y-%m-%d})" if released_at else ""
+            out.setdefault(project, []).append(f"output {output_id}: {study}{when}")
+    return out
 
 
 @router.get("/", include_in_schema=False)
