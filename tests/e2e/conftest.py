@@ -4,6 +4,7 @@ Playwright. The browser comes from ``scripts/browser.sh`` (apt, as root in CI); 
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -94,13 +95,19 @@ def server(settings: Settings, tmp_path: Path) -> Iterator[Server]:
 
 
 class Console:
-    """Browser console errors and page errors (a CSP violation shows up here)."""
+    """Browser console errors and script errors: a CSP violation, a script failure or a 5xx shows up here.
+    A 4xx answer to a page the test opens on purpose (a refusal it asserts) is not an error of the page."""
 
     def __init__(self) -> None:
         self.errors: list[str] = []
 
+    def _console(self, message: object) -> None:
+        text = message.text  # type: ignore[attr-defined]
+        if message.type == "error" and not re.search(r"status of 4\d\d", text):  # type: ignore[attr-defined]
+            self.errors.append(text)
+
     def attach(self, page: object) -> None:
-        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)  # type: ignore[attr-defined]
+        page.on("console", self._console)  # type: ignore[attr-defined]
         page.on("pageerror", lambda e: self.errors.append(str(e)))  # type: ignore[attr-defined]
 
 
