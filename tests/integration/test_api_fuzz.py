@@ -24,7 +24,7 @@ from tests.web_helpers import CONSOLE
 from tests.web_story import hub_with_people
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
-EXAMPLES = 6
+EXAMPLES = 4
 
 
 @pytest.fixture(scope="module")

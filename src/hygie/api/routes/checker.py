@@ -15,7 +15,7 @@ from hygie.api import services
 from hygie.api.auth import Caller, allow, check_csrf, may, signed_in
 from hygie.api.pages import render
 from hygie.api.results import read_output
-from hygie.api.routes.researcher import OutputOut, output_out, output_ref
+from hygie.api.routes.researcher import Id, OutputOut, output_out, output_ref
 
 router = APIRouter()
 SignedIn = Annotated[Caller, Depends(signed_in)]
@@ -38,7 +38,7 @@ def review_queue(request: Request, c: SignedIn) -> Response:
 
 
 @router.get("/review/{output_id}", include_in_schema=False)
-def review_page(request: Request, c: SignedIn, output_id: int) -> Response:
+def review_page(request: Request, c: SignedIn, output_id: Id) -> Response:
     from hygie.governance.permissions import Action
     from hygie.jobs.queue import job_folder
 
@@ -56,7 +56,7 @@ def review_page(request: Request, c: SignedIn, output_id: int) -> Response:
 def review_form(
     request: Request,
     c: SignedIn,
-    output_id: int,
+    output_id: Id,
     decision: Annotated[str, Form(pattern=r"^(approve|reject)$")],
     comment: Annotated[str, Form(max_length=5000)] = "",
 ) -> Response:
@@ -78,7 +78,7 @@ def queue_api(request: Request, c: SignedIn) -> list[OutputOut]:
     "/api/v1/outputs/{output_id}/reviews", response_model=OutputOut, tags=["output checker"],
     dependencies=[Depends(check_csrf)], summary="Approve or reject an output (a rejection needs a comment)",
 )  # fmt: skip
-def review_api(request: Request, c: SignedIn, output_id: int, body: ReviewIn) -> OutputOut:
+def review_api(request: Request, c: SignedIn, output_id: Id, body: ReviewIn) -> OutputOut:
     info = services.airlock(request).review(
         c.principal, output_id, approve=body.decision == "approve", comment=body.comment
     )

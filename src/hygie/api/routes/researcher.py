@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import yaml
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi import Path as PathParam
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, Field
 from starlette.responses import Response
@@ -30,6 +31,7 @@ from hygie.errors import HygieError, InputError, NotFoundError, Problem
 
 router = APIRouter()
 SignedIn = Annotated[Caller, Depends(signed_in)]
+Id = Annotated[int, PathParam(ge=1, le=2**53)]  # database ids: no overflow of a 64-bit column
 MAX_UPLOAD = 2 * 1024 * 1024  # a study file or a cohort definition; far more than either needs
 MAX_FILES = 50
 FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
@@ -69,7 +71,7 @@ class OutputFile(BaseModel):
 
 class OutputOut(BaseModel):
     id: int
-    job_id: int
+    job_id: Id
     project: str
     requested_by: str
     requested_at: dt.datetime
@@ -205,7 +207,7 @@ async def submit_form(
 
 
 @router.get("/jobs/{job_id}", include_in_schema=False)
-def job_page(request: Request, c: SignedIn, job_id: int) -> Response:
+def job_page(request: Request, c: SignedIn, job_id: Id) -> Response:
     from hygie.governance.permissions import Action, JobRef
 
     service = services.jobs(request)
@@ -224,21 +226,21 @@ def job_page(request: Request, c: SignedIn, job_id: int) -> Response:
 
 
 @router.post("/jobs/{job_id}/cancel", include_in_schema=False, dependencies=[Depends(check_csrf)])
-def cancel_form(request: Request, c: SignedIn, job_id: int) -> Response:
+def cancel_form(request: Request, c: SignedIn, job_id: Id) -> Response:
     services.jobs(request).cancel(c.principal, job_id)
     return RedirectResponse(f"/jobs/{job_id}", status_code=303)
 
 
 @router.post("/jobs/{job_id}/outputs", include_in_schema=False, dependencies=[Depends(check_csrf)])
 def request_form(
-    request: Request, c: SignedIn, job_id: int, justification: Annotated[str, Form(max_length=5000)] = ""
+    request: Request, c: SignedIn, job_id: Id, justification: Annotated[str, Form(max_length=5000)] = ""
 ) -> Response:
     output = services.airlock(request).request(c.principal, job_id, justification=justification)
     return RedirectResponse(f"/outputs/{output.id}", status_code=303)
 
 
 @router.get("/outputs/{output_id}", include_in_schema=False)
-def output_page(request: Request, c: SignedIn, output_id: int) -> Response:
+def output_page(request: Request, c: SignedIn, output_id: Id) -> Response:
     """A released output: its tables, plots and files. Before release only its state is shown."""
     from hygie.governance.permissions import Action
     from hygie.jobs.airlock import released_folder
@@ -255,7 +257,7 @@ def output_page(request: Request, c: SignedIn, output_id: int) -> Response:
     return render(request, "researcher/output.html", output=output_out(output), view=view)
 
 
-def _download(request: Request, c: Caller, output_id: int, dest: Path) -> list[Path]:
+def _download(request: Request, c: Caller, output_id: Id, dest: Path) -> list[Path]:
     return services.airlock(request).download(c.principal, output_id, dest)
 
 
@@ -301,7 +303,7 @@ async def submit_api(
 
 
 @router.get("/api/v1/jobs/{job_id}", response_model=JobDetail, tags=TAG, summary="A job, with its log")
-def job_api(request: Request, c: SignedIn, job_id: int) -> JobDetail:
+def job_api(request: Request, c: SignedIn, job_id: Id) -> JobDetail:
     service = services.jobs(request)
     return job_out(service.view(c.principal, job_id), JobDetail, log=service.log(c.principal, job_id))
 
@@ -310,7 +312,7 @@ def job_api(request: Request, c: SignedIn, job_id: int) -> JobDetail:
     "/api/v1/jobs/{job_id}/cancel", response_model=JobOut, tags=TAG, dependencies=[Depends(check_csrf)],
     summary="Cancel a job",
 )  # fmt: skip
-def cancel_api(request: Request, c: SignedIn, job_id: int) -> JobOut:
+def cancel_api(request: Request, c: SignedIn, job_id: Id) -> JobOut:
     return job_out(services.jobs(request).cancel(c.principal, job_id))
 
 
@@ -322,7 +324,7 @@ class OutputRequestIn(BaseModel):
     "/api/v1/jobs/{job_id}/outputs", response_model=OutputOut, status_code=201, tags=TAG,
     dependencies=[Depends(check_csrf)], summary="Ask for a finished job's outputs to be released",
 )  # fmt: skip
-def request_api(request: Request, c: SignedIn, job_id: int, body: OutputRequestIn) -> OutputOut:
+def request_api(request: Request, c: SignedIn, job_id: Id, body: OutputRequestIn) -> OutputOut:
     return output_out(services.airlock(request).request(c.principal, job_id, justification=body.justification))
 
 
@@ -332,7 +334,7 @@ def outputs_api(request: Request, c: SignedIn) -> list[OutputOut]:
 
 
 @router.get("/api/v1/outputs/{output_id}", response_model=OutputOut, tags=TAG, summary="One output request")
-def output_api(request: Request, c: SignedIn, output_id: int) -> OutputOut:
+def output_api(request: Request, c: SignedIn, output_id: Id) -> OutputOut:
     airlock = services.airlock(request)
     if output_id not in {o.id for o in airlock.list(c.principal)}:
         raise NotFoundError(f"no output {output_id} you may see")
@@ -343,7 +345,7 @@ def output_api(request: Request, c: SignedIn, output_id: int) -> OutputOut:
     "/api/v1/outputs/{output_id}/download", tags=TAG, summary="A released output's files, as a zip",
     response_class=Response, responses={200: {"content": {"application/zip": {}}}},
 )  # fmt: skip
-def download_zip(request: Request, c: SignedIn, output_id: int) -> Response:
+def download_zip(request: Request, c: SignedIn, output_id: Id) -> Response:
     with tempfile.TemporaryDirectory(prefix="hygie-download-", dir=services.hub(request).settings.home) as tmp:
         files = _download(request, c, output_id, Path(tmp))
         buffer = io.BytesIO()
@@ -357,7 +359,7 @@ def download_zip(request: Request, c: SignedIn, output_id: int) -> Response:
     "/api/v1/outputs/{output_id}/files/{name}", tags=TAG, summary="One file of a released output",
     response_class=Response, responses={200: {"content": {"application/octet-stream": {}}}},
 )  # fmt: skip
-def download_file(request: Request, c: SignedIn, output_id: int, name: str) -> Response:
+def download_file(request: Request, c: SignedIn, output_id: Id, name: str) -> Response:
     with tempfile.TemporaryDirectory(prefix="hygie-download-", dir=services.hub(request).settings.home) as tmp:
         files = {p.relative_to(tmp).as_posix(): p for p in _download(request, c, output_id, Path(tmp))}
         if name not in files:
