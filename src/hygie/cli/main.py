@@ -8,6 +8,7 @@ import typer
 
 from hygie import __version__
 from hygie.cli import audit, cdm, cohort, datasets, demo, jobs, keys, pseudonymise, release, sites, study, synth, vocab
+from hygie.cli import disclosure as disclosure_cli
 from hygie.cli import serve as serve_
 from hygie.cli.output import EXIT_INTERNAL_ERROR
 
@@ -22,6 +23,7 @@ app = typer.Typer(
 # Command modules, in pipeline order. Each exposes `register(app)`.
 for module in (synth, sites, pseudonymise, keys, vocab, cdm, release, audit, datasets, cohort, study, jobs, demo):
     module.register(app)
+disclosure_cli.register(app)
 serve_.register(app)
 
 

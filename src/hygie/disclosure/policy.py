@@ -69,15 +69,6 @@ class DisclosurePolicy:
         return self.smallest_masked <= value <= self.max_masked
 
     @classmethod
-    def profile_named(cls, name: str) -> DisclosurePolicy:
-        try:
-            return PROFILES[name]
-        except KeyError:
-            known = ", ".join(PROFILES)
-            problem = Problem("disclosure policy", f"key 'profile': unknown profile {name!r} ({known})")
-            raise InputError(problem) from None
-
-    @classmethod
     def from_mapping(cls, data: Mapping[str, Any], source: str = "disclosure policy") -> DisclosurePolicy:
         """A policy from a configuration mapping: ``profile`` (default "french") then overrides of its keys.
 
@@ -102,12 +93,9 @@ class DisclosurePolicy:
                 problems.append(Problem(source, f"key '{key}': {why}"))
                 continue
             changes[key] = tuple(value) if isinstance(value, list) else value
+        problems += [Problem(source, p) for p in _invalid(replace_unchecked(base, changes))]
         if problems:
             raise InputError(problems)
-        candidate = replace_unchecked(base, changes)
-        invalid = _invalid(candidate)
-        if invalid:
-            raise InputError([Problem(source, p) for p in invalid])
         return replace(base, **changes)
 
     @classmethod

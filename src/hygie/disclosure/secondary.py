@@ -23,8 +23,9 @@ new table takes part in is reported as unprotectable (it was already possible fr
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,7 +36,7 @@ from hygie.disclosure.history import Label
 
 PRIMARY, SECONDARY, DIFFERENCING, MISSING = "primary", "secondary", "differencing", "missing"
 PROTECTED = frozenset({PRIMARY, SECONDARY, DIFFERENCING})  # masked by disclosure control: must stay unknown
-NEW = 0  # origin of the table being released; earlier outputs are 1, 2, ...
+REST = "\x00rest"  # the level standing for levels of a margin that no output shows
 _TOLERANCE = 1e-8
 _MAX_ROUNDS = 10_000
 
@@ -113,46 +114,40 @@ def _cheapest(column: CountColumn, candidates: Sequence[int], total: int | None 
     return min(visible, key=lambda i: (column.values[i] == 0, column.values[i], i == total, i))
 
 
-@dataclass(frozen=True)
-class _Output:
-    origin: int
-    labels: Sequence[Label]
-    known: Sequence[int | None]  # the value an attacker sees; None when masked
-    margins: Mapping[str, str]
-
-
 @dataclass
 class _System:
-    """Linear equations over the unknown cells (masked cells, rests), the visible values moved to the right."""
+    """Linear equations over the statistics nobody shows, the visible values moved to the right-hand side.
 
-    variables: list[Hashable] = field(default_factory=list)  # ("cell", origin, row) or ("rest", margin, rest)
-    index: dict[Hashable, int] = field(default_factory=dict)
+    A variable is a statistic (its label): what an attacker needs is the value, whichever output it came from.
+    """
+
+    known: Mapping[Label, float]  # every statistic some output shows (the new table's value first)
+    candidates: Mapping[Label, int]  # statistics only the new table shows: row to mask to hide them
+    variables: list[Label] = field(default_factory=list)
+    index: dict[Label, int] = field(default_factory=dict)
     equations: list[dict[int, float]] = field(default_factory=list)
     rhs: list[float] = field(default_factory=list)
-    visible_new: list[list[int]] = field(default_factory=list)  # per equation: visible rows of the new table
+    maskable: list[list[int]] = field(default_factory=list)  # per equation: new-table rows whose mask helps
 
-    def add(self, terms: Sequence[tuple[float, Hashable]], outputs: Mapping[int, _Output]) -> None:
+    def add(self, terms: Sequence[tuple[float, Label]]) -> None:
         coefficients: dict[int, float] = {}
         rhs = 0.0
-        visible = []
-        for coefficient, ref in terms:
-            if ref[0] == "cell":
-                _, origin, row = ref
-                value = outputs[origin].known[row]
-                if value is not None:
-                    rhs -= coefficient * value
-                    if origin == NEW:
-                        visible.append(row)
-                    continue
-            var = self.index.setdefault(ref, len(self.variables))
+        maskable = []
+        for coefficient, label in terms:
+            if label in self.known:
+                rhs -= coefficient * self.known[label]
+                if label in self.candidates:
+                    maskable.append(self.candidates[label])
+                continue
+            var = self.index.setdefault(label, len(self.variables))
             if var == len(self.variables):
-                self.variables.append(ref)
+                self.variables.append(label)
             coefficients[var] = coefficients.get(var, 0.0) + coefficient
         coefficients = {v: c for v, c in coefficients.items() if c}
         if coefficients:
             self.equations.append(coefficients)
             self.rhs.append(rhs)
-            self.visible_new.append(visible)
+            self.maskable.append(maskable)
 
     def components(self) -> list[tuple[list[int], list[int]]]:
         """Connected components: (variables, equations) that share no variable with the others."""
@@ -185,64 +180,74 @@ class _System:
         return a, np.array([self.rhs[e] for e in equations])
 
 
-def _build(outputs: Sequence[_Output], margins: Mapping[str, str]) -> _System:
-    """The equations an attacker holding ``outputs`` can write (see the module docstring)."""
-    by_origin = {o.origin: o for o in outputs}
-    system = _System()
-    for out in outputs:  # each output's own groups, complete by the table's contract
-        for g in margin_groups(out.labels, out.margins):
-            if g.total is not None and g.components:
-                terms = [(1.0, ("cell", out.origin, g.total))]
-                terms += [(-1.0, ("cell", out.origin, c)) for c in g.components]
-                system.add(terms, by_origin)
-    if len(outputs) < 2:
-        return system
-    # Across outputs: a total from one output and levels from others, with a rest for levels never released.
-    cells: dict[Label, list[tuple[int, int]]] = {}
-    for out in outputs:
-        for row, label in enumerate(out.labels):
-            cells.setdefault(label, []).append((out.origin, row))
-    for column, total_label in margins.items():
-        groups: dict[Label, tuple[set[Label], set[Label]]] = {}
-        for label in cells:
-            level = dict(label).get(column)
-            if level is None:
+def _build(
+    new: CountColumn,
+    earlier: Sequence[ReleasedColumn],
+    margins: Mapping[str, str],
+    rests: bool,
+    with_new: bool = True,
+) -> tuple[_System, set[Label]]:
+    """The equations an attacker holding ``earlier`` outputs and the ``new`` table (as masked so far) can write,
+    and the statistics some output holds.
+
+    The statistics are laid out as a full table: for each context (the values of the key columns that are not
+    margins), every combination of the levels of the margin columns seen in any output. A statistic shown by any
+    output is known (an attacker uses any value shown, however old); one no output shows is unknown, whether
+    masked or never released. Each total-level statistic equals the sum of its margin's other levels; with
+    ``rests``, a group no single output holds whole also counts a "rest" (levels no output shows, which an
+    attacker knowing the domain of the margin may know). Without, the levels seen are taken as all there are.
+    ``with_new`` False: what the earlier outputs alone disclose, laid out with the new table's levels too.
+    """
+    known: dict[Label, float] = {}
+    candidates: dict[Label, int] = {}
+    held: list[set[Label]] = []  # the statistics of each output
+    for out in earlier:
+        held.append(set(out.labels))
+        for label, value in zip(out.labels, out.values, strict=True):
+            if value is not None:
+                known.setdefault(label, float(value))
+    layout = set(new.labels).union(*held)
+    if with_new:
+        held.append(set(new.labels))
+        for row, (label, value, reason) in enumerate(zip(new.labels, new.values, new.reasons, strict=True)):
+            if reason is None and value is not None:
+                if label not in known:
+                    candidates[label] = row
+                known[label] = float(value)
+    present = set().union(*held)
+    system = _System(known, candidates)
+    columns = {k for label in layout for k, _ in label}
+    active = {m: t for m, t in margins.items() if m in columns}
+    levels: dict[str, set[str]] = {m: set() for m in active}
+    contexts: set[Label] = set()
+    for label in layout:
+        values = dict(label)
+        if active and all(m in values for m in active):
+            for m in active:
+                levels[m].add(values[m])
+            contexts.add(tuple(kv for kv in label if kv[0] not in active))
+    order = sorted(active)
+    for context in contexts:
+        for m in order:
+            parts = sorted(levels[m] - {active[m]})
+            if active[m] not in levels[m] or not parts:
                 continue
-            totals, levels = groups.setdefault(tuple(kv for kv in label if kv[0] != column), (set(), set()))
-            (totals if level == total_label else levels).add(label)
-        for rest, (totals, levels) in groups.items():
-            if not totals or not levels:
-                continue
-            (total,) = totals
-            complete = any(_has_all(by_origin[o], total, levels) for o, _ in cells[total])
-            terms = [(1.0, _representative(cells[total], by_origin))]
-            terms += [(-1.0, _representative(cells[level], by_origin)) for level in sorted(levels)]
-            if not complete:
-                terms.append((-1.0, ("rest", column, rest)))
-            system.add(terms, by_origin)
-    return system
+            others = [o for o in order if o != m]
+            for combo in itertools.product(*(sorted(levels[o]) for o in others)):
+                fixed = (*context, *zip(others, combo, strict=True))
+                total = tuple(sorted((*fixed, (m, active[m]))))
+                levels_ = [tuple(sorted((*fixed, (m, p)))) for p in parts]
+                terms = [(1.0, total), *((-1.0, level) for level in levels_)]
+                if rests and not any(total in h and all(level in h for level in levels_) for h in held):
+                    # no output holds the whole group: levels no output shows may exist, summed in a "rest"
+                    terms.append((-1.0, tuple(sorted((*fixed, (m, REST))))))
+                system.add(terms)
+    return system, present
 
 
-def _has_all(out: _Output, total: Label, levels: set[Label]) -> bool:
-    present = set(out.labels)
-    return total in present and levels <= present
-
-
-def _representative(cells: Sequence[tuple[int, int]], outputs: Mapping[int, _Output]) -> Hashable:
-    """The cell standing for a statistic: the new table's when it has one, else a visible earlier one."""
-    for origin, row in cells:
-        if origin == NEW:
-            return ("cell", origin, row)
-    for origin, row in cells:
-        if outputs[origin].known[row] is not None:
-            return ("cell", origin, row)
-    origin, row = cells[0]
-    return ("cell", origin, row)
-
-
-def _determined(system: _System) -> dict[Hashable, float]:
+def _determined(system: _System) -> dict[Label, float]:
     """Unknowns the equations fix, with their values (least squares, exact when the data are consistent)."""
-    fixed: dict[Hashable, float] = {}
+    fixed: dict[Label, float] = {}
     for variables, equations in system.components():
         a, b = system.matrix(variables, equations)
         basis = null_space(a)
@@ -253,15 +258,15 @@ def _determined(system: _System) -> dict[Hashable, float]:
     return fixed
 
 
-def _pinned(system: _System, bounds: Mapping[Hashable, tuple[float, float | None]]) -> list[Hashable]:
-    """Unknowns whose feasible integer range under the bounds is one value (linear programming)."""
+def _pinned(system: _System, bounds: Mapping[Label, tuple[float, float | None]]) -> list[Label]:
+    """Unknowns whose feasible integer range under the bounds (default: >= 0) is one value (linear programming)."""
     pinned = []
     for variables, equations in system.components():
         a, b = system.matrix(variables, equations)
         box = [bounds.get(system.variables[v], (0.0, None)) for v in variables]
         for j, v in enumerate(variables):
-            ref = system.variables[v]
-            if ref not in bounds:
+            label = system.variables[v]
+            if label not in bounds:
                 continue
             objective = np.zeros(len(variables))
             objective[j] = 1.0
@@ -270,20 +275,20 @@ def _pinned(system: _System, bounds: Mapping[Hashable, tuple[float, float | None
             if low.status != 0 or high.status != 0:
                 continue  # unbounded above (fine) or inconsistent inputs: nothing pinned here
             if math.floor(-high.fun + 1e-6) - math.ceil(low.fun - 1e-6) < 1:
-                pinned.append(ref)
+                pinned.append(label)
     return pinned
 
 
-def _repair(system: _System, ref: Hashable, column: CountColumn) -> int | None:
-    """The visible cell of the new table to mask so that ``ref`` is no longer fixed."""
-    var = system.index[ref]
+def _repair(system: _System, label: Label, column: CountColumn) -> int | None:
+    """The visible cell of the new table to mask so that ``label`` is no longer fixed."""
+    var = system.index[label]
     touching = [e for e, eq in enumerate(system.equations) if var in eq]
-    pick = _cheapest(column, [row for e in touching for row in system.visible_new[e]])
+    pick = _cheapest(column, [row for e in touching for row in system.maskable[e]])
     if pick is not None:
         return pick
     for variables, equations in system.components():  # none beside it: anywhere it is connected to
         if var in variables:
-            return _cheapest(column, [row for e in equations for row in system.visible_new[e]])
+            return _cheapest(column, [row for e in equations for row in system.maskable[e]])
     return None
 
 
@@ -303,35 +308,42 @@ def suppress(
     complete_lines(column, groups)
     if not groups and not history:
         return 0
-    earlier = [_Output(k + 1, h.labels, h.values, h.margins) for k, h in enumerate(history)]
     merged_margins = {**{k: v for h in history for k, v in h.margins.items()}, **margins}
-    already = set(_determined(_build(earlier, merged_margins))) if len(earlier) else set()
-    ignored: set[Hashable] = set()
+    # An attacker may or may not know levels no output shows: both views are audited.
+    views = (False, True) if history else (False,)
+    already: set[Label] = set()  # what earlier outputs disclose on their own, in either view: not this table's doing
+    for rests in views:
+        already |= set(_determined(_build(column, history, merged_margins, rests, with_new=False)[0]))
+    rows = {label: i for i, label in enumerate(column.labels)}
+    ignored: set[Label] = set()
     for _ in range(_MAX_ROUNDS):
-        known = [v if r is None else None for v, r in zip(column.values, column.reasons, strict=True)]
-        new = _Output(NEW, column.labels, known, margins)
-        system = _build([new, *earlier], merged_margins)
-        disclosed = [
-            ref
-            for ref, value in _determined(system).items()
-            if ref not in ignored and _sensitive(ref, value, column, already, smallest_masked, max_masked)
-        ]
+        disclosed = []
+        for rests in views:
+            system, present = _build(column, history, merged_margins, rests)
+            disclosed = [
+                label
+                for label, value in _determined(system).items()
+                if label not in ignored
+                and label not in already
+                and _sensitive(label, value, column, rows, present, smallest_masked, max_masked)
+            ]
+            if disclosed:
+                break
         if not disclosed:
-            own = _build([new], margins)
+            system, _ = _build(column, (), margins, rests=False)
             bounds = {
-                ("cell", NEW, i): (float(smallest_masked), float(max_masked)) if r == PRIMARY else (0.0, None)
-                for i, r in enumerate(column.reasons)
+                label: (float(smallest_masked), float(max_masked)) if r == PRIMARY else (0.0, None)
+                for label, r in zip(column.labels, column.reasons, strict=True)
                 if r in PROTECTED
             }
-            disclosed = [ref for ref in _pinned(own, bounds) if ref not in ignored]
-            system = own
+            disclosed = [label for label in _pinned(system, bounds) if label not in ignored]
         if not disclosed:
             return len(ignored)
         picks = set()
-        for ref in disclosed:
-            pick = _repair(system, ref, column)
+        for label in disclosed:
+            pick = _repair(system, label, column)
             if pick is None:
-                ignored.add(ref)
+                ignored.add(label)
             else:
                 picks.add(pick)
         for pick in picks:
@@ -341,14 +353,17 @@ def suppress(
 
 
 def _sensitive(
-    ref: Hashable, value: float, column: CountColumn, already: set[Hashable], smallest: int, largest: int
+    label: Label,
+    value: float,
+    column: CountColumn,
+    rows: Mapping[Label, int],
+    present: set[Label],
+    smallest: int,
+    largest: int,
 ) -> bool:
-    """Is it a disclosure that ``ref`` is fixed (to ``value``)?"""
-    if ref in already:
-        return False  # fixed by earlier outputs alone: not this release's doing
-    kind, origin, row = ref  # type: ignore[misc]
-    if kind == "rest":
-        return smallest <= round(value) <= largest
-    if origin == NEW:
-        return column.reasons[row] in PROTECTED
-    return True  # a cell masked in an earlier output
+    """Is it a disclosure that the statistic ``label`` is fixed (to ``value``)?"""
+    if label in rows:
+        return column.reasons[rows[label]] in PROTECTED
+    if label in present:
+        return True  # masked in an earlier output
+    return smallest <= round(value) <= largest  # never released (or a rest): a disclosure when small
