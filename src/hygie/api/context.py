@@ -7,7 +7,7 @@ import datetime as dt
 import threading
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 
@@ -33,6 +33,7 @@ class Hub:
     sessions: SessionStore = field(init=False)
     limiter: LoginLimiter = field(init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False)  # public data only
 
     def __post_init__(self) -> None:
         c = self.config

@@ -8,6 +8,8 @@ site names, CDM table names, dates and released output names only.
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
@@ -38,12 +40,35 @@ class RegistryEntry(BaseModel):
     released_outputs: list[str]
 
 
+REGISTRY_TTL = 2.0  # seconds: the registry is public and the same for everyone; a change shows within 2 s
+
+
 def registry(request: Request, c: Caller) -> list[RegistryEntry]:
-    """Projects the public may read about (approved at least once: drafts are not yet a use of data)."""
+    """Projects the public may read about (approved at least once: drafts are not yet a use of data).
+
+    The list is computed at most every ``REGISTRY_TTL`` seconds: it is the hub's most-read page, it holds only
+    public information, and no access depends on it (access follows the project's state at each request)."""
     from hygie.governance.permissions import Action
-    from hygie.governance.projects import Projects
 
     allow(c, Action.REGISTRY_VIEW_PUBLIC)
+    h = hub(request)
+    now = time.monotonic()
+    with _registry_lock:
+        cached = h.cache.get("registry")
+        if cached is not None and now - cached[0] < REGISTRY_TTL:
+            return cached[1]
+    entries = _registry(request)
+    with _registry_lock:
+        h.cache["registry"] = (now, entries)
+    return entries
+
+
+_registry_lock = threading.Lock()
+
+
+def _registry(request: Request) -> list[RegistryEntry]:
+    from hygie.governance.projects import Projects
+
     h = hub(request)
     released = released_outputs(request)
     entries = []

@@ -22,25 +22,29 @@ function confirmForms() {
     f.addEventListener("submit", e => { if (!confirm(f.dataset.confirm)) e.preventDefault(); }));
 }
 
-// Interactive plots: legend buttons show or hide a series (<g data-series="name"> in the inline SVG).
+// Interactive plots: the report's inline SVG marks each series by its colour and lists it in a legend
+// (a 10x10 swatch and a label). One button per series shows or hides its lines, bands and points.
 function legends() {
-  document.querySelectorAll(".plot").forEach(plot => {
-    const series = [...plot.querySelectorAll("svg [data-series]")];
-    const names = [...new Set(series.map(s => s.dataset.series))];
-    if (names.length < 2) return;
+  document.querySelectorAll(".plot svg").forEach(svg => {
+    const swatches = [...svg.querySelectorAll('rect[width="10"][height="10"]')];
+    if (swatches.length < 2) return;
     const legend = document.createElement("div");
     legend.className = "legend";
-    names.forEach(name => {
+    swatches.forEach(swatch => {
+      const colour = swatch.getAttribute("fill");
+      const label = swatch.nextElementSibling ? swatch.nextElementSibling.textContent : colour;
+      const marks = [...svg.querySelectorAll("polyline, polygon, circle, path")].filter(
+        m => m.getAttribute("stroke") === colour || m.getAttribute("fill") === colour);
       const b = document.createElement("button");
-      b.type = "button"; b.textContent = name; b.setAttribute("aria-pressed", "true");
+      b.type = "button"; b.textContent = label; b.setAttribute("aria-pressed", "true");
       b.addEventListener("click", () => {
         const on = b.getAttribute("aria-pressed") !== "true";
         b.setAttribute("aria-pressed", String(on));
-        series.filter(s => s.dataset.series === name).forEach(s => s.classList.toggle("hidden", !on));
+        marks.forEach(m => m.classList.toggle("hidden", !on));
       });
       legend.appendChild(b);
     });
-    plot.appendChild(legend);
+    svg.parentElement.appendChild(legend);
   });
 }
 
