@@ -4,7 +4,7 @@
 Reads: the public registry (page and JSON), a researcher's project list (page and JSON, session cookie), and
 ``/api/v1/me`` with a session cookie and with a bearer token. Reported: requests, throughput, latency percentiles
 overall and per endpoint, and errors (anything but 200, or no answer). Targets (issue 8): p99 < 200 ms, 0 errors.
-The load generator (httpx, asyncio) runs in this process and shares the machine's cores with the server.
+The load generator (a minimal asyncio HTTP/1.1 client) runs in this process, on the same cores as the server.
 """
 
 from __future__ import annotations
@@ -89,51 +89,69 @@ def _start(home: Path, port: int, log: Path) -> subprocess.Popen:
     raise RuntimeError(f"hygie serve did not start: {log.read_text()[-2000:]}")
 
 
-def _sign_in(base: str, totp_secret: str) -> httpx.Cookies:
+def _sign_in(base: str, totp_secret: str) -> str:
     with httpx.Client(base_url=base) as c:
         token = re.search(r'name="csrf-token" content="([0-9a-f]+)"', c.get("/login").text).group(1)
         form = {"csrf_token": token, "username": "rita", "password": "researcher-password-long",
                 "code": pyotp.TOTP(totp_secret).now(), "next": "/"}  # fmt: skip
         response = c.post("/login", data=form)
         assert response.status_code == 303, response.text[:500]
-        return c.cookies
+        return "; ".join(f"{name}={value}" for name, value in c.cookies.items())
 
 
-async def _load(base: str, cookies: httpx.Cookies, token: str) -> dict[str, list[float] | int]:
+async def _get(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> int:
+    """One GET on a kept-alive connection; returns the status (the body is read and dropped)."""
+    writer.write(request)
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+    if length is None:
+        raise RuntimeError("response without Content-Length")
+    await reader.readexactly(int(length.group(1)))
+    return status
+
+
+async def _load(port: int, cookie: str, token: str) -> dict[str, list[float] | int]:
+    """``CLIENTS`` clients, each on its own kept-alive connection, cycling through the read endpoints.
+    A minimal HTTP/1.1 client (asyncio streams): a general-purpose client would cost more CPU than the server."""
     endpoints = [
-        ("GET / (registry page)", "/", {}, False),
-        ("GET /api/v1/registry", "/api/v1/registry", {}, False),
-        ("GET /projects (session)", "/projects", {}, True),
-        ("GET /api/v1/projects (session)", "/api/v1/projects", {}, True),
-        ("GET /api/v1/me (session)", "/api/v1/me", {}, True),
-        ("GET /api/v1/me (token)", "/api/v1/me", {"Authorization": f"Bearer {token}"}, False),
+        ("GET / (registry page)", "/", ""),
+        ("GET /api/v1/registry", "/api/v1/registry", ""),
+        ("GET /projects (session)", "/projects", f"Cookie: {cookie}\r\n"),
+        ("GET /api/v1/projects (session)", "/api/v1/projects", f"Cookie: {cookie}\r\n"),
+        ("GET /api/v1/me (session)", "/api/v1/me", f"Cookie: {cookie}\r\n"),
+        ("GET /api/v1/me (token)", "/api/v1/me", f"Authorization: Bearer {token}\r\n"),
     ]
-    latencies: dict[str, list[float]] = {name: [] for name, *_ in endpoints}
-    errors: dict[str, int] = {name: 0 for name, *_ in endpoints}
-    limits = httpx.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS)
+    requests = [
+        (name, f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{extra}\r\n".encode())
+        for name, path, extra in endpoints
+    ]
+    latencies: dict[str, list[float]] = {name: [] for name, _ in requests}
+    errors: dict[str, int] = {name: 0 for name, _ in requests}
     stop_at = time.perf_counter() + SECONDS
 
-    async with (
-        httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as anonymous,
-        httpx.AsyncClient(base_url=base, limits=limits, timeout=30, cookies=cookies) as signed,
-    ):
-
-        async def client(i: int) -> None:
-            k = i
+    async def client(i: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        k = i
+        try:
             while time.perf_counter() < stop_at:
-                name, path, headers, session = endpoints[k % len(endpoints)]
+                name, request = requests[k % len(requests)]
                 k += 1
                 started = time.perf_counter()
                 try:
-                    response = await (signed if session else anonymous).get(path, headers=headers)
-                    ok = response.status_code == 200
-                except httpx.HTTPError:
+                    ok = await _get(reader, writer, request) == 200
+                except (OSError, RuntimeError, asyncio.IncompleteReadError, ValueError):
                     ok = False
+                    writer.close()
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
                 latencies[name].append(time.perf_counter() - started)
                 if not ok:
                     errors[name] += 1
+        finally:
+            writer.close()
 
-        await asyncio.gather(*(client(i) for i in range(CLIENTS)))
+    await asyncio.gather(*(client(i) for i in range(CLIENTS)))
     return {"latencies": latencies, "errors": errors}  # type: ignore[dict-item]
 
 
@@ -155,9 +173,9 @@ def main() -> dict:
         server = _start(home, port, Path(tmp) / "serve.log")
         try:
             base = f"http://127.0.0.1:{port}"
-            cookies = _sign_in(base, secrets["rita_totp"])
+            cookie = _sign_in(base, secrets["rita_totp"])
             started = time.perf_counter()
-            measured = asyncio.run(_load(base, cookies, secrets["token"]))
+            measured = asyncio.run(_load(port, cookie, secrets["token"]))
             elapsed = time.perf_counter() - started
         finally:
             server.terminate()
