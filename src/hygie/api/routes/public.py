@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 from starlette.responses import Response
 
-from hygie.api.auth import Caller, allow, caller
+from hygie.api.auth import Caller, allow, caller, current
 from hygie.api.context import hub
 from hygie.api.pages import render
 
@@ -134,5 +134,5 @@ def optout(request: Request) -> Response:
     tags=["public"],
     summary="The public registry of projects (no account needed)",
 )
-def registry_api(request: Request, c: Annotated[Caller, Depends(caller)]) -> list[RegistryEntry]:
+def registry_api(request: Request, c: Annotated[Caller, Depends(current)]) -> list[RegistryEntry]:
     return registry(request, c)
