@@ -20,7 +20,9 @@ demo: sync
 lint: sync
 	$(UV) run --locked ruff check src tests benchmarks
 
+# PostgreSQL server programs for the metadata-store tests (installed when missing; the tests start their own cluster).
 test: lint
+	scripts/postgres.sh >/dev/null
 	$(UV) run --locked pytest
 
 bench: sync

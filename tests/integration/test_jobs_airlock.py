@@ -49,7 +49,9 @@ def population(persons: int, with_condition: int) -> dict[str, str]:
     person = "person_id,gender_concept_id,year_of_birth,race_concept_id,ethnicity_concept_id\n"
     periods = "observation_period_id,person_id,observation_period_start_date,observation_period_end_date,"
     periods += "period_type_concept_id\n"
-    conditions = "condition_occurrence_id,person_id,condition_concept_id,condition_start_date,condition_type_concept_id\n"
+    conditions = (
+        "condition_occurrence_id,person_id,condition_concept_id,condition_start_date,condition_type_concept_id\n"
+    )
     for p in range(1, persons + 1):
         person += f"{p},{8507 if p % 2 else 8532},{1940 + p % 50},0,0\n"
         periods += f"{p},{p},2000-01-01,2019-12-31,44814724\n"
@@ -161,9 +163,7 @@ def test_the_whole_story_with_disclosure_control_and_two_checkers(settings, stor
         airlock.download(rita, request.id, tmp_path / "again")
 
 
-def test_small_counts_are_masked_and_a_one_person_smaller_twin_cannot_be_differenced(
-    settings, store, people, tmp_path
-):
+def test_small_counts_are_masked_and_a_one_person_smaller_twin_cannot_be_differenced(settings, store, people, tmp_path):
     load_cdm(write_cdm(tmp_path / "cdm", population(30, 5)), "small", settings, synthetic=False)
     open_project(store, people, "tiny", "small", ["rita"])
     rita = people.principal("rita")
@@ -242,3 +242,18 @@ def test_jobs_accept_circe_cohorts_only_and_releases_in_scope(settings, store, p
     )
     with pytest.raises(HygieError, match="Circe"):
         Jobs(store).submit(rita, "p", folder / "study.yaml", "r")
+
+
+def test_a_python_cohort_is_refused_before_any_of_its_code_runs(settings, store, people, tmp_path):
+    load_cdm(write_cdm(tmp_path / "cdm", population(20, 15)), "r", settings, synthetic=True)
+    open_project(store, people, "p", "r", ["rita"])
+    folder = tmp_path / "code"
+    folder.mkdir()
+    marker = tmp_path / "ran"
+    (folder / "evil.py").write_text(f"open({str(marker)!r}, 'w').write('x')\ndef cohort():\n    return None\n")
+    (folder / "study.yaml").write_text(
+        "name: code\ncohorts:\n  c: {python: evil.py:cohort}\nanalyses:\n  - cohort_counts: {}\n"
+    )
+    with pytest.raises(HygieError, match="Circe"):
+        Jobs(store).submit(people.principal("rita"), "p", folder / "study.yaml", "r")
+    assert not marker.exists()

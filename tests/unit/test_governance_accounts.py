@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
+import shutil
+import tempfile
+from pathlib import Path
 
 import pyotp
 import pytest
 from argon2 import PasswordHasher, Type
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from sqlalchemy import select
 
+from hygie.config import Settings
 from hygie.errors import ConflictError, HygieError
 from hygie.governance.accounts import LOCKOUT, MAX_FAILURES, TOTP_STEP, Accounts, AuthenticationError
 from hygie.governance.events import MemorySink
 from hygie.governance.models import ApiToken, TotpSecret, User
 from hygie.governance.permissions import Action, PermissionDenied, decide
 from hygie.governance.roles import Grant, Principal, Role
+from hygie.governance.store import open_store
 
 OPERATOR = Principal.console("root")
 T0 = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
@@ -212,3 +221,74 @@ def test_grants_check_their_scope(accounts, settings):
     assert accounts.get("ivan").grants == frozenset({Grant(Role.DATA_PROVIDER, site="chu-x")})
     accounts.revoke(OPERATOR, "ivan", Grant(Role.DATA_PROVIDER, site="chu-x"))
     assert accounts.get("ivan").grants == frozenset()
+
+
+def test_concurrent_failures_all_count(accounts):
+    """Failed attempts arriving together are each counted: the account locks however they interleave."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    accounts.add_user(OPERATOR, "kim", PASSWORD)
+
+    def attempt(i: int) -> str:
+        try:
+            accounts.authenticate("kim", f"wrong password {i}", now=T0)
+        except AuthenticationError as e:
+            return str(e)
+        return "accepted"
+
+    with ThreadPoolExecutor(max_workers=MAX_FAILURES) as pool:
+        outcomes = list(pool.map(attempt, range(MAX_FAILURES)))
+    assert all("authentication failed" in o for o in outcomes)
+    with pytest.raises(AuthenticationError, match="locked until"):
+        accounts.authenticate("kim", PASSWORD, now=T0)
+
+
+class AccountOperations(RuleBasedStateMachine):
+    """Random sequences of account creations, e-mail reuse, disabling and role grants on a fresh store:
+    every person keeps exactly one account, and refused operations change nothing (TRE checklist #1)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.folder = Path(tempfile.mkdtemp(prefix="hygie-accounts-"))
+        settings = Settings(home=self.folder, master_key_file=self.folder / "keys" / "master.key")
+        self.store = open_store(settings)
+        self.accounts = Accounts(self.store, events=MemorySink(), hasher=FAST)
+        self.owner: dict[str, str] = {}  # e-mail -> username, the model
+
+    @rule(user=st.sampled_from(["ann", "ben", "cat", "dan"]), email=st.sampled_from(["a@x.eu", "b@x.eu", None]))
+    def add(self, user, email):
+        exists = user in {u.username for u in self.accounts.list()}
+        taken = email is not None and email in self.owner
+        try:
+            self.accounts.add_user(OPERATOR, user, PASSWORD, email=email)
+        except ConflictError:
+            assert exists or taken
+            return
+        assert not exists and not taken
+        if email is not None:
+            self.owner[email] = user
+
+    @rule(user=st.sampled_from(["ann", "ben"]), role=st.sampled_from([Role.AUDITOR, Role.OUTPUT_CHECKER]))
+    def grant(self, user, role):
+        with contextlib.suppress(HygieError):  # already granted
+            self.accounts.grant(OPERATOR, user, Grant(role))
+
+    @rule(user=st.sampled_from(["ann", "ben", "cat"]))
+    def disable(self, user):
+        with contextlib.suppress(HygieError):  # no such user yet
+            self.accounts.set_active(OPERATOR, user, False)
+
+    @invariant()
+    def one_account_per_person(self):
+        users = self.accounts.list()
+        emails = [u.email for u in users if u.email is not None]
+        assert len(emails) == len(set(emails))
+        assert {u.email: u.username for u in users if u.email is not None} == self.owner
+
+    def teardown(self):
+        self.store.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+AccountOperations.TestCase.settings = hypothesis_settings(max_examples=15, stateful_step_count=12, deadline=None)
+test_account_operations = AccountOperations.TestCase

@@ -129,14 +129,16 @@ def test_approval_needs_a_complete_project(projects):
 
 def test_scope_is_checked_against_releases_sites_and_tables(projects):
     projects.create(OPERATOR, "p3", title="t", now=T0)
-    with pytest.raises(NotFoundError, match="no release named 'r9'.*r1"):
+    with pytest.raises(NotFoundError, match=r"no release named 'r9'.*r1"):
         projects.set_scope(OPERATOR, "p3", Scope(("r9",)))
     with pytest.raises(NotFoundError, match="no site named 'chu-z'"):
         projects.set_scope(OPERATOR, "p3", Scope(("r1",), sites=("chu-z",)))
     with pytest.raises(HygieError, match="not CDM tables: conditions"):
         projects.set_scope(OPERATOR, "p3", Scope(("r1",), tables=("conditions", "person")))
     with pytest.raises(HygieError, match="starts after it ends"):
-        projects.set_scope(OPERATOR, "p3", Scope(("r1",), window_start=dt.date(2020, 1, 1), window_end=dt.date(2019, 1, 1)))
+        projects.set_scope(
+            OPERATOR, "p3", Scope(("r1",), window_start=dt.date(2020, 1, 1), window_end=dt.date(2019, 1, 1))
+        )
     info = projects.set_scope(OPERATOR, "p3", Scope(("r1",)))
     assert info.sites is None and info.tables is None  # every site, every table
 

@@ -214,3 +214,69 @@ def test_ticks_cover_the_range_with_round_steps(low, high):
     assert 2 <= len(ticks) <= 12
     steps = {round(b - a, 12) for a, b in itertools.pairwise(ticks)}
     assert len(steps) == 1
+
+
+def test_strata_are_labelled_by_what_tells_them_apart():
+    rows = pa.table(
+        {
+            "denominator_cohort_name": ["general_1", "general_1", "general_2", "general_2", "general_1", "general_2"],
+            "outcome_cohort_name": ["gi_bleed"] * 6,
+            "age_group": ["0 to 64", "0 to 64", "65 to 150", "65 to 150", "0 to 64", "65 to 150"],
+            "sex": ["Both"] * 6,
+            "analysis_interval": ["years"] * 4 + ["overall"] * 2,
+            "incidence_start_date": years(2010, 2011, 2010, 2011, 2010, 2010),
+            "incidence_100000_pys": [10.0, 12.0, 50.0, 55.0, 11.0, 52.0],
+        }
+    )
+    page = render(manifest(synthetic=True), cohorts(), [ResultTable("incidence", rows, plot="incidence")], [])
+    titles = re.findall(r"<svg[^>]*><title>([^<]*)</title>", page)
+    assert titles == [
+        "incidence: outcome_cohort_name=gi_bleed, analysis_interval=years",
+        "incidence: outcome_cohort_name=gi_bleed, analysis_interval=overall",
+    ]
+    assert "age_group=0 to 64" in page and "age_group=65 to 150" in page and "cohort_name=general_1" not in page
+
+
+def test_attrition_by_outcome_and_group_in_step_order():
+    rows = pa.table(
+        {
+            "outcome": ["gi_bleed"] * 4,
+            "group": ["target", "comparator", "target", "comparator"],
+            "cohort": ["diclofenac", "celecoxib", "diclofenac", "celecoxib"],
+            "step": [2, 2, 1, 1],
+            "reason": ["Matched", "Matched", "New users", "New users"],
+            "number_subjects": [140, 70, 145, 71],
+            "excluded_subjects": [5, 1, 0, 0],
+        }
+    )
+    page = render(manifest(synthetic=True), cohorts(), [ResultTable("attrition", rows, plot="attrition")], [])
+    flows = page.split("<svg")[1:]
+    assert len(flows) == 2
+    assert flows[0].index("New users") < flows[0].index("Matched") and "145 persons" in flows[0]
+    assert "excluded: 5" in flows[0] and "excluded: 1" in flows[1]
+
+
+def test_many_strata_are_split_by_sex_and_overall_estimates_drawn_with_whiskers():
+    sexes, ages = ["Both", "Male", "Female"], ["0 to 39", "40 to 64", "65 to 150"]
+    strata = [(s, a) for s in sexes for a in ages]
+    rows = pa.table(
+        {
+            "outcome_cohort_name": ["gi_bleed"] * 27,
+            "analysis_interval": ["years"] * 18 + ["overall"] * 9,
+            "sex": [s for s, _ in strata] * 3,
+            "age_group": [a for _, a in strata] * 3,
+            "incidence_start_date": years(2010) * 9 + years(2011) * 9 + years(2010) * 9,
+            "incidence_100000_pys": [float(i) for i in range(27)],
+            "incidence_100000_pys_95ci_lower": [i - 0.5 for i in range(27)],
+            "incidence_100000_pys_95ci_upper": [i + 0.5 for i in range(27)],
+        }
+    )
+    page = render(manifest(synthetic=True), cohorts(), [ResultTable("incidence", rows, plot="incidence")], [])
+    captions = re.findall(r"<figcaption>([^<]*)</figcaption>", page)
+    assert captions == [f"incidence: outcome_cohort_name=gi_bleed, analysis_interval=years, sex={s}" for s in sexes] + [
+        "incidence: outcome_cohort_name=gi_bleed, analysis_interval=overall"
+    ]
+    svgs = page.split("<svg")[1:]
+    assert all(svg.count("<polyline") == 3 for svg in svgs[:3])  # three age groups per sex
+    overall = svgs[3]
+    assert "<polyline" not in overall and overall.count("<circle") == 9 and overall.count('stroke-width="1.5"') == 9

@@ -7,9 +7,26 @@ import sys
 import typer
 
 from hygie import __version__
-from hygie.cli import audit, cdm, cohort, datasets, demo, jobs, keys, pseudonymise, release, sites, study, synth, vocab
+from hygie.cli import (
+    audit,
+    cdm,
+    cohort,
+    datasets,
+    demo,
+    jobs,
+    keys,
+    optout,
+    projects,
+    pseudonymise,
+    release,
+    serve,
+    sites,
+    study,
+    synth,
+    users,
+    vocab,
+)
 from hygie.cli import disclosure as disclosure_cli
-from hygie.cli import serve as serve_
 from hygie.cli.output import EXIT_INTERNAL_ERROR
 
 app = typer.Typer(
@@ -21,10 +38,28 @@ app = typer.Typer(
 )
 
 # Command modules, in pipeline order. Each exposes `register(app)`.
-for module in (synth, sites, pseudonymise, keys, vocab, cdm, release, audit, datasets, cohort, study, jobs, demo):
+# One module per line: branches that add a command group touch one line each.
+for module in (
+    synth,
+    sites,
+    pseudonymise,
+    vocab,
+    cdm,
+    release,
+    audit,
+    datasets,
+    cohort,
+    study,
+    disclosure_cli,
+    users,
+    projects,
+    optout,
+    jobs,
+    keys,
+    serve,
+    demo,
+):
     module.register(app)
-disclosure_cli.register(app)
-serve_.register(app)
 
 
 @app.callback(invoke_without_command=True)

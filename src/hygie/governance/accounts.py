@@ -265,6 +265,8 @@ class Accounts:
                     f"a service account cannot hold the {grant.role.value} role (it needs a second factor)"
                 )
             project = self._project(session, grant.project) if grant.project else None
+            if project is not None and project.status in ("revoked", "expired"):
+                raise HygieError(f"project {project.name} is {project.status}: it takes no new member")
             if grant.site is not None:
                 from hygie.ingest.sites import SiteRegistry
 
@@ -369,8 +371,9 @@ class Accounts:
         after ``MAX_FAILURES`` consecutive failures. Returns the principal with its grants."""
         now = now or utcnow()
         refused = AuthenticationError("authentication failed: wrong username, password or code")
-        with self.store.session() as session:
-            user = session.scalar(select(User).where(User.username == username))
+        with self.store.session(serialised=True) as session:
+            # FOR UPDATE (PostgreSQL): concurrent attempts count their failures and spend a TOTP step one at a time
+            user = session.scalar(select(User).where(User.username == username).with_for_update())
             if user is None or user.kind != "person" or user.password_hash is None:
                 self._verify(self._dummy_hash, password)
                 outcome = None

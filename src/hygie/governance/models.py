@@ -153,6 +153,8 @@ class OptOutEvent(Base):
     """The opt-out register, append-only: each row adds or removes one person (by release ``person_id``).
 
     A person is opted out when their latest event is an ``add``; the register's version is its highest ``id``.
+    ``nir_token`` (the keyed linkage token of the NIR, never the NIR) lets a pseudonym-key rotation recompute
+    ``person_id`` without asking for the NIRs again.
     """
 
     __tablename__ = "optout_events"
@@ -160,6 +162,7 @@ class OptOutEvent(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     person_id: Mapped[int] = mapped_column(BigInteger)
+    nir_token: Mapped[str] = mapped_column(String(64))
     action: Mapped[str] = mapped_column(String(8))  # add | remove
     source: Mapped[str] = mapped_column(String(200))
     entered_at: Mapped[dt.datetime]

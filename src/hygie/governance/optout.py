@@ -51,15 +51,21 @@ class Pseudonymiser:
         self._linkage = linkage_key(settings)
         self._pseudonym = pseudonym_key(settings)
 
-    def person_id(self, nir: str) -> int:
-        from hygie.ingest.build import _person_id  # the one definition of a person's id from its anchor
-
+    def nir_token(self, nir: str) -> str:
         normalised = normalise_nir(nir)
         if normalised is None:
             raise HygieError("not a valid NIR (15 characters with a correct key)")
         token = self._linkage.token("nir", normalised)
         assert token is not None
-        return _person_id(self._pseudonym, token)
+        return token
+
+    def person_id_of_token(self, nir_token: str) -> int:
+        from hygie.ingest.build import _person_id  # the one definition of a person's id from its anchor
+
+        return _person_id(self._pseudonym, nir_token)
+
+    def person_id(self, nir: str) -> int:
+        return self.person_id_of_token(self.nir_token(nir))
 
 
 @dataclass(frozen=True)
@@ -142,13 +148,21 @@ class OptOutRegister:
             self.events.record(Event(actor.name, f"optout.{action}", OBJECT, "denied", now))
             raise
         pseudonymiser = Pseudonymiser(self.store.settings)
-        person_ids = [pseudonymiser.person_id(nir) for nir in nirs]
-        rows = len(person_ids)
-        with self.store.session() as session:
+        tokens = [pseudonymiser.nir_token(nir) for nir in nirs]
+        persons = {pseudonymiser.person_id_of_token(t): t for t in tokens}
+        rows = len(tokens)
+        with self.store.session(serialised=True) as session:
             current = _opted_out(session)
-            wanted = [p for p in dict.fromkeys(person_ids) if (p in current) != (action == "add")]
+            wanted = [p for p in persons if (p in current) != (action == "add")]
             session.add_all(
-                OptOutEvent(person_id=p, action=action, source=source, entered_at=now, entered_by=actor.name)
+                OptOutEvent(
+                    person_id=p,
+                    nir_token=persons[p],
+                    action=action,
+                    source=source,
+                    entered_at=now,
+                    entered_by=actor.name,
+                )
                 for p in wanted
             )
             session.flush()

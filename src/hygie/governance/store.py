@@ -30,6 +30,7 @@ from hygie.config import Settings
 from hygie.errors import HygieError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+_SERIALISED = "hygie_serialised"
 _PG_MIGRATION_LOCK = 0x68796769  # "hygi": the advisory lock id serialising migrations on PostgreSQL
 
 
@@ -55,8 +56,13 @@ class Store:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextlib.contextmanager
-    def session(self) -> Iterator[Session]:
+    def session(self, *, serialised: bool = False) -> Iterator[Session]:
+        """A transaction. ``serialised``: it reads what it then writes (a counter...), so on SQLite it takes the
+        write lock first (PostgreSQL callers lock their rows with ``SELECT ... FOR UPDATE``). Never open another
+        serialised session inside one: on SQLite the inner one would wait for the outer one."""
         with self._sessions.begin() as session:
+            if serialised:
+                session.connection(execution_options={_SERIALISED: True})
             yield session
 
     @property
@@ -73,7 +79,8 @@ class Store:
         self.close()
 
 
-def _engine(url: str) -> Engine:
+def engine_for(url: str) -> Engine:
+    """An engine for ``url``: SQLite with WAL and foreign keys on every connection, or PostgreSQL."""
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -91,13 +98,21 @@ def _engine(url: str) -> Engine:
             cursor.execute("PRAGMA synchronous=NORMAL")  # durable with WAL at a transaction boundary
             cursor.close()
 
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(connection: Connection) -> None:
+            # pysqlite starts a transaction only at the first write, after the reads that write may depend on
+            # (a lost update). ``Store.session(serialised=True)`` starts it at once with the write lock, so
+            # read-then-write transactions (failure counters, TOTP steps) run one after the other.
+            if connection.get_execution_options().get(_SERIALISED, False):
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+
         return engine
     if parsed.get_backend_name() == "postgresql":
         return create_engine(parsed, pool_pre_ping=True)
     raise HygieError(f"unsupported metadata database {describe(url)}: use sqlite or postgresql+psycopg")
 
 
-def _alembic_config(connection: Connection | None) -> Config:
+def alembic_config(connection: Connection | None) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
@@ -105,7 +120,7 @@ def _alembic_config(connection: Connection | None) -> Config:
 
 
 def head_revision() -> str:
-    script = ScriptDirectory.from_config(_alembic_config(None))
+    script = ScriptDirectory.from_config(alembic_config(None))
     head = script.get_current_head()
     assert head is not None
     return head
@@ -148,7 +163,7 @@ def migrate(engine: Engine) -> tuple[str | None, str]:
     with _migration_lock(engine) as connection:
         before = MigrationContext.configure(connection).get_current_revision()
         if before != head:
-            command.upgrade(_alembic_config(connection), "head")
+            command.upgrade(alembic_config(connection), "head")
     return before, head
 
 
@@ -156,7 +171,7 @@ def open_store(settings: Settings, url: str | None = None, *, upgrade: bool = Tr
     """Open the metadata store named by ``url`` (default: ``database_url(settings)``), migrated to the newest
     schema unless ``upgrade`` is false (then an out-of-date schema is an error)."""
     url = url or database_url(settings)
-    engine = _engine(url)
+    engine = engine_for(url)
     try:
         if upgrade:
             migrate(engine)

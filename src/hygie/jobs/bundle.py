@@ -22,6 +22,7 @@ def bundle_files(study_file: Path) -> tuple[Study, list[Path]]:
     from hygie.studies import load_study
     from hygie.studies.model import CirceCohort
 
+    _refuse_code_before_loading(study_file)  # loading a study runs its python: cohorts
     study = load_study(study_file)
     base = study_file.resolve().parent
     files = []
@@ -39,3 +40,23 @@ def bundle_files(study_file: Path) -> tuple[Study, list[Path]]:
             )
         files.append(path)
     return study, files
+
+
+def _refuse_code_before_loading(study_file: Path) -> None:
+    """Refuse non-Circe cohorts from the raw YAML, before anything in the file is executed or read."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load(study_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return  # load_study reports it, with the line
+    cohorts = raw.get("cohorts") if isinstance(raw, dict) else None
+    if not isinstance(cohorts, dict):
+        return
+    for name, source in cohorts.items():
+        kind = next(iter(source), None) if isinstance(source, dict) and len(source) >= 1 else None
+        if kind in ("python", "file") or (isinstance(source, dict) and "python" in source):
+            raise HygieError(
+                f"{study_file.name}: cohort {name!r}: jobs accept Circe (ATLAS) cohort definitions only "
+                f"({kind} cohorts are for notebooks on synthetic data)"
+            )

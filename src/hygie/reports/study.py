@@ -25,31 +25,48 @@ from typing import TYPE_CHECKING, Any
 
 from hygie.analyses.base import ResultTable
 from hygie.disclosure import Flag
-from hygie.reports.svg import Series, flow_chart, histogram_chart, line_chart, number, scatter_chart
+from hygie.reports.svg import (
+    Series,
+    estimate_chart,
+    flow_chart,
+    histogram_chart,
+    line_chart,
+    number,
+    scatter_chart,
+)
 
 if TYPE_CHECKING:
     from hygie.studies.runner import StudyRun
 
 MAX_ROWS = 50  # rows of each table shown in the report (the CSV has them all)
-MAX_PANELS, MAX_LINES = 12, 10
-PANEL_COLUMNS = ("analysis_id", "outcome_cohort_name", "analysis_interval", "analysis_type")
+MAX_PANELS, MAX_LINES, MAX_ESTIMATES = 12, 6, 24
+PANEL_COLUMNS = ("analysis_id", "outcome_cohort_name", "outcome", "analysis_interval", "analysis_type")
+OUTCOME_PANELS = ("analysis_id", "outcome_cohort_name", "outcome")  # km, balance, ps
 STRATUM_COLUMNS = (
-    "denominator_cohort_name",
+    "age_group",
+    "sex",
+    "days_prior_observation",
     "denominator_age_group",
     "denominator_sex",
     "denominator_days_prior_observation",
     "strata_name",
     "strata_level",
+    "denominator_cohort_name",  # named in a label only when nothing above tells the lines apart
 )
 ATTRITION_PANELS = (
     "analysis_id",
     "cohort_name",
+    "cohort",
     "outcome_cohort_name",
+    "outcome",
     "denominator_cohort_name",
     "target_cohort_name",
     "comparator_cohort_name",
     "group",
+    "analysis_interval",
 )
+ATTRITION_ORDER = ("reason_id", "step")
+SPLIT_COLUMNS = ("sex", "denominator_sex", "strata_name", "days_prior_observation", "age_group")
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#222;padding:0 1rem}
 h1{margin-bottom:.2rem}h2{border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2rem}
@@ -59,7 +76,8 @@ dl{display:grid;grid-template-columns:max-content auto;gap:.2rem 1rem}dt{font-we
 .banner{padding:.7rem 1rem;margin:1rem 0;font-weight:bold;border-radius:4px}
 .synthetic{background:#fde7e9;border:2px solid #b42318;color:#b42318;font-size:1.2rem;letter-spacing:.05em}
 .controlled{background:#eef6ee;border:1px solid #2e7d32;color:#1b5e20}
-.scroll{overflow-x:auto}.note{color:#666;font-size:.85rem}figure{margin:.5rem 0}
+.scroll{overflow-x:auto}figcaption{font-weight:bold;font-size:.9rem;margin-bottom:.2rem}
+.note{color:#666;font-size:.85rem}figure{margin:.5rem 0}
 """
 
 
@@ -118,11 +136,35 @@ def _label(key: tuple[Any, ...]) -> str:
     return ", ".join(f"{c.removeprefix('denominator_')}={v}" for c, v in key) or "all"
 
 
+def _split(panel: tuple[Any, ...], rows: list[dict[str, Any]]) -> list[tuple[tuple[Any, ...], list[dict[str, Any]]]]:
+    """A panel with too many lines, split by the first stratum column in ``SPLIT_COLUMNS`` that varies."""
+    if len(_groups(rows, STRATUM_COLUMNS)) <= MAX_LINES:
+        return [(panel, rows)]
+    column = next((c for c in SPLIT_COLUMNS if c in rows[0] and len({r[c] for r in rows}) > 1), None)
+    if column is None:
+        return [(panel, rows)]
+    return [((*panel, *key), part) for key, part in _groups(rows, (column,)).items()]
+
+
 def _over_time(rows: list[dict[str, Any]], name: str, x: str, y: str, low: str, high: str, y_label: str) -> list[str]:
+    """Lines over calendar time per stratum; a panel with one estimate per stratum (an overall interval) shows
+    each estimate with its confidence interval instead."""
+    panels = []
+    for panel, panel_rows in _groups(rows, PANEL_COLUMNS).items():
+        single = all(len(v) == 1 for v in _groups(panel_rows, STRATUM_COLUMNS).values())
+        panels += [(panel, panel_rows)] if single else _split(panel, panel_rows)
     figures = []
-    for panel, panel_rows in list(_groups(rows, PANEL_COLUMNS).items())[:MAX_PANELS]:
+    for panel, panel_rows in panels[:MAX_PANELS]:
         strata = _groups(panel_rows, STRATUM_COLUMNS)
-        varying = [i for i in range(len(next(iter(strata)))) if len({k[i][1] for k in strata}) > 1] if strata else []
+        varying = _varying(list(strata))
+        if all(len(v) == 1 for v in strata.values()):
+            shown = list(strata.items())[:MAX_ESTIMATES]
+            estimates = [
+                (_label(tuple(k[i] for i in varying)), r[0].get(y), r[0].get(low), r[0].get(high)) for k, r in shown
+            ]
+            title = f"{name}: {_label(panel)}" + _note(len(shown), len(strata), "strata")
+            figures.append(_figure(estimate_chart(estimates, title=title, y_label=y_label), title))
+            continue
         series = []
         for key, lines in list(strata.items())[:MAX_LINES]:
             lines = sorted(lines, key=lambda r: number(r.get(x)) or 0.0)
@@ -135,10 +177,26 @@ def _over_time(rows: list[dict[str, Any]], name: str, x: str, y: str, low: str, 
                     [r.get(high) for r in lines],
                 )
             )
-        note = f" (first {MAX_LINES} of {len(strata)} strata)" if len(strata) > MAX_LINES else ""
-        title = f"{name}: {_label(panel)}{note}"
-        figures.append(_figure(line_chart(series, title=title, y_label=y_label, x_dates=True)))
-    return figures
+        title = f"{name}: {_label(panel)}" + _note(len(series), len(strata), "strata")
+        figures.append(_figure(line_chart(series, title=title, y_label=y_label, x_dates=True), title))
+    return figures + ([_panels_note(len(panels))] if len(panels) > MAX_PANELS else [])
+
+
+def _note(shown: int, total: int, what: str) -> str:
+    return f" (first {shown} of {total} {what})" if total > shown else ""
+
+
+def _panels_note(total: int) -> str:
+    return f'<p class="note">first {MAX_PANELS} of {total} panels drawn; the table and the CSV hold every row.</p>'
+
+
+def _varying(keys: list[tuple[Any, ...]]) -> list[int]:
+    """Positions of the key parts that tell the lines apart (the denominator's name only if nothing else does)."""
+    if not keys:
+        return []
+    varying = [i for i in range(len(keys[0])) if len({k[i][1] for k in keys}) > 1]
+    descriptive = [i for i in varying if keys[0][i][0] != "denominator_cohort_name"]
+    return descriptive or varying
 
 
 def plot_incidence(rows: list[dict[str, Any]], name: str, mark: str) -> list[str]:
@@ -171,20 +229,21 @@ def plot_attrition(rows: list[dict[str, Any]], name: str, mark: str) -> list[str
 
     figures = []
     for panel, steps in list(_groups(rows, ATTRITION_PANELS).items())[:MAX_PANELS]:
-        if steps and "reason_id" in steps[0]:
-            steps = sorted(steps, key=lambda r: r["reason_id"])
+        order = next((c for c in ATTRITION_ORDER if steps and c in steps[0]), None)
+        if order is not None:
+            steps = sorted(steps, key=lambda r: r[order] if r[order] is not None else 0)
         flow = [
             (str(r.get("reason", "")), count(r.get("number_subjects")), count(r.get("excluded_subjects")))
             for r in steps
         ]
         title = f"{name}: {_label(panel)}"
-        figures.append(_figure(flow_chart(flow, title=title)))
+        figures.append(_figure(flow_chart(flow, title=title), title))
     return figures
 
 
 def plot_km(rows: list[dict[str, Any]], name: str, mark: str) -> list[str]:
     figures = []
-    for panel, panel_rows in list(_groups(rows, ("analysis_id", "outcome_cohort_name")).items())[:MAX_PANELS]:
+    for panel, panel_rows in list(_groups(rows, OUTCOME_PANELS).items())[:MAX_PANELS]:
         series = []
         for key, points in list(_groups(panel_rows, ("group",)).items())[:MAX_LINES]:
             points = sorted(points, key=lambda r: number(r.get("time")) or 0.0)
@@ -199,30 +258,30 @@ def plot_km(rows: list[dict[str, Any]], name: str, mark: str) -> list[str]:
             )
         title = f"{name}: {_label(panel)}"
         chart = line_chart(series, title=title, x_label="days", y_label="survival", step=True)
-        figures.append(_figure(chart))
+        figures.append(_figure(chart, title))
     return figures
 
 
 def plot_balance(rows: list[dict[str, Any]], name: str, mark: str) -> list[str]:
     figures = []
-    for panel, panel_rows in list(_groups(rows, ("analysis_id", "outcome_cohort_name")).items())[:MAX_PANELS]:
+    for panel, panel_rows in list(_groups(rows, OUTCOME_PANELS).items())[:MAX_PANELS]:
         points = [(_abs(r.get("smd_before")), _abs(r.get("smd_after"))) for r in panel_rows]
         title = f"{name}: {_label(panel)}"
         chart = scatter_chart(points, title=title, x_label="|SMD| before", y_label="|SMD| after", threshold=0.1)
-        figures.append(_figure(chart))
+        figures.append(_figure(chart, title))
     return figures
 
 
 def plot_ps(rows: list[dict[str, Any]], name: str, mark: str) -> list[str]:
     figures = []
-    for panel, panel_rows in list(_groups(rows, ("analysis_id", "outcome_cohort_name")).items())[:MAX_PANELS]:
+    for panel, panel_rows in list(_groups(rows, OUTCOME_PANELS).items())[:MAX_PANELS]:
         series = []
         for key, bins in list(_groups(panel_rows, ("group",)).items())[:MAX_LINES]:
             bins = sorted(bins, key=lambda r: number(r.get("ps_bin")) or 0.0)
             series.append(Series(_label(key), [r.get("ps_bin") for r in bins], [r.get("fraction") for r in bins]))
         title = f"{name}: {_label(panel)}"
         chart = histogram_chart(series, title=title, x_label="propensity score", y_label="fraction")
-        figures.append(_figure(chart))
+        figures.append(_figure(chart, title))
     return figures
 
 
@@ -231,8 +290,8 @@ def _abs(value: Any) -> float | None:
     return None if n is None else abs(n)
 
 
-def _figure(svg: str) -> str:
-    return f"<figure>{svg}</figure>"
+def _figure(svg: str, title: str) -> str:
+    return f"<figure><figcaption>{escape(title)}</figcaption>{svg}</figure>"
 
 
 PLOTS: dict[str, Callable[[list[dict[str, Any]], str, str], list[str]]] = {

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from html import escape
 
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22")
-WIDTH, HEIGHT = 640, 320
-LEFT, RIGHT, TOP, BOTTOM = 64, 180, 16, 40  # the legend sits in the right margin
+WIDTH, HEIGHT = 760, 320
+LEFT, RIGHT, TOP, BOTTOM = 64, 230, 16, 40  # the legend sits in the right margin
 
 Number = float | int | dt.date | None
 
@@ -149,7 +149,7 @@ class Frame:
             y = TOP + 8 + i * 16
             legend.append(
                 f'<rect x="{WIDTH - RIGHT + 12}" y="{y - 8}" width="10" height="10" fill="{colour}"/>'
-                f'<text x="{WIDTH - RIGHT + 26}" y="{y + 1}">{escape(label[:28])}</text>'
+                f'<text x="{WIDTH - RIGHT + 26}" y="{y + 1}">{escape(label[:38])}</text>'
             )
         return (
             f'<svg role="img" viewBox="0 0 {WIDTH} {HEIGHT}" '
@@ -186,7 +186,7 @@ def _band(frame: Frame, s: Series, colour: str, *, step: bool) -> None:
             run = _stepped(run)
         upper = " ".join(f"{frame.px(x):.1f},{frame.py(hi):.1f}" for x, _, hi in run)
         lower = " ".join(f"{frame.px(x):.1f},{frame.py(lo):.1f}" for x, lo, _ in reversed(run))
-        frame.parts.append(f'<polygon points="{upper} {lower}" fill="{colour}" fill-opacity="0.15" stroke="none"/>')
+        frame.parts.append(f'<polygon points="{upper} {lower}" fill="{colour}" fill-opacity="0.12" stroke="none"/>')
 
 
 def _stepped(run: list[tuple[float, ...]]) -> list[tuple[float, ...]]:
@@ -224,6 +224,29 @@ def line_chart(
                 frame.parts += [
                     f'<circle cx="{frame.px(x):.1f}" cy="{frame.py(y):.1f}" r="2.5" fill="{colour}"/>' for x, y in run
                 ]
+    return frame.svg(title)
+
+
+def estimate_chart(estimates: Sequence[tuple[str, Number, Number, Number]], *, title: str, y_label: str = "") -> str:
+    """One point per stratum with its confidence interval as a whisker (estimates over a single interval).
+
+    ``estimates``: (label, value, lower, upper); a missing value is not drawn, a missing limit not either."""
+    ys = [v for _, *values in estimates for y in values if (v := number(y)) is not None]
+    frame = Frame([0.0, float(max(len(estimates) - 1, 1))], ys, y_label=y_label)
+    frame.x_ticks = []
+    step = (WIDTH - LEFT - RIGHT) / max(len(estimates), 1)
+    for i, (label, value, low, high) in enumerate(estimates):
+        colour = COLOURS[i % len(COLOURS)]
+        frame.legend.append((label, colour))
+        x = LEFT + step * (i + 0.5)
+        lo, hi, y = number(low), number(high), number(value)
+        if lo is not None and hi is not None:
+            frame.parts.append(
+                f'<line x1="{x:.1f}" y1="{frame.py(lo):.1f}" x2="{x:.1f}" y2="{frame.py(hi):.1f}" '
+                f'stroke="{colour}" stroke-width="1.5"/>'
+            )
+        if y is not None:
+            frame.parts.append(f'<circle cx="{x:.1f}" cy="{frame.py(y):.1f}" r="3.5" fill="{colour}"/>')
     return frame.svg(title)
 
 

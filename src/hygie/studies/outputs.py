@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator, Sequence
@@ -21,6 +22,7 @@ from hygie.errors import ConflictError, HygieError
 
 MANIFEST_FILE, REPORT_FILE = "manifest.json", "report.html"
 IDENTIFIER_COLUMNS = frozenset({"subject_id", "person_id"})
+_TABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,99}")
 
 
 def check_aggregate(tables: Sequence[ResultTable]) -> None:
@@ -31,6 +33,16 @@ def check_aggregate(tables: Sequence[ResultTable]) -> None:
             raise HygieError(
                 f"result table {table.name!r} carries {', '.join(found)}: study results must be aggregate "
                 "(no person identifiers); nothing was written"
+            )
+
+
+def check_names(tables: Sequence[ResultTable]) -> None:
+    """Each result table becomes ``<name>.csv``: a plain file name, never a path or one of the run's own files."""
+    for table in tables:
+        if not _TABLE_NAME.fullmatch(table.name) or table.name in ("manifest", "report"):
+            raise HygieError(
+                f"result table name {table.name!r} cannot be a file name: use letters, digits and '_' "
+                "(and not 'manifest' or 'report')"
             )
 
 

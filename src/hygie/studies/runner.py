@@ -29,7 +29,15 @@ from hygie.releases.manifest import MANIFEST_FILE as RELEASE_MANIFEST
 from hygie.studies.cohorts import STUDY_COHORT_TABLE, CohortCount, build_cohort_table
 from hygie.studies.load import load_study
 from hygie.studies.model import Study
-from hygie.studies.outputs import MANIFEST_FILE, REPORT_FILE, check_aggregate, check_target, staged, write_json
+from hygie.studies.outputs import (
+    MANIFEST_FILE,
+    REPORT_FILE,
+    check_aggregate,
+    check_names,
+    check_target,
+    staged,
+    write_json,
+)
 from hygie.studies.outputs import write_table as write_result
 
 if TYPE_CHECKING:
@@ -169,12 +177,14 @@ def run_study(
         opened.close()
     results = stack(per_analysis)
     cohort_counts = cohort_table(counts)
+    check_names(results)
     check_aggregate([*results, cohort_counts])
     synthetic = release.manifest.synthetic
     flags: list[Flag] = []
     if not synthetic:
         announce("disclosure control")
-        outcome = apply_policy([*results, cohort_counts], policy or DisclosurePolicy(), history=history)
+        policy = policy or DisclosurePolicy()
+        outcome = apply_policy([*results, cohort_counts], policy, history=history)
         *results, cohort_counts = outcome.tables
         flags = outcome.flags
     announce(f"writing {len(results)} result table(s) to {out}")
@@ -187,6 +197,12 @@ def run_study(
         write_json(folder / MANIFEST_FILE, manifest)
         (folder / REPORT_FILE).write_text(render_report(run), encoding="utf-8")
     return run
+
+
+def _described(policy: DisclosurePolicy) -> dict[str, Any]:
+    """The policy as the manifest records it (its own description when it offers one)."""
+    describe = getattr(policy, "describe", None)
+    return describe() if callable(describe) else asdict(policy)
 
 
 def _manifest(
@@ -222,7 +238,7 @@ def _manifest(
         "finished_at": None,
         "disclosure": SYNTHETIC_EXEMPTION
         if synthetic
-        else {"policy": asdict(policy or DisclosurePolicy()), "flags": [asdict(f) for f in flags]},
+        else {"policy": _described(policy or DisclosurePolicy()), "flags": [asdict(f) for f in flags]},
         "cohorts": [
             {
                 "name": c.name,

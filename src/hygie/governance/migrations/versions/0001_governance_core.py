@@ -22,6 +22,7 @@ def upgrade() -> None:
         "optout_events",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("person_id", sa.BigInteger(), nullable=False),
+        sa.Column("nir_token", sa.String(length=64), nullable=False),
         sa.Column("action", sa.String(length=8), nullable=False),
         sa.Column("source", sa.String(length=200), nullable=False),
         sa.Column("entered_at", sa.DateTime(), nullable=False),
