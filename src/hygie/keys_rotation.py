@@ -164,9 +164,9 @@ def _rotate_transit(
 
     kms = keyring.transit()
     assert isinstance(kms, TransitMasterKey)
-    _refuse_while_building(settings)
     old = kms.latest_version()
-    latest = kms.rotate()
+    latest = kms.rotate()  # first: a build starting from now on wraps with the new version
+    _refuse_while_building(settings)  # a build that started before may still publish under the old one
     step(f"re-wrapping data keys under {kms.key_id} version {latest}")
     rewrapped, already = _rewrap_all(
         settings, keyring, kms, lambda w: w.key_id == kms.key_id and w.version == f"v{latest}"

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from hygie.disclosure import DisclosurePolicy, ReleasedHistory, apply_policy
 
-BUDGET = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+BUDGET = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 POLICIES = [
     DisclosurePolicy(),
     DisclosurePolicy(zeros="mask"),

@@ -179,6 +179,19 @@ def test_deleting_the_checkpoints_does_not_hide_a_forgery(log, settings):
     assert _first(log)[1] == "missing-checkpoints"
 
 
+@hsettings(max_examples=40, deadline=None)
+@given(st.data())
+def test_any_flipped_bit_in_the_log_is_caught(tmp_path_factory, data):
+    home = tmp_path_factory.mktemp("flip")
+    log = AuditLog(Settings(home=home, master_key_file=home / "keys" / "master.key"), checkpoint_every=EVERY)
+    _fill(log, 8)
+    raw = bytearray(log.log_file.read_bytes())
+    position = data.draw(st.integers(min_value=0, max_value=len(raw) - 1))
+    raw[position] ^= 1 << data.draw(st.integers(min_value=0, max_value=7))
+    log.log_file.write_bytes(bytes(raw))
+    assert not log.verify().ok
+
+
 def test_flipped_byte_in_a_checkpoint_signature_is_caught(log):
     _fill(log, 11)
     records = [json.loads(line) for line in log.checkpoint_file.read_text().splitlines()]

@@ -226,3 +226,14 @@ def test_folder_history_records_what_left_and_never_rewrites(tmp_path):
     (remembered,) = history.released("by_sex")
     assert remembered.output == "out-1" and remembered.keys == ("sex",)
     assert history.released("other") == []
+
+
+def test_margins_must_be_key_columns():
+    table = ResultTable(
+        "t",
+        pa.table({"age": ["0-9", "0-9"], "sex": ["Both", "Male"], "n": [20, 20]}),
+        counts={"n": ()},
+        structure=TableStructure(keys=("age",), margins={"sex": "Both"}),
+    )
+    with pytest.raises(ValueError, match="must be key columns"):
+        apply_policy([table])

@@ -50,7 +50,14 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]")
             raise typer.Exit(130) from None
-        except Exception:
+        except Exception as e:
+            if "AES tag" in str(e):  # DuckDB: an encrypted file failed authentication
+                err_console.print(
+                    "[bold red]error:[/] an encrypted file failed authentication (AES-GCM): it was damaged or "
+                    "tampered with; `hygie release verify NAME` names the file",
+                    highlight=False,
+                )
+                raise typer.Exit(EXIT_USER_ERROR) from None
             err_console.print("[bold red]internal error[/] (a bug in hygie; please report it):")
             err_console.print(traceback.format_exc(), highlight=False, markup=False)
             raise typer.Exit(EXIT_INTERNAL_ERROR) from None

@@ -110,6 +110,9 @@ def _control(
     aliases: Mapping[str, Mapping[str, str]],
 ) -> tuple[ResultTable, list[Flag]]:
     keys = key_columns(table)
+    unknown = [m for m in table.structure.margins if m not in keys]
+    if unknown:
+        raise ValueError(f"table {table.name!r}: margin column(s) {', '.join(unknown)} must be key columns")
     key_values = [table.rows.column(k).to_pylist() for k in keys]
     labels = [
         tuple(sorted((k, label_text(v[i])) for k, v in zip(keys, key_values, strict=True)))

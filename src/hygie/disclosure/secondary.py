@@ -2,23 +2,28 @@
 
 A table declares additive margins (``TableStructure.margins``): in rows agreeing on every other key, the total
 level's count is the sum of the other levels' counts. Each such group is one linear equation. Masking proceeds in
-two stages, each to a fixed point:
+two stages, the whole to a fixed point:
 
 1. the line rule (cheap, classic): a group with exactly one masked cell gets a second one, its smallest visible
    non-zero member (zeros last, the total last among equals);
-2. the audit, which the line rule alone does not satisfy (a masked cell bridging two masked cycles of a 2-D
-   table is determined although every line has two masked cells):
-   - linear audit: the equations of this table and of the project's earlier outputs of the same table, with the
-     visible values substituted, are solved for the masked cells; a masked cell whose value the system fixes
-     (its row of the null space is zero) is disclosed. Across outputs, a group's total minus the components
-     known for it leaves a "rest" (levels never released): a rest the system fixes to a small count is
-     disclosed too (a total released once, minus strata released later).
-   - bounds audit: counts are non-negative and primary-masked cells lie in the masked range; a masked cell
-     whose feasible interval under these bounds (linear programming) holds a single integer is disclosed.
-   Each disclosed cell gets one more visible cell of its equations masked, the smallest non-zero first.
+2. the audit, needed because the line rule is not enough (a masked cell bridging two masked cycles of a 2-D
+   table is determined although every line has two masked cells; two masked 10s under a visible total):
+   - linear audit. The statistics of this table and of the project's earlier outputs of the same table are laid
+     out as one full table (every combination of the margin levels seen, in every context of the other keys).
+     A statistic is known when any output shows it, however old; the others (masked, never released) are the
+     unknowns of the margin equations. An unknown whose row of the null space is zero is fixed by what is
+     visible: a disclosure when it is masked, or when it was never released and is a small count (a total
+     released once minus the strata released now). Two views are audited: levels seen are all there are, and
+     (with earlier outputs) a group no single output holds whole may have unseen levels, summed in a "rest".
+     What earlier outputs fix on their own is not this table's doing and is left alone.
+   - bounds audit, on this table: counts are non-negative and primary-masked cells lie in the masked range; a
+     masked cell whose feasible range under these bounds (closed form for one equation, linear programming
+     beyond) holds a single whole number is disclosed.
+   Each disclosed statistic gets one more cell of the new table masked, the smallest non-zero visible one of
+   its equations first.
 
 Only cells of the table being released are masked: earlier outputs are fixed. A disclosure that no cell of the
-new table takes part in is reported as unprotectable (it was already possible from earlier outputs).
+new table can prevent is counted as unprotectable.
 """
 
 from __future__ import annotations
@@ -249,6 +254,11 @@ def _determined(system: _System) -> dict[Label, float]:
     """Unknowns the equations fix, with their values (least squares, exact when the data are consistent)."""
     fixed: dict[Label, float] = {}
     for variables, equations in system.components():
+        if len(equations) == 1:  # one equation fixes its unknown only when it has one
+            if len(variables) == 1:
+                (v,) = variables
+                fixed[system.variables[v]] = system.rhs[equations[0]] / system.equations[equations[0]][v]
+            continue
         a, b = system.matrix(variables, equations)
         basis = null_space(a)
         solution = np.linalg.lstsq(a, b, rcond=None)[0]
@@ -258,25 +268,92 @@ def _determined(system: _System) -> dict[Label, float]:
     return fixed
 
 
-def _pinned(system: _System, bounds: Mapping[Label, tuple[float, float | None]]) -> list[Label]:
-    """Unknowns whose feasible integer range under the bounds (default: >= 0) is one value (linear programming)."""
+def _pinned(
+    system: _System, bounds: Mapping[Label, tuple[float, float | None]], solved: dict[tuple, list[Label]]
+) -> list[Label]:
+    """Unknowns whose feasible integer range under the bounds (default: >= 0) is one value.
+
+    A component of one equation is solved in closed form; larger ones by linear programming. ``solved`` keeps
+    the answer per component across rounds (a round changes only the components it masked a cell of).
+    """
     pinned = []
     for variables, equations in system.components():
-        a, b = system.matrix(variables, equations)
         box = [bounds.get(system.variables[v], (0.0, None)) for v in variables]
-        for j, v in enumerate(variables):
-            label = system.variables[v]
-            if label not in bounds:
-                continue
-            objective = np.zeros(len(variables))
-            objective[j] = 1.0
-            low = linprog(objective, A_eq=a, b_eq=b, bounds=box, method="highs")
-            high = linprog(-objective, A_eq=a, b_eq=b, bounds=box, method="highs")
-            if low.status != 0 or high.status != 0:
-                continue  # unbounded above (fine) or inconsistent inputs: nothing pinned here
-            if math.floor(-high.fun + 1e-6) - math.ceil(low.fun - 1e-6) < 1:
-                pinned.append(label)
+        targets = [j for j, v in enumerate(variables) if system.variables[v] in bounds]
+        if not targets:
+            continue
+        key = (
+            tuple(system.variables[v] for v in variables),
+            tuple((tuple(sorted(system.equations[e].items())), system.rhs[e]) for e in equations),
+            tuple(box),
+        )
+        if key in solved:
+            pinned += solved[key]
+            continue
+        if len(equations) == 1:
+            (e,) = equations
+            coefficients = [system.equations[e][v] for v in variables]
+            ranges = {j: _one_equation_range(coefficients, system.rhs[e], box, j) for j in targets}
+        else:
+            a, b = system.matrix(variables, equations)
+            free = _spread(a, b, box)  # cells shown to take two values apart need no exact range
+            ranges = {j: _lp_range(a, b, box, j) for j in targets if j not in free}
+        solved[key] = [
+            system.variables[variables[j]]
+            for j, found in ranges.items()
+            if found is not None and math.floor(found[1] + 1e-6) - math.ceil(found[0] - 1e-6) < 1
+        ]
+        pinned += solved[key]
     return pinned
+
+
+def _one_equation_range(
+    coefficients: Sequence[float], rhs: float, box: Sequence[tuple[float, float | None]], j: int
+) -> tuple[float, float] | None:
+    """The range of unknown ``j`` in ``sum(c * x) = rhs`` with each x in its box; None when unbounded or empty."""
+    low_rest, high_rest = 0.0, 0.0  # range of the sum of the other terms
+    for k, (c, (lo, hi)) in enumerate(zip(coefficients, box, strict=True)):
+        if k == j:
+            continue
+        ends = (c * lo, math.inf if hi is None else c * hi) if c > 0 else (-math.inf if hi is None else c * hi, c * lo)
+        low_rest += ends[0]
+        high_rest += ends[1]
+    c = coefficients[j]
+    ends = sorted(((rhs - high_rest) / c, (rhs - low_rest) / c))
+    lo, hi = box[j]
+    low, high = max(ends[0], lo), min(ends[1], math.inf if hi is None else hi)
+    if low > high + 1e-9 or math.isinf(high):
+        return None
+    return low, high
+
+
+def _spread(a: np.ndarray, b: np.ndarray, box: Sequence[tuple[float, float | None]]) -> set[int]:
+    """Unknowns seen to vary by at least 1 across a few vertices of the feasible set (a cheap certificate that
+    they are not pinned: four linear programs for the whole component instead of two per unknown)."""
+    n = a.shape[1]
+    capped = [(lo, 1e9 if hi is None else hi) for lo, hi in box]  # unbounded cells reach the cap: they vary
+    signs = np.where(np.random.default_rng(n).random((2, n)) < 0.5, -1.0, 1.0)
+    points = []
+    for objective in (np.ones(n), -np.ones(n), *signs):
+        result = linprog(objective, A_eq=a, b_eq=b, bounds=capped, method="highs")
+        if result.status == 0:
+            points.append(result.x)
+    if len(points) < 2:
+        return set()
+    stacked = np.array(points)
+    return {j for j in range(n) if stacked[:, j].max() - stacked[:, j].min() >= 1 + 1e-6}
+
+
+def _lp_range(
+    a: np.ndarray, b: np.ndarray, box: Sequence[tuple[float, float | None]], j: int
+) -> tuple[float, float] | None:
+    objective = np.zeros(a.shape[1])
+    objective[j] = 1.0
+    low = linprog(objective, A_eq=a, b_eq=b, bounds=box, method="highs")
+    high = linprog(-objective, A_eq=a, b_eq=b, bounds=box, method="highs")
+    if low.status != 0 or high.status != 0:
+        return None  # unbounded above (fine) or inconsistent inputs: nothing pinned here
+    return low.fun, -high.fun
 
 
 def _repair(system: _System, label: Label, column: CountColumn) -> int | None:
@@ -316,6 +393,7 @@ def suppress(
         already |= set(_determined(_build(column, history, merged_margins, rests, with_new=False)[0]))
     rows = {label: i for i, label in enumerate(column.labels)}
     ignored: set[Label] = set()
+    solved: dict[tuple, list[Label]] = {}
     for _ in range(_MAX_ROUNDS):
         disclosed = []
         for rests in views:
@@ -336,7 +414,7 @@ def suppress(
                 for label, r in zip(column.labels, column.reasons, strict=True)
                 if r in PROTECTED
             }
-            disclosed = [label for label in _pinned(system, bounds) if label not in ignored]
+            disclosed = [label for label in _pinned(system, bounds, solved) if label not in ignored]
         if not disclosed:
             return len(ignored)
         picks = set()

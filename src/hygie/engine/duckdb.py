@@ -68,8 +68,11 @@ def connect(
     if settings.threads:
         config["threads"] = settings.threads
     con = duckdb.connect(database, config=config)
-    if writer:
+    if writer or os.environ.get("HYGIE_ENCRYPT_SPILL") == "1":
         con.execute(f"LOAD '{_httpfs_path()}'")
+        # Spill files then hold patient rows encrypted (AES-GCM, a key DuckDB makes per process); readers
+        # pay for loading OpenSSL only when HYGIE_ENCRYPT_SPILL=1 (docs/encryption.md).
+        con.execute("SET temp_file_encryption = true")
     con.execute(f"SET disabled_filesystems = '{_REMOTE_FILESYSTEMS}'")
     # Below this line no file outside these folders can be read or written, and nothing can be installed.
     dirs = ", ".join(literal(str(d.resolve()) + "/") for d in [*allowed_dirs, settings.tmp_dir])

@@ -39,6 +39,9 @@ def local_session(settings: Settings, *, cores: int = 1) -> SparkSession:
         .config("spark.default.parallelism", str(max(cores, 1)))
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.local.dir", str(local_dir))
+        # Shuffle, spill and broadcast files hold patient rows: encrypted (AES, a key per application, in memory).
+        .config("spark.io.encryption.enabled", "true")
+        .config("spark.io.encryption.keySizeBits", "256")
         .config("spark.sql.warehouse.dir", str(local_dir / "warehouse"))
         .config("spark.driver.memory", "1g")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")

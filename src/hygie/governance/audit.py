@@ -298,7 +298,7 @@ class AuditLog:
                 if not line.endswith(b"\n"):
                     break  # a torn last line is not covered; verify reports it
                 tree.append(bytes.fromhex(json.loads(line)["hash"]))
-            offset = f.tell() if tree.size else 0
+                offset += len(line)
         if tree.size == 0 or (latest is not None and tree.size == latest["size"]):
             return Checkpoint.from_json(latest) if latest is not None else None
         signer = self.signer()

@@ -32,7 +32,7 @@ from hygie.checksums import sha256_file
 from hygie.config import Settings
 from hygie.engine.duckdb import connect, parquet_copy_options, register_key
 from hygie.errors import ConflictError, HygieError, NotFoundError
-from hygie.keys import Keyring, WrappedKey, new_data_key
+from hygie.keys import KeyError_, Keyring, WrappedKey, new_data_key
 from hygie.releases.manifest import MANIFEST_FILE, LineageEntry, Manifest, TableEntry, UnknownConcept
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
@@ -70,7 +70,10 @@ class Release:
         if self.manifest.encryption is None:
             raise HygieError(f"release {self.name} is not encrypted")
         wrapped = WrappedKey.from_json(self.manifest.encryption["data_key"])
-        return Keyring(settings).unwrap(wrapped, f"{self.kind}:{self.name}")
+        try:
+            return Keyring(settings).unwrap(wrapped, f"{self.kind}:{self.name}")
+        except KeyError_ as e:  # name the manifest that holds the wrapped key
+            raise KeyError_(f"{self.path / MANIFEST_FILE}: {e}") from None
 
     def verify(self) -> list[str]:
         """Check every file against the manifest; returns the problems found (empty when intact)."""
