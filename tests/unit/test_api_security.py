@@ -95,3 +95,13 @@ def test_public_registry_lists_approved_projects_not_drafts(settings, tmp_path):
 def test_optout_page_explains_how_to_object(settings):
     page = client(settings).get("/optout").text
     assert "How to object" in page and "never stored" in page
+
+
+def test_oversized_bodies_are_refused_before_any_route_reads_them(settings):
+    from hygie.api.security import MAX_BODY
+
+    c = client(settings)
+    response = c.post(
+        "/login", content=b"x" * (MAX_BODY + 1), headers={"content-type": "application/x-www-form-urlencoded"}
+    )
+    assert response.status_code == 413 and response.headers["x-frame-options"] == "DENY"

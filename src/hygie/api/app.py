@@ -20,7 +20,7 @@ from hygie.api.auth import CsrfFailed, LoginRequired
 from hygie.api.config import WebConfig
 from hygie.api.context import Hub
 from hygie.api.pages import render
-from hygie.api.security import SecurityHeaders
+from hygie.api.security import BodyLimit, SecurityHeaders
 from hygie.config import Settings
 from hygie.errors import ConflictError, HygieError, InputError, NotFoundError
 from hygie.web import STATIC
@@ -97,7 +97,8 @@ def create_app(settings: Settings, config: WebConfig | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.hub = hub
-    app.add_middleware(SecurityHeaders, tls=hub.config.tls)
+    app.add_middleware(BodyLimit)
+    app.add_middleware(SecurityHeaders, tls=hub.config.tls)  # added last: outermost, so the 413 carries headers
 
     @app.exception_handler(HygieError)
     async def _hygie_error(request: Request, error: HygieError) -> Response:
