@@ -64,7 +64,8 @@ from pathlib import Path
 from hygie.config import Settings
 from hygie.governance.audit import AuditLog
 home = Path("{home}")
-result = AuditLog(Settings(home=home, master_key_file=home / "keys" / "master.key")).verify()
+settings = Settings(home=home, master_key_file=home / "keys" / "master.key")
+result = AuditLog(settings, checkpoint_every=10_000).verify()  # the checkpoint spacing MAKE_LOG used
 assert result.ok and result.entries == {n}, result.findings
 """
 

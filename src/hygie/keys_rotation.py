@@ -1,7 +1,8 @@
 """Master key rotation: re-wrap every data key under a new master key, crash-safe at every instant.
 
 Key holders are the manifests of releases, installed vocabularies and site deposits (cohort results are
-encrypted with their release's data key, so they follow it). Rotation never re-encrypts data: it re-wraps
+encrypted with their release's data key, so they follow it), and the accounts' TOTP secrets in the metadata
+store (re-wrapped in one transaction). Rotation never re-encrypts data: it re-wraps
 data keys, one manifest at a time, each by an atomic rename of a complete, fsync'ed new manifest.
 
 File master keys:
@@ -119,6 +120,8 @@ def status(settings: Settings, keyring: Keyring | None = None) -> KeyStatus:
     result = KeyStatus(keyring.kms, wrapping.key_id, pending_key_file(settings).exists())
     for h in found:
         result.counts[(h.kind, h.wrapped.key_id, h.wrapped.version)] += 1
+    for _, wrapped in totp_secrets(settings):
+        result.counts[("totp", wrapped.key_id, wrapped.version)] += 1
     result.strays = [str(p.relative_to(settings.home)) for p in stray_holders(settings, found)]
     return result
 
@@ -189,12 +192,60 @@ def _rewrap_all(
         data_key = keyring.unwrap(h.wrapped, h.context)
         _replace_wrapped_key(h.manifest, new.wrap(data_key, h.context))
         rewrapped += 1
+    totp_done, totp_already = _rewrap_totp_secrets(settings, keyring, new, done)
+    rewrapped, already = rewrapped + totp_done, already + totp_already
     strays = stray_holders(settings, found)
     if strays:
         raise HygieError(
             "data keys were found in manifests this rotation does not know; nothing was retired: "
             + ", ".join(str(p.relative_to(settings.home)) for p in strays)
         )
+    return rewrapped, already
+
+
+def _metadata_store_exists(settings: Settings) -> bool:
+    from hygie.governance.store import database_url
+
+    url = database_url(settings)
+    return not url.startswith("sqlite:///") or Path(url.removeprefix("sqlite:///")).exists()
+
+
+def totp_secrets(settings: Settings) -> list[tuple[str, WrappedKey]]:
+    """(username, wrapped TOTP secret) of every account with a second factor (governance store)."""
+    if not _metadata_store_exists(settings):
+        return []
+    from sqlalchemy import select
+
+    from hygie.governance.models import TotpSecret, User
+    from hygie.governance.store import open_store
+
+    with open_store(settings, upgrade=False) as store, store.session() as session:
+        rows = session.execute(select(User.username, TotpSecret.key_id, TotpSecret.wrapped).join(TotpSecret))
+        return [(username, WrappedKey(key_id, blob)) for username, key_id, blob in rows]
+
+
+def _rewrap_totp_secrets(
+    settings: Settings, keyring: Keyring, new: MasterKey, done: Callable[[WrappedKey], bool]
+) -> tuple[int, int]:
+    """Re-wrap the accounts' TOTP secrets, all in one transaction of the metadata store."""
+    if not _metadata_store_exists(settings):
+        return 0, 0
+    from sqlalchemy import select
+
+    from hygie.governance.models import TotpSecret, User
+    from hygie.governance.store import open_store
+
+    rewrapped = already = 0
+    with open_store(settings, upgrade=False) as store, store.session(serialised=True) as session:
+        for username, secret in session.execute(select(User.username, TotpSecret).join(TotpSecret)):
+            wrapped = WrappedKey(secret.key_id, secret.wrapped)
+            if done(wrapped):
+                already += 1
+                continue
+            context = f"totp:{username}"
+            fresh = new.wrap(keyring.unwrap(wrapped, context), context)
+            secret.key_id, secret.wrapped = fresh.key_id, fresh.blob
+            rewrapped += 1
     return rewrapped, already
 
 

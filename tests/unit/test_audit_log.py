@@ -274,14 +274,23 @@ def test_object_and_actor_are_checked_too(log):
     assert log.verify().ok
 
 
-def test_audit_sink_adapter(log):
-    class Event:
-        actor, action, object, outcome, details = "user:bob", "project.grant", "project-7", "ok", {"role": "analyst"}
+def test_audit_sink_records_governance_events(log):
+    import datetime as dt
 
-    AuditSink(log).emit(Event())
-    [entry] = list(log.entries())
-    assert (entry.actor, entry.action, entry.object) == ("user:bob", "project.grant", "project-7")
-    assert entry.details == {"role": "analyst"}
+    from hygie.governance.events import Event, EventSink
+
+    sink: EventSink = AuditSink(log)
+    at = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
+    sink.record(Event("console:root", "role.grant", "user:bob", "ok", at, {"role": "analyst", "ratio": 0.5}))
+    AuditSink(log).emit(Event("bob", "auth.password", "user:bob", "denied", at))
+    entries = list(log.entries())
+    assert [(e.actor, e.action, e.object, e.outcome) for e in entries] == [
+        ("console:root", "role.grant", "user:bob", "ok"),
+        ("bob", "auth.password", "user:bob", "denied"),
+    ]
+    assert entries[0].details == {"role": "analyst", "ratio": "0.5"}
+    with pytest.raises(AuditDataError, match="identity attribute"):
+        sink.record(Event("console:root", "user.create", "user:carol", "ok", at, {"full_name": "Carol"}))
 
 
 def test_checkpoint_note_round_trip_and_signature(log, settings):

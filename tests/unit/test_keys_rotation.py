@@ -135,3 +135,28 @@ def test_keys_cli_status_and_rotation_are_audited(hub):
         new_id,
     )
     assert runner.invoke(app, ["keys", "status"], env={"COLUMNS": "200"}).stdout.count(new_id) == 3
+
+
+def test_totp_secrets_of_accounts_are_rewrapped_and_still_verify(hub):
+    import pyotp
+
+    from hygie.governance.accounts import Accounts
+    from hygie.governance.events import MemorySink
+    from hygie.governance.roles import Principal
+    from hygie.governance.store import open_store
+    from tests.unit.test_governance_accounts import FAST, PASSWORD
+
+    root = Principal.console("root")
+    with open_store(hub) as store:
+        accounts = Accounts(store, events=MemorySink(), hasher=FAST)
+        accounts.add_user(root, "alice", PASSWORD)
+        enrolment = accounts.enrol_totp(root, "alice")
+    old = FileMasterKey.load(hub.master_key_file).key_id
+    assert status(hub).counts[("totp", old, old)] == 1
+    report = rotate_master(hub)
+    assert report.rewrapped == 3  # two manifests and one TOTP secret
+    new = FileMasterKey.load(hub.master_key_file).key_id
+    assert status(hub).counts[("totp", new, new)] == 1 and ("totp", old, old) not in status(hub).counts
+    with open_store(hub) as store:
+        code = pyotp.TOTP(enrolment.secret).now()
+        assert Accounts(store, events=MemorySink(), hasher=FAST).authenticate("alice", PASSWORD, code).name == "alice"

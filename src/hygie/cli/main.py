@@ -43,6 +43,7 @@ for module in (
     synth,
     sites,
     pseudonymise,
+    keys,
     vocab,
     cdm,
     release,
@@ -55,7 +56,6 @@ for module in (
     projects,
     optout,
     jobs,
-    keys,
     serve,
     demo,
 ):

@@ -63,6 +63,10 @@ class Dialect:
     def year(self, date_sql: str) -> str:
         return f"year({date_sql})"
 
+    def quantile(self, value_sql: str, q: float) -> str:
+        """Exact quantile aggregate, linearly interpolated between order statistics (R's type 7)."""
+        return f"quantile_cont({value_sql}, {q})"
+
 
 class SparkDialect(Dialect):
     name = "spark"
@@ -74,6 +78,9 @@ class SparkDialect(Dialect):
 
     def day_diff(self, start_sql: str, end_sql: str) -> str:
         return f"datediff({end_sql}, {start_sql})"
+
+    def quantile(self, value_sql: str, q: float) -> str:
+        return f"percentile({value_sql}, {q})"
 
 
 @dataclass(frozen=True)

@@ -7,5 +7,5 @@
 - ``projects``: approved projects, their scope, members and validity;
 - ``optout``: the register of patients who objected, pseudonymised on entry;
 - ``events``: what services report to the audit log;
-- ``audit``: the tamper-evident audit log (Merkle tree, signed checkpoints).
+- ``audit``: the tamper-evident audit log (``audit_merkle``: RFC 6962 tree; ``audit_details``: no patient data).
 """

@@ -166,7 +166,7 @@ class Accounts:
         self.events.record(Event(actor, action, obj, outcome, now, details))
 
     def _master_key(self) -> Keyring:
-        return Keyring(self.store.settings)
+        return Keyring(self.store.settings)  # during a master key rotation either key unwraps
 
     def _authorise(self, actor: Principal, action: Action, target: str, now: dt.datetime) -> None:
         try:

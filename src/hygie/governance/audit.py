@@ -550,7 +550,7 @@ def _last_line(path: Path) -> bytes | None:
 
 
 class AuditEvent(Protocol):
-    """What the governance layer's events carry (hygie.governance.events.Event has these attributes)."""
+    """What the governance layer's events carry (``hygie.governance.events.Event`` has these attributes)."""
 
     actor: str
     action: str
@@ -560,10 +560,17 @@ class AuditEvent(Protocol):
 
 
 class AuditSink:
-    """An ``EventSink``: ``emit(event)`` appends the event to the audit log."""
+    """An ``EventSink`` (``hygie.governance.events``): each event becomes one audit entry.
+
+    Floats in details are recorded as text (the log's canonical JSON has no floats); any other value the
+    validator refuses (dates, free text, identity-named fields...) raises ``AuditDataError``: services must not
+    send it."""
 
     def __init__(self, log: AuditLog) -> None:
         self.log = log
 
-    def emit(self, event: AuditEvent) -> None:
-        self.log.record(event.actor, event.action, event.object, event.outcome, **dict(event.details or {}))
+    def record(self, event: AuditEvent) -> None:
+        details = {k: repr(v) if isinstance(v, float) else v for k, v in dict(event.details or {}).items()}
+        self.log.record(event.actor, event.action, event.object, event.outcome, **details)
+
+    emit = record  # the name used in the governance brief
