@@ -9,8 +9,6 @@ import typer
 from rich.table import Table
 
 from hygie.cli.output import EXIT_USER_ERROR, console, handle_errors, print_json
-from hygie.disclosure import DisclosurePolicy
-from hygie.disclosure.checks import check_folder
 
 app = typer.Typer(help="Disclosure control: automated checks of outputs before they leave.", no_args_is_help=True)
 
@@ -30,6 +28,9 @@ def check(
 
     Findings name a file, a column and a number of rows, never a value.
     """
+    from hygie.disclosure import DisclosurePolicy  # imported when used: every hygie command loads this module
+    from hygie.disclosure.checks import check_folder
+
     policy = DisclosurePolicy.from_file(policy_file) if policy_file else DisclosurePolicy()
     findings = check_folder(folder, policy)
     if as_json:

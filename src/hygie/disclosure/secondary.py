@@ -34,8 +34,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.linalg import null_space
-from scipy.optimize import linprog
 
 from hygie.disclosure.history import Label
 
@@ -252,6 +250,8 @@ def _build(
 
 def _determined(system: _System) -> dict[Label, float]:
     """Unknowns the equations fix, with their values (least squares, exact when the data are consistent)."""
+    from scipy.linalg import null_space  # scipy loads in a second: only when a table needs it
+
     fixed: dict[Label, float] = {}
     for variables, equations in system.components():
         if len(equations) == 1:  # one equation fixes its unknown only when it has one
@@ -330,6 +330,8 @@ def _one_equation_range(
 def _spread(a: np.ndarray, b: np.ndarray, box: Sequence[tuple[float, float | None]]) -> set[int]:
     """Unknowns seen to vary by at least 1 across a few vertices of the feasible set (a cheap certificate that
     they are not pinned: four linear programs for the whole component instead of two per unknown)."""
+    from scipy.optimize import linprog
+
     n = a.shape[1]
     capped = [(lo, 1e9 if hi is None else hi) for lo, hi in box]  # unbounded cells reach the cap: they vary
     signs = np.where(np.random.default_rng(n).random((2, n)) < 0.5, -1.0, 1.0)
@@ -347,6 +349,8 @@ def _spread(a: np.ndarray, b: np.ndarray, box: Sequence[tuple[float, float | Non
 def _lp_range(
     a: np.ndarray, b: np.ndarray, box: Sequence[tuple[float, float | None]], j: int
 ) -> tuple[float, float] | None:
+    from scipy.optimize import linprog
+
     objective = np.zeros(a.shape[1])
     objective[j] = 1.0
     low = linprog(objective, A_eq=a, b_eq=b, bounds=box, method="highs")
