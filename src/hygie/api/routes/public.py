@@ -119,12 +119,12 @@ def released_outputs(request: Request) -> dict[str, list[str]]:
 
 
 @router.get("/", include_in_schema=False)
-def home(request: Request) -> Response:
+async def home(request: Request) -> Response:
     return render(request, "registry.html", entries=registry(request, caller(request)))
 
 
 @router.get("/optout", include_in_schema=False)
-def optout(request: Request) -> Response:
+async def optout(request: Request) -> Response:
     return render(request, "optout.html")
 
 
@@ -134,5 +134,5 @@ def optout(request: Request) -> Response:
     tags=["public"],
     summary="The public registry of projects (no account needed)",
 )
-def registry_api(request: Request, c: Annotated[Caller, Depends(current)]) -> list[RegistryEntry]:
+async def registry_api(request: Request, c: Annotated[Caller, Depends(current)]) -> list[RegistryEntry]:
     return registry(request, c)

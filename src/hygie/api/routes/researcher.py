@@ -171,7 +171,7 @@ async def submit_job(
 
 
 @router.get("/projects", include_in_schema=False)
-def projects_page(request: Request, c: SignedIn) -> Response:
+async def projects_page(request: Request, c: SignedIn) -> Response:
     return render(request, "researcher/projects.html", projects=my_projects(request, c))
 
 
@@ -271,7 +271,7 @@ TAG = ["researcher"]
 
 
 @router.get("/api/v1/projects", response_model=list[ProjectOut], tags=TAG, summary="Projects the caller may view")
-def projects_api(request: Request, c: SignedIn) -> list[ProjectOut]:
+async def projects_api(request: Request, c: SignedIn) -> list[ProjectOut]:
     return my_projects(request, c)
 
 

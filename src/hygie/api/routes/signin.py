@@ -96,8 +96,12 @@ class Me(BaseModel):
     via: str
 
 
+# The hub's most frequent reads (this one, the registry, a researcher's projects) are async: they are short reads
+# of the metadata store, cheaper on the event loop than through the thread pool, whose queue (two hops for a sync
+# endpoint with a response model) made most of the latency under load. Slow work (password hashing, uploads,
+# downloads, submissions, operator pages) stays in the thread pool.
 @router.get("/api/v1/me", response_model=Me, tags=["account"], summary="Who the token (or session) belongs to")
-def me(c: Annotated[Caller, Depends(signed_in)]) -> Me:
+async def me(c: Annotated[Caller, Depends(signed_in)]) -> Me:
     return Me(
         username=c.username,
         roles=sorted(c.roles),
