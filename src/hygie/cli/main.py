@@ -19,6 +19,7 @@ from hygie.cli import (
     projects,
     pseudonymise,
     release,
+    serve,
     sites,
     study,
     synth,
@@ -55,6 +56,7 @@ for module in (
     projects,
     optout,
     jobs,
+    serve,
     demo,
 ):
     module.register(app)

@@ -19,7 +19,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from hygie.cdm.schema import cdm_schema
 from hygie.config import Settings
@@ -157,7 +157,9 @@ class Projects:
 
     def list(self) -> list[ProjectInfo]:
         with self.store.session() as session:
-            return [_info(p) for p in session.scalars(select(Project).order_by(Project.name))]
+            # Grants and their users in two more queries, not two per project (the registry page lists them all).
+            eager = selectinload(Project.grants).selectinload(RoleGrant.user)
+            return [_info(p) for p in session.scalars(select(Project).options(eager).order_by(Project.name))]
 
     def view(self, actor: Principal, name: str, *, now: dt.datetime | None = None) -> ProjectInfo:
         """The project as ``actor`` may see it (``project.view``)."""

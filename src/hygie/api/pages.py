@@ -1,0 +1,37 @@
+"""Rendering a page: the template, the caller, a CSRF token for its forms, and the navigation the caller's roles
+open (links only: every page checks its own permission through governance)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from fastapi.templating import Jinja2Templates
+from starlette.responses import Response
+
+from hygie import __version__
+from hygie.api.auth import caller, csrf_token, finish
+from hygie.web import TEMPLATES
+
+templates = Jinja2Templates(directory=str(TEMPLATES))  # autoescaping on for .html
+templates.env.globals["hygie_version"] = __version__
+
+# (label, path, role that opens it); public links first.
+NAV = (
+    ("Projects", "/projects", "researcher"),
+    ("Review queue", "/review", "output_checker"),
+    ("Operations", "/operator", "operator"),
+    ("Audit log", "/audit", "auditor"),
+)
+
+
+def render(request: Request, name: str, *, status_code: int = 200, **context: Any) -> Response:
+    c = caller(request)
+    nav = [(label, path) for label, path, role in NAV if role in c.roles]
+    response = templates.TemplateResponse(
+        request,
+        name,
+        {"caller": c, "nav": nav, "csrf_token": csrf_token(request), **context},
+        status_code=status_code,
+    )
+    return finish(request, response)

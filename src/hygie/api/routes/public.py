@@ -1,0 +1,138 @@
+"""Public pages, open to anyone without an account: the transparency registry of projects and how to object.
+
+The registry says, for every project past its draft stage, who uses which data for what, on which legal basis,
+in which state, and which outputs it released. It holds no patient data: project descriptions, release names,
+site names, CDM table names, dates and released output names only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel
+from starlette.responses import Response
+
+from hygie.api.auth import Caller, allow, caller, current
+from hygie.api.context import hub
+from hygie.api.pages import render
+
+router = APIRouter()
+
+
+class RegistryEntry(BaseModel):
+    name: str
+    title: str
+    purpose: str
+    legal_basis: str
+    status: str
+    valid_from: dt.datetime | None
+    valid_until: dt.datetime | None
+    releases: list[str]
+    sites: list[str] | None  # None: every site of the releases
+    tables: list[str] | None  # None: every table
+    window_start: dt.date | None
+    window_end: dt.date | None
+    approved_at: dt.datetime | None
+    released_outputs: list[str]
+
+
+REGISTRY_TTL = 2.0  # seconds: the registry is public and the same for everyone; a change shows within 2 s
+
+
+def registry(request: Request, c: Caller) -> list[RegistryEntry]:
+    """Projects the public may read about (approved at least once: drafts are not yet a use of data).
+
+    The list is computed at most every ``REGISTRY_TTL`` seconds: it is the hub's most-read page, it holds only
+    public information, and no access depends on it (access follows the project's state at each request)."""
+    from hygie.governance.permissions import Action
+
+    allow(c, Action.REGISTRY_VIEW_PUBLIC)
+    h = hub(request)
+    now = time.monotonic()
+    with _registry_lock:
+        cached = h.cache.get("registry")
+        if cached is not None and now - cached[0] < REGISTRY_TTL:
+            return cached[1]
+    entries = _registry(request)
+    with _registry_lock:
+        h.cache["registry"] = (now, entries)
+    return entries
+
+
+_registry_lock = threading.Lock()
+
+
+def _registry(request: Request) -> list[RegistryEntry]:
+    from hygie.governance.projects import Projects
+
+    h = hub(request)
+    released = released_outputs(request)
+    entries = []
+    for p in Projects(h.store, events=h.events).list():
+        if p.status == "draft":
+            continue
+        entries.append(
+            RegistryEntry(
+                name=p.name,
+                title=p.title,
+                purpose=p.purpose,
+                legal_basis=p.legal_basis,
+                status=p.status,
+                valid_from=p.valid_from,
+                valid_until=p.valid_until,
+                releases=list(p.releases),
+                sites=list(p.sites) if p.sites is not None else None,
+                tables=list(p.tables) if p.tables is not None else None,
+                window_start=p.window_start,
+                window_end=p.window_end,
+                approved_at=p.approved_at,
+                released_outputs=released.get(p.name, []),
+            )
+        )
+    return entries
+
+
+def released_outputs(request: Request) -> dict[str, list[str]]:
+    """Per project, its released outputs as "output <id>: <study> (<date>)". Released outputs are public by
+    design (the transparency register lists them); their files stay for project members only."""
+    from sqlalchemy import select
+
+    from hygie.governance.models import Job, OutputRequest, Project
+
+    query = (
+        select(Project.name, OutputRequest.id, Job.study_name, OutputRequest.released_at)
+        .join(OutputRequest, OutputRequest.project_id == Project.id)
+        .join(Job, Job.id == OutputRequest.job_id)
+        .where(OutputRequest.status == "released")
+        .order_by(OutputRequest.id)
+    )
+    out: dict[str, list[str]] = {}
+    with hub(request).store.session() as session:
+        for project, output_id, study, released_at in session.execute(query):
+            when = f" ({released_at:%Y-%m-%d})" if released_at else ""
+            out.setdefault(project, []).append(f"output {output_id}: {study}{when}")
+    return out
+
+
+@router.get("/", include_in_schema=False)
+async def home(request: Request) -> Response:
+    return render(request, "registry.html", entries=registry(request, caller(request)))
+
+
+@router.get("/optout", include_in_schema=False)
+async def optout(request: Request) -> Response:
+    return render(request, "optout.html")
+
+
+@router.get(
+    "/api/v1/registry",
+    response_model=list[RegistryEntry],
+    tags=["public"],
+    summary="The public registry of projects (no account needed)",
+)
+async def registry_api(request: Request, c: Annotated[Caller, Depends(current)]) -> list[RegistryEntry]:
+    return registry(request, c)

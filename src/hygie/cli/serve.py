@@ -1,0 +1,71 @@
+"""``hygie serve``: the web portal and REST API (uvicorn), on loopback unless told otherwise."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import typer
+
+from hygie.cli.output import console, fail, handle_errors, settings
+
+
+def register(root: typer.Typer) -> None:
+    root.command("serve")(serve)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+@handle_errors
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback by default)."),
+    port: int = typer.Option(8000, "--port", min=1, max=65535, help="TCP port."),
+    public: bool = typer.Option(False, "--public", help="Allow listening on a non-loopback address."),
+    tls_cert: Path | None = typer.Option(None, "--tls-cert", exists=True, dir_okay=False, help="PEM certificate."),
+    tls_key: Path | None = typer.Option(None, "--tls-key", exists=True, dir_okay=False, help="PEM private key."),
+) -> None:
+    """Serve the portal (pages for every role) and the REST API (OpenAPI at /api/openapi.json).
+
+    On a non-loopback address the hub must be reached over TLS: give --tls-cert/--tls-key, or put a reverse
+    proxy that terminates TLS in front (then cookies are marked Secure and HSTS is sent).
+    """
+    import uvicorn
+
+    from hygie.api import create_app
+    from hygie.api.config import WebConfig
+
+    if (tls_cert is None) != (tls_key is None):
+        fail("give both --tls-cert and --tls-key, or neither")
+    loopback = is_loopback(host)
+    if not loopback and not public:
+        fail(
+            f"{host} is not a loopback address: the portal would be reachable from the network. "
+            "Add --public to confirm, and serve it over TLS (--tls-cert/--tls-key, or a TLS reverse proxy)."
+        )
+    tls = tls_cert is not None
+    if not loopback and not tls:
+        console.print(
+            "[yellow]warning:[/] listening on the network without TLS here: put a reverse proxy that terminates "
+            "TLS in front of it. Cookies are marked Secure, so browsers only send them over HTTPS."
+        )
+    config = WebConfig(secure_cookies=tls or not loopback, tls=tls or not loopback)
+    app = create_app(settings(), config)
+    scheme = "https" if tls else "http"
+    console.print(f"hygie portal on {scheme}://{host}:{port}/  (API: {scheme}://{host}:{port}/api/openapi.json)")
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        ssl_certfile=str(tls_cert) if tls_cert else None,
+        ssl_keyfile=str(tls_key) if tls_key else None,
+        log_level="warning",
+        access_log=False,  # access lines carry URLs and addresses; the audit log records what matters
+        server_header=False,
+    )
