@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import stat
 from pathlib import Path
 
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 import pytest
 from typer.testing import CliRunner
 
-from hygie.cli.demo import DEMO_RELEASE, GIBLEED_RELEASE, SITES, extracts_folder
+from hygie.api.demo import create_demo_accounts
+from hygie.cli.demo import DEMO_RELEASE, GIBLEED_RELEASE, SITES, extracts_folder, study_folder
 from hygie.cli.main import app
 from hygie.config import Settings
 from hygie.ingest.identifier_scan import scan
@@ -42,6 +46,16 @@ def test_demo_runs_the_data_side_end_to_end_and_again(
     assert ReleaseStore(settings).exists(GIBLEED_RELEASE)
     assert "celecoxib_age40_male: 266 persons" in output  # OHDSI CohortGenerator's published count
     assert "gi_bleed: 479 persons" in output
+
+    # A study on the synthetic release, with its report; then accounts to try the portal with.
+    study = study_folder(settings)
+    assert (study / "report.html").is_file() and "SYNTHETIC" in (study / "report.html").read_text()
+    incidence = pacsv.read_csv(study / "incidence.csv")
+    assert incidence.num_rows > 0 and pc.sum(incidence["outcome_count"]).as_py() > 0
+    assert "hygie serve" in output
+    for username, _, password_file in create_demo_accounts(settings, show=None):
+        assert username in output and stat.S_IMODE(password_file.stat().st_mode) == 0o600
+        assert password_file.read_text().strip() not in result.output  # passwords are never printed
 
     # Identities stayed in the extracts: none is stored anywhere under HYGIE_HOME.
     identity_files = [folder / f"site_{s}" / "identities.csv" for s in "abd"]

@@ -169,6 +169,23 @@ def _study(s: Settings) -> None:
     console.print(f"   report: [bold]{out / 'report.html'}[/]")
 
 
+def _portal(s: Settings) -> None:
+    from hygie.api.demo import create_demo_accounts
+
+    console.print("9. demo accounts for the web portal (passwords in files; each TOTP secret shown once)")
+
+    def show(username: str, secret: str) -> None:
+        console.print(f"   {username}: TOTP secret {secret} (a code: uv run python -c \"import pyotp; "
+                      f"print(pyotp.TOTP('{secret}').now())\")", highlight=False, soft_wrap=True)  # fmt: skip
+
+    for username, role, password_file in create_demo_accounts(s, show=show):
+        console.print(f"   {username} ({role}): password in {password_file}", highlight=False, soft_wrap=True)
+    console.print(
+        "   start the portal: [bold]uv run hygie serve[/] (http://127.0.0.1:8000/) and, to run submitted studies, "
+        "[bold]uv run hygie job worker[/]"
+    )
+
+
 @handle_errors
 def demo() -> None:
     """Synthetic hospital extracts -> deposits -> a linked release, with summary and quality; then GiBleed
@@ -194,6 +211,7 @@ def demo() -> None:
     console.print("7. two ATLAS cohort definitions on it (hygie cohort generate)")
     _cohorts(s, gibleed)
     _study(s)
+    _portal(s)
     console.rule()
     console.print(
         f"Next: [bold]uv run hygie release show {DEMO_RELEASE}[/], "
