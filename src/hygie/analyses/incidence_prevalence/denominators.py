@@ -170,7 +170,7 @@ def generate(context: StudyContext, name: str, spec: DenominatorSpec) -> Denomin
         counts = runner.query(_counts_sql(candidates, table, runner.dialect.name == "spark")).to_pylist()
     finally:
         runner.drop(grid)
-    common = next(r for r in counts if r["cohort_definition_id"] == 0)
+    common = next((r for r in counts if r["cohort_definition_id"] == 0), {})  # no candidate: no group
     by_id = {int(r["cohort_definition_id"]): r for r in counts if r["cohort_definition_id"] != 0}
     return Denominator(
         name,
