@@ -87,9 +87,11 @@ class Denominator:
         ]
 
 
+# A masked count must not be recoverable as (previous count - exclusions): the exclusions of a step are masked
+# with its count. (Differences between rows remain a matter for secondary suppression.)
 ATTRITION_COUNTS = {
-    "number_records": (),
-    "number_subjects": (),
+    "number_records": ("excluded_records",),
+    "number_subjects": ("excluded_subjects",),
     "excluded_records": (),
     "excluded_subjects": (),
 }
