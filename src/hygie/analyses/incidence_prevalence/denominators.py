@@ -87,9 +87,11 @@ class Denominator:
         ]
 
 
+# A masked count must not be recoverable as (previous count - exclusions): the exclusions of a step are masked
+# with its count. (Differences between rows remain a matter for secondary suppression.)
 ATTRITION_COUNTS = {
-    "number_records": (),
-    "number_subjects": (),
+    "number_records": ("excluded_records",),
+    "number_subjects": ("excluded_subjects",),
     "excluded_records": (),
     "excluded_subjects": (),
 }
@@ -152,11 +154,15 @@ def generate(context: StudyContext, name: str, spec: DenominatorSpec) -> Denomin
     target_id = context.cohort(spec.target.cohort).cohort_definition_id if spec.target else None
     candidates = _candidates_sql(context, spec, start, end, target_id)
     grid = context.temp_name("denominator_grid")
+    requirements = context.temp_name("denominator_requirements")
+    # The same (age group, prior observation) serves every sex: dates are computed once per requirement.
+    requirement_ids = {r: i for i, r in enumerate(dict.fromkeys(_requirement(c) for c in cohorts), start=1)}
     runner.register(
         grid,
         pa.table(
             {
                 "cohort_definition_id": pa.array([c.cohort_definition_id for c in cohorts], pa.int64()),
+                "requirement_id": pa.array([requirement_ids[_requirement(c)] for c in cohorts], pa.int64()),
                 "min_age": pa.array([c.min_age for c in cohorts], pa.int64()),
                 "max_age_plus_one": pa.array([c.max_age + 1 for c in cohorts], pa.int64()),
                 "sex": pa.array([c.sex for c in cohorts], pa.string()),
@@ -164,14 +170,26 @@ def generate(context: StudyContext, name: str, spec: DenominatorSpec) -> Denomin
             }
         ),
     )
+    spark = runner.dialect.name == "spark"
     try:
-        # Every row of every cohort that passed the shared steps, with its flags: the cohort is the rows with s9.
-        runner.materialize(table, _expanded_sql(context, candidates, grid, spec, start, end, target_id))
-        counts = runner.query(_counts_sql(candidates, table, runner.dialect.name == "spark")).to_pylist()
+        runner.materialize(requirements, _requirements_sql(context, candidates, grid, start, end))
+        # Every row of every cohort that met its age requirement, with the flags s8, s9: the cohort is s9.
+        runner.materialize(table, _cohorts_sql(context, requirements, grid, spec, target_id))
+        counts = runner.query(_counts_sql(candidates, requirements, table, spark)).to_pylist()
     finally:
+        runner.drop(requirements)
         runner.drop(grid)
-    common = next(r for r in counts if r["cohort_definition_id"] == 0)
-    by_id = {int(r["cohort_definition_id"]): r for r in counts if r["cohort_definition_id"] != 0}
+    by_level: dict[str, dict[int, dict]] = {"shared": {}, "requirement": {}, "cohort": {}}
+    for r in counts:
+        by_level[r["level"]][int(r["k"])] = r
+    common = {k: v for k, v in by_level["shared"].get(0, {}).items() if v is not None}  # {}: no candidate
+    by_id = {}
+    for c in cohorts:
+        parts = [
+            by_level["requirement"].get(requirement_ids[_requirement(c)], {}),
+            by_level["cohort"].get(c.cohort_definition_id, {}),
+        ]
+        by_id[c.cohort_definition_id] = {k: v for part in parts for k, v in part.items() if v is not None}
     return Denominator(
         name,
         spec,
@@ -184,11 +202,15 @@ def generate(context: StudyContext, name: str, spec: DenominatorSpec) -> Denomin
     )
 
 
+def _requirement(cohort: DenominatorCohort) -> tuple[int, int, int]:
+    return (cohort.min_age, cohort.max_age, cohort.days_prior_observation)
+
+
 def _empty_sql() -> str:
     return (
         "SELECT CAST(NULL AS BIGINT) AS cohort_definition_id, CAST(NULL AS BIGINT) AS subject_id, "
         "CAST(NULL AS DATE) AS cohort_start_date, CAST(NULL AS DATE) AS cohort_end_date, "
-        "CAST(NULL AS STRING) AS person_sex, FALSE AS s6, FALSE AS s7, FALSE AS s8, FALSE AS s9 "
+        "CAST(NULL AS STRING) AS person_sex, FALSE AS s8, FALSE AS s9 "
         "FROM (SELECT 1 AS x) t WHERE 1 = 0"
     )
 
@@ -238,86 +260,90 @@ def _candidates_sql(
     )
 
 
-def _per_subject(source: str, key: str, flags: tuple[str, ...], spark: bool) -> str:
-    """Records and subjects passing each flag. DuckDB counts distinct subjects directly; on Spark two plain
-    aggregations (per subject, then per ``key``) avoid the expand that ``count(DISTINCT ...)`` plans."""
+def _per_subject(source: str, key: str, flags: tuple[str, ...], level: str, spark: bool) -> str:
+    """Records and subjects passing each flag, per ``key``. DuckDB counts distinct subjects directly; on Spark
+    two plain aggregations (per subject, then per ``key``) avoid the expand that ``count(DISTINCT ...)`` plans."""
+    counts = {}
     if not spark:
-        counts = ", ".join(
-            f"sum(CASE WHEN {f} THEN 1 ELSE 0 END) AS {f}_records, "
-            f"count(DISTINCT CASE WHEN {f} THEN subject_id END) AS {f}_subjects"
-            for f in flags
-        )
-        return f"SELECT {key} AS cohort_definition_id, {counts} FROM {source} GROUP BY {key}"
-    inner = ", ".join(f"sum(CASE WHEN {f} THEN 1 ELSE 0 END) AS {f}" for f in flags)
-    outer = ", ".join(
-        f"sum({f}) AS {f}_records, sum(CASE WHEN {f} > 0 THEN 1 ELSE 0 END) AS {f}_subjects" for f in flags
-    )
-    return (
-        f"SELECT {key} AS cohort_definition_id, {outer} FROM (SELECT {key}, subject_id, {inner} FROM {source} "
-        f"GROUP BY {key}, subject_id) t GROUP BY {key}"
+        for f in flags:
+            counts[f] = (
+                f"sum(CASE WHEN {f} THEN 1 ELSE 0 END)",
+                f"count(DISTINCT CASE WHEN {f} THEN subject_id END)",
+            )
+        source_sql = source
+    else:
+        inner = ", ".join(f"sum(CASE WHEN {f} THEN 1 ELSE 0 END) AS {f}" for f in flags)
+        source_sql = f"(SELECT {key}, subject_id, {inner} FROM {source} GROUP BY {key}, subject_id) t"
+        for f in flags:
+            counts[f] = (f"sum({f})", f"sum(CASE WHEN {f} > 0 THEN 1 ELSE 0 END)")
+    columns = []
+    for f in ALL_FLAGS:
+        records, subjects = counts.get(f, ("CAST(NULL AS BIGINT)", "CAST(NULL AS BIGINT)"))
+        columns.append(f"{records} AS {f}_records, {subjects} AS {f}_subjects")
+    return f"SELECT '{level}' AS level, {key} AS k, {', '.join(columns)} FROM {source_sql} GROUP BY {key}"
+
+
+ALL_FLAGS = ("s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9")
+
+
+def _counts_sql(candidates: str, requirements: str, cohorts: str, spark: bool) -> str:
+    """Records and subjects after each step: the shared steps, the age and prior-observation steps per
+    requirement, the sex and final steps per cohort."""
+    shared = f"(SELECT c.*, TRUE AS s1, CAST(0 AS BIGINT) AS k0 FROM ({candidates}) c) c"
+    per_requirement = f"(SELECT r.*, TRUE AS s6, prior_start <= ce AS s7 FROM {requirements} r) r"
+    return " UNION ALL ".join(
+        [
+            _per_subject(shared, "k0", ALL_FLAGS[:5], "shared", spark),
+            _per_subject(per_requirement, "requirement_id", ("s6", "s7"), "requirement", spark),
+            _per_subject(cohorts, "cohort_definition_id", ("s8", "s9"), "cohort", spark),
+        ]
     )
 
 
-def _counts_sql(candidates: str, expanded: str, spark: bool) -> str:
-    """Records and subjects after each step: the shared steps (as cohort 0), then each cohort's own."""
-    nothing = "CAST(NULL AS BIGINT)"
-    shared_flags, own_flags = ("s1", "s2", "s3", "s4", "s5"), ("s6", "s7", "s8", "s9")
-    no_shared = ", ".join(f"{nothing} AS {f}_records, {nothing} AS {f}_subjects" for f in shared_flags)
-    no_own = ", ".join(f"{nothing} AS {f}_records, {nothing} AS {f}_subjects" for f in own_flags)
-    shared = _per_subject(
-        f"(SELECT c.*, TRUE AS s1, CAST(0 AS BIGINT) AS k FROM ({candidates}) c) c", "k", shared_flags, spark
-    )
-    own = _per_subject(expanded, "cohort_definition_id", own_flags, spark)
-    columns = ", ".join(f"{f}_{x}" for f in shared_flags for x in ("records", "subjects"))
-    own_columns = ", ".join(f"{f}_{x}" for f in own_flags for x in ("records", "subjects"))
-    return (
-        f"SELECT cohort_definition_id, {columns}, {no_own} FROM ({shared}) a "
-        f"UNION ALL SELECT cohort_definition_id, {no_shared}, {own_columns} FROM ({own}) b"
-    )
-
-
-def _expanded_sql(
-    context: StudyContext,
-    candidates: str,
-    grid: str,
-    spec: DenominatorSpec,
-    start: dt.date,
-    end: dt.date,
-    target_id: int | None,
-) -> str:
-    """Each candidate row that passed the shared steps, for each cohort of the grid whose age requirement it
-    meets during the study period (s6), with its dates and the flags s6..s9."""
+def _requirements_sql(context: StudyContext, candidates: str, grid: str, start: dt.date, end: dt.date) -> str:
+    """Each candidate row that passed the shared steps, for each (age group, prior observation) whose age
+    requirement it meets during the study period (s6), with its dates."""
     d = context.runner.dialect
     study_start, study_end = date_literal(start), date_literal(end)
     age_start = add_years(d, "c.dob", "g.min_age")
     age_end = d.add_days(add_years(d, "c.dob", "g.max_age_plus_one"), -1)
-    rows = (
-        "SELECT g.cohort_definition_id, g.sex, c.subject_id, c.person_sex, c.t_start, "
+    requirements = f"SELECT DISTINCT requirement_id, min_age, max_age_plus_one, prior_days FROM {grid}"
+    return (
+        "SELECT * FROM ("
+        "SELECT g.requirement_id, c.subject_id, c.person_sex, c.t_start, "
         f"greatest({age_start}, c.op_start, {study_start}) AS age_start, "
         f"greatest({age_start}, {d.add_days('c.op_start', 'g.prior_days')}, {study_start}) AS prior_start, "
         f"least({age_end}, c.op_end, {study_end}) AS ce "
-        f"FROM ({candidates}) c CROSS JOIN {grid} g WHERE c.s5"
+        f"FROM ({candidates}) c CROSS JOIN ({requirements}) g WHERE c.s5) r "
+        "WHERE age_start <= ce"  # rows failing the age requirement only count as not passing s6
     )
-    fs, fe = "prior_start", "ce"
+
+
+def _cohorts_sql(
+    context: StudyContext, requirements: str, grid: str, spec: DenominatorSpec, target_id: int | None
+) -> str:
+    """The rows of each cohort of the grid (matching its sex), with the flags s8 (prior observation and sex)
+    and s9 (all requirements, target included) and the entry and exit dates."""
+    d = context.runner.dialect
+    fs, fe = "r.prior_start", "r.ce"
     entry_ok = "TRUE"
     if target_id is not None and spec.target is not None:
         if spec.target.requirements_at_entry:
-            entry_ok, fs = "prior_start <= t_start", "t_start"
+            entry_ok, fs = "r.prior_start <= r.t_start", "r.t_start"
         else:
-            fs = "greatest(prior_start, t_start)"
+            fs = "greatest(r.prior_start, r.t_start)"
         tar_start, tar_end = spec.target.time_at_risk
         if not math.isinf(tar_end):
-            fe = f"least({fe}, {d.add_days('t_start', int(tar_end))})"
+            fe = f"least({fe}, {d.add_days('r.t_start', int(tar_end))})"
         if tar_start != 0:
-            fs = d.add_days("t_start", int(tar_start))
-    sex_ok = "(sex = 'Both' OR sex = person_sex)"
+            fs = d.add_days("r.t_start", int(tar_start))
     return (
-        "SELECT cohort_definition_id, subject_id, person_sex, "
-        "age_start <= ce AS s6, prior_start <= ce AS s7, "
-        f"prior_start <= ce AND {sex_ok} AS s8, "
-        f"prior_start <= ce AND {sex_ok} AND {entry_ok} AND {fs} <= {fe} AS s9, "
-        f"{fs} AS cohort_start_date, {fe} AS cohort_end_date FROM ({rows}) r "
-        "WHERE age_start <= ce"  # rows failing the age requirement only count as not passing s6
+        "SELECT g.cohort_definition_id, r.subject_id, r.person_sex, "
+        "r.prior_start <= r.ce AS s8, "
+        f"r.prior_start <= r.ce AND {entry_ok} AND {fs} <= {fe} AS s9, "
+        f"{fs} AS cohort_start_date, {fe} AS cohort_end_date "
+        f"FROM {requirements} r JOIN {grid} g ON g.requirement_id = r.requirement_id "
+        "AND (g.sex = 'Both' OR g.sex = r.person_sex)"
     )
 
 
