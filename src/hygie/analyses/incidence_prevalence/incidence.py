@@ -14,7 +14,7 @@ from typing import ClassVar
 
 import pyarrow as pa
 
-from hygie.analyses.base import ResultTable, Spec, StudyContext, StudyDefinitions
+from hygie.analyses.base import ResultTable, Spec, StudyContext, StudyDefinitions, TableStructure
 from hygie.analyses.incidence_prevalence import estimates
 from hygie.analyses.incidence_prevalence.denominators import ATTRITION_COUNTS, Denominator, check_known, denominator
 from hygie.analyses.incidence_prevalence.intervals import study_intervals
@@ -62,10 +62,32 @@ INCIDENCE_SCHEMA = pa.schema(
     ]
 )
 
+INCIDENCE_RATES = ("incidence_100000_pys", "incidence_100000_pys_95ci_lower", "incidence_100000_pys_95ci_upper")
 INCIDENCE_COUNTS = {
-    "denominator_count": ("person_days", "person_years"),
-    "outcome_count": ("incidence_100000_pys", "incidence_100000_pys_95ci_lower", "incidence_100000_pys_95ci_upper"),
+    "denominator_count": ("person_days", "person_years", *INCIDENCE_RATES),
+    "outcome_count": INCIDENCE_RATES,
 }
+# For disclosure control: what identifies one statistic (the denominator cohort's id and name are functions of
+# its age group, sex and prior observation within one analysis), and the additive margin (Both = Male + Female;
+# age groups are not additive: persons move between them over time).
+INCIDENCE_STRUCTURE = TableStructure(
+    keys=(
+        "outcome_cohort_id",
+        "age_group",
+        "sex",
+        "days_prior_observation",
+        "analysis_interval",
+        "incidence_start_date",
+        "incidence_end_date",
+        "analysis_outcome_washout",
+        "analysis_repeated_events",
+        "analysis_complete_database_intervals",
+        "analysis_censor_cohort_name",
+        "strata_name",
+        "strata_level",
+    ),
+    margins={"sex": "Both"},
+)
 
 ATTRITION_SCHEMA = pa.schema(
     [
@@ -293,6 +315,7 @@ def estimate_incidence(context: StudyContext, den: Denominator, spec: IncidenceS
             _incidence_table(den, names, spec, counts),
             counts=INCIDENCE_COUNTS,
             plot="incidence",
+            structure=INCIDENCE_STRUCTURE,
             description="Incidence rates per 100,000 person-years by denominator cohort, outcome, interval "
             "and stratum (exact Poisson 95% confidence intervals).",
         ),

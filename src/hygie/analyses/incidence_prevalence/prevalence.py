@@ -11,7 +11,7 @@ from typing import ClassVar
 
 import pyarrow as pa
 
-from hygie.analyses.base import ResultTable, Spec, StudyContext, StudyDefinitions
+from hygie.analyses.base import ResultTable, Spec, StudyContext, StudyDefinitions, TableStructure
 from hygie.analyses.incidence_prevalence import estimates
 from hygie.analyses.incidence_prevalence.denominators import ATTRITION_COUNTS, Denominator, check_known, denominator
 from hygie.analyses.incidence_prevalence.intervals import Interval, study_intervals, time_points
@@ -52,10 +52,28 @@ PREVALENCE_SCHEMA = pa.schema(
     ]
 )
 
-PREVALENCE_COUNTS = {
-    "denominator_count": (),
-    "outcome_count": ("prevalence", "prevalence_95ci_lower", "prevalence_95ci_upper"),
-}
+PREVALENCES = ("prevalence", "prevalence_95ci_lower", "prevalence_95ci_upper")
+PREVALENCE_COUNTS = {"denominator_count": PREVALENCES, "outcome_count": PREVALENCES}
+# For disclosure control, as for incidence: one statistic per these keys; Both = Male + Female.
+PREVALENCE_STRUCTURE = TableStructure(
+    keys=(
+        "outcome_cohort_id",
+        "age_group",
+        "sex",
+        "days_prior_observation",
+        "analysis_interval",
+        "prevalence_start_date",
+        "prevalence_end_date",
+        "analysis_type",
+        "analysis_level",
+        "analysis_time_point",
+        "analysis_complete_database_intervals",
+        "analysis_full_contribution",
+        "strata_name",
+        "strata_level",
+    ),
+    margins={"sex": "Both"},
+)
 
 ATTRITION_SCHEMA = pa.schema(
     [
@@ -200,6 +218,7 @@ def estimate_prevalence(context: StudyContext, den: Denominator, spec: Prevalenc
             _prevalence_table(den, names, spec, chosen, counts),
             counts=PREVALENCE_COUNTS,
             plot="prevalence",
+            structure=PREVALENCE_STRUCTURE,
             description=f"{spec.type.capitalize()} prevalence by denominator cohort, outcome, interval and stratum "
             "(Wilson 95% confidence intervals).",
         ),
