@@ -47,7 +47,9 @@ def test_the_console_on_postgresql(pg_url, home, monkeypatch, tmp_path):
     monkeypatch.setenv("HYGIE_DATABASE_URL", pg_url)
     migrated = hygie("admin", "migrate")
     assert migrated.exit_code == 0, migrated.output
-    assert "postgresql+psycopg://hub:***@127.0.0.1" in migrated.stdout and "revision 0001" in migrated.stdout
+    assert (
+        "postgresql+psycopg://hub:***@127.0.0.1" in migrated.stdout and f"revision {head_revision()}" in migrated.stdout
+    )
     password = tmp_path / "pw"
     password.write_text(PASSWORD + "\n")
     steps = [
@@ -117,4 +119,4 @@ def test_the_migration_files_are_part_of_the_package():
     import hygie.governance
 
     versions = Path(hygie.governance.__file__).parent / "migrations" / "versions"
-    assert sorted(p.name for p in versions.glob("0*.py")) == ["0001_governance_core.py"]
+    assert sorted(p.name for p in versions.glob("0*.py")) == ["0001_governance_core.py", "0002_jobs_and_outputs.py"]
