@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import json
-
 from hygie.api import csrf, sessions
 from hygie.governance.roles import Grant, Role
 from tests.web_helpers import add_account, client, csrf_of, operator, sign_in
 
 
 def events(settings) -> list[dict]:
-    path = settings.home / "events.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    """What the portal reported, as the auditor reads it in the audit log."""
+    from hygie.governance.audit import AuditLog
+
+    return [e.to_json() for e in AuditLog(settings).entries()]
 
 
 def test_operator_signs_in_with_password_and_code_and_out_again(settings):
