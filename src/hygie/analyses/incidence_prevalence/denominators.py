@@ -408,6 +408,24 @@ ATTRITION_SCHEMA = pa.schema(
 )
 
 
+# The attrition of an incidence or prevalence analysis: per denominator cohort, outcome and interval.
+OUTCOME_ATTRITION_SCHEMA = pa.schema(
+    [
+        ("denominator_cohort_id", pa.int64()),
+        ("outcome_cohort_id", pa.int64()),
+        ("denominator_cohort_name", pa.string()),
+        ("outcome_cohort_name", pa.string()),
+        ("analysis_interval", pa.string()),
+        ("reason_id", pa.int64()),
+        ("reason", pa.string()),
+        ("number_records", pa.int64()),
+        ("number_subjects", pa.int64()),
+        ("excluded_records", pa.int64()),
+        ("excluded_subjects", pa.int64()),
+    ]
+)
+
+
 def _settings(
     name: str,
     cohorts: tuple[DenominatorCohort, ...],

@@ -16,7 +16,13 @@ import pyarrow as pa
 
 from hygie.analyses.base import ResultTable, Spec, StudyContext, StudyDefinitions, TableStructure
 from hygie.analyses.incidence_prevalence import estimates
-from hygie.analyses.incidence_prevalence.denominators import ATTRITION_COUNTS, Denominator, check_known, denominator
+from hygie.analyses.incidence_prevalence.denominators import (
+    ATTRITION_COUNTS,
+    OUTCOME_ATTRITION_SCHEMA,
+    Denominator,
+    check_known,
+    denominator,
+)
 from hygie.analyses.incidence_prevalence.intervals import study_intervals
 from hygie.analyses.incidence_prevalence.population import (
     Outcome,
@@ -87,22 +93,6 @@ INCIDENCE_STRUCTURE = TableStructure(
         "strata_level",
     ),
     margins={"sex": "Both"},
-)
-
-ATTRITION_SCHEMA = pa.schema(
-    [
-        ("denominator_cohort_id", pa.int64()),
-        ("outcome_cohort_id", pa.int64()),
-        ("denominator_cohort_name", pa.string()),
-        ("outcome_cohort_name", pa.string()),
-        ("analysis_interval", pa.string()),
-        ("reason_id", pa.int64()),
-        ("reason", pa.string()),
-        ("number_records", pa.int64()),
-        ("number_subjects", pa.int64()),
-        ("excluded_records", pa.int64()),
-        ("excluded_subjects", pa.int64()),
-    ]
 )
 
 
@@ -416,4 +406,4 @@ def _attrition_table(
                         }
                     )
                     previous = (records, subjects)
-    return pa.Table.from_pylist(out, schema=ATTRITION_SCHEMA)
+    return pa.Table.from_pylist(out, schema=OUTCOME_ATTRITION_SCHEMA)
