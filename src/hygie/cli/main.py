@@ -9,6 +9,7 @@ import typer
 from hygie import __version__
 from hygie.cli import (
     audit,
+    backup,
     cdm,
     cohort,
     datasets,
@@ -57,6 +58,7 @@ for module in (
     optout,
     jobs,
     serve,
+    backup,
     demo,
 ):
     module.register(app)

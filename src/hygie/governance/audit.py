@@ -259,6 +259,10 @@ class AuditLog:
         with self._locked():
             return self._checkpoint_locked()
 
+    def locked(self) -> contextlib.AbstractContextManager[None]:
+        """Hold the log's lock (no entry or checkpoint is written meanwhile): for consistent copies."""
+        return self._locked()
+
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
