@@ -126,6 +126,7 @@ def test_the_whole_story_with_disclosure_control_and_two_checkers(settings, stor
     assert done.status == "succeeded", jobs.log(rita, job.id)
     log = jobs.log(rita, job.id)
     assert "study finished" in log and "subject" not in log.lower().replace("subjects", "")
+    assert "network: none (own network namespace)" in log  # TRE #10: tests/unit/test_job_sandbox.py
     out = job_folder(store, job.id) / "out"
     assert counts(out) == {"bleed": 25}  # above the threshold: shown
     assert run_once(store) is None  # the queue is empty

@@ -4,7 +4,8 @@ The worker never runs researcher-supplied study files in its own process: a chil
 hygie.jobs.executor REQUEST.json``) opens the release through a ``DataScope`` (the project's tables, sites and
 time window, minus opted-out patients), runs the study, and writes only the study's outputs (aggregates that
 passed disclosure control) to the job's ``out`` folder. The child's memory is capped (address-space limit and
-DuckDB's own memory limit), its wall time is capped, and it is killed when the job is cancelled.
+DuckDB's own memory limit), it has no network (``sandbox``), its wall time is capped, and it is killed when the
+job is cancelled.
 
 What the researcher sees of a run is ``log.txt``: progress lines and error messages that hygie writes itself,
 which never contain patient values. Tracebacks go to ``worker.log`` (operator only, mode 0600).
@@ -190,6 +191,14 @@ def _child(request_path: Path) -> int:
     if memory and request.engine == "duckdb":  # a JVM reserves far more address space than it uses
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
     from hygie.errors import HygieError
+    from hygie.jobs.sandbox import SandboxError, deny_network
+
+    try:
+        how = deny_network()
+    except SandboxError as e:
+        log(folder, f"failed: {e}")
+        return 1
+    log(folder, "network: none (own network namespace)" if how == "namespace" else "network: refused by hygie")
 
     try:
         _run(request, folder)
