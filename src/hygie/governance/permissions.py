@@ -43,6 +43,7 @@ class Action(StrEnum):
     DEPOSIT_CREATE = "deposit.create"
     RELEASE_BUILD = "release.build"
     RELEASE_DELETE = "release.delete"
+    KEYS_VIEW = "keys.view"  # the status of the master, data and audit signing keys (never a key itself)
     AUDIT_READ = "audit.read"
     OPTOUT_MANAGE = "optout.manage"
     REGISTRY_VIEW_PUBLIC = "registry.view_public"
@@ -170,6 +171,7 @@ RULES: dict[Action, Rule] = {
     Action.DEPOSIT_CREATE: Rule(SiteRef, {Role.DATA_PROVIDER: (OF_SITE,)}),
     Action.RELEASE_BUILD: Rule(None, {Role.OPERATOR: ()}),
     Action.RELEASE_DELETE: Rule(ReleaseRef, {Role.OPERATOR: ()}),
+    Action.KEYS_VIEW: Rule(None, {Role.OPERATOR: ()}),
     Action.AUDIT_READ: Rule(None, {Role.AUDITOR: ()}),
     Action.OPTOUT_MANAGE: Rule(None, {Role.OPERATOR: ()}),
     Action.REGISTRY_VIEW_PUBLIC: Rule(None, {}, public=True),

@@ -44,7 +44,7 @@ REGISTRY_TTL = 2.0  # seconds: the registry is public and the same for everyone;
 
 
 def registry(request: Request, c: Caller) -> list[RegistryEntry]:
-    """Projects the public may read about (approved at least once: drafts are not yet a use of data).
+    """Projects the public may read about (``governance.projects.on_public_registry`` decides which).
 
     The list is computed at most every ``REGISTRY_TTL`` seconds: it is the hub's most-read page, it holds only
     public information, and no access depends on it (access follows the project's state at each request)."""
@@ -72,9 +72,7 @@ def _registry(request: Request) -> list[RegistryEntry]:
     h = hub(request)
     released = released_outputs(request)
     entries = []
-    for p in Projects(h.store, events=h.events).list():
-        if p.status == "draft":
-            continue
+    for p in Projects(h.store, events=h.events).public():
         entries.append(
             RegistryEntry(
                 name=p.name,

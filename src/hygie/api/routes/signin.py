@@ -80,7 +80,7 @@ def login(
 def logout(request: Request) -> Response:
     c = caller(request)
     h = hub(request)
-    if c.via == "session" and h.sessions.delete(c.session_id) is not None:
+    if c.via == "session" and h.sessions.delete(c.session_id):
         record(request, c.username, "auth.logout", f"user:{c.username}", "ok")
     response = RedirectResponse("/", status_code=303)
     response.delete_cookie(sessions.COOKIE, path="/")
