@@ -18,7 +18,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import bindparam, delete, func, insert, or_, select, update
 
 from hygie.governance.models import User, WebSession
 from hygie.governance.store import Store
@@ -40,6 +40,16 @@ class Session:
     username: str
     created: dt.datetime
     last_seen: dt.datetime
+
+
+_W, _U = WebSession.__table__, User.__table__
+# Built once (compiled form and cache key memoised on the statement): read on every signed-in request.
+_GET = (
+    select(_U.c.username, _W.c.created_at, _W.c.last_seen_at)
+    .select_from(_W.join(_U, _U.c.id == _W.c.user_id))
+    .where(_W.c.id_hash == bindparam("key"))
+)
+_TOUCH = update(_W).where(_W.c.id_hash == bindparam("key")).values(last_seen_at=bindparam("now"))
 
 
 class SessionStore:
@@ -72,14 +82,8 @@ class SessionStore:
             return None
         key = _digest(session_id)
         now = self.clock()
-        w, u = WebSession.__table__, User.__table__
-        query = (
-            select(u.c.username, w.c.created_at, w.c.last_seen_at)
-            .select_from(w.join(u, u.c.id == w.c.user_id))
-            .where(w.c.id_hash == key)
-        )
         with self.store.engine.connect() as connection:
-            row = connection.execute(query).first()
+            row = connection.execute(_GET, {"key": key}).first()
         if row is None:
             return None
         if now - row.last_seen_at >= self.idle or now - row.created_at >= self.max:
@@ -87,7 +91,7 @@ class SessionStore:
             return None
         if now - row.last_seen_at >= self.touch:
             with self.store.session() as s:
-                s.execute(update(w).where(w.c.id_hash == key).values(last_seen_at=now))
+                s.execute(_TOUCH, {"key": key, "now": now})
         return Session(row.username, row.created_at, now)
 
     def delete(self, session_id: str | None) -> bool:

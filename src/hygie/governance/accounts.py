@@ -26,11 +26,12 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import delete, select, update
+from sqlalchemy import Select, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from hygie.errors import ConflictError, HygieError, NotFoundError
@@ -140,6 +141,34 @@ def _get_user(session: Session, username: str) -> User:
     if user is None:
         raise NotFoundError(f"no user named {username!r}")
     return user
+
+
+def _principal_query() -> Select[Any]:
+    u, g, p, t = User.__table__, RoleGrant.__table__, Project.__table__, TotpSecret.__table__
+    return (
+        select(u.c.active, t.c.user_id.is_not(None).label("mfa"), g.c.role, g.c.site, p.c.name.label("project"))
+        .select_from(
+            u.outerjoin(t, t.c.user_id == u.c.id)
+            .outerjoin(g, g.c.user_id == u.c.id)
+            .outerjoin(p, p.c.id == g.c.project_id)
+        )
+        .where(u.c.username == bindparam("username"))
+    )
+
+
+def _token_query() -> Select[Any]:
+    t, u = ApiToken.__table__, User.__table__
+    return (
+        select(t.c.id, t.c.revoked_at, t.c.expires_at, t.c.last_used_at, u.c.username, u.c.active)
+        .select_from(t.join(u, u.c.id == t.c.user_id))
+        .where(t.c.token_hash == bindparam("token_hash"))
+    )
+
+
+# Built once: the statements read on every request keep their compiled form and cache key (SQLAlchemy memoises
+# both on the statement object), which is most of the cost of a small query.
+_PRINCIPAL_QUERY = _principal_query()
+_TOKEN_QUERY = _token_query()
 
 
 def _end_sessions(session: Session, user: User) -> None:
@@ -499,14 +528,8 @@ class Accounts:
         The hub's hottest authentication path: one read of the token, its account and grants; a write (and an
         ``auth.token`` audit event) only at the token's first use and then once per ``TOKEN_USE_RECORD``."""
         now = now or utcnow()
-        t, u = ApiToken.__table__, User.__table__
-        query = (
-            select(t.c.id, t.c.revoked_at, t.c.expires_at, t.c.last_used_at, u.c.username, u.c.active)
-            .select_from(t.join(u, u.c.id == t.c.user_id))
-            .where(t.c.token_hash == hash_token(token))
-        )
         with self.store.engine.connect() as connection:
-            row = connection.execute(query).first()
+            row = connection.execute(_TOKEN_QUERY, {"token_hash": hash_token(token)}).first()
         usable = (
             row is not None
             and row.revoked_at is None
@@ -536,18 +559,8 @@ class Accounts:
     def principal(self, username: str) -> Principal:
         """The principal of an account as it stands (for services acting on a user's behalf). Read on every
         request of the portal: one query on the tables (no ORM objects), its grants joined in."""
-        u, g, p, t = User.__table__, RoleGrant.__table__, Project.__table__, TotpSecret.__table__
-        query = (
-            select(u.c.active, t.c.user_id.is_not(None).label("mfa"), g.c.role, g.c.site, p.c.name.label("project"))
-            .select_from(
-                u.outerjoin(t, t.c.user_id == u.c.id)
-                .outerjoin(g, g.c.user_id == u.c.id)
-                .outerjoin(p, p.c.id == g.c.project_id)
-            )
-            .where(u.c.username == username)
-        )
         with self.store.engine.connect() as connection:
-            rows = connection.execute(query).all()
+            rows = connection.execute(_PRINCIPAL_QUERY, {"username": username}).all()
         if not rows:
             raise NotFoundError(f"no user named {username!r}")
         first = rows[0]

@@ -198,7 +198,7 @@ def decide(principal: Principal, action: Action, obj: Obj = None, *, now: dt.dat
     if rule.public:
         return Decision(True, "public")
     refusal = None
-    for grant in sorted(principal.grants, key=str):  # a stable order gives a stable reason
+    for grant in principal.ordered_grants:  # a stable order gives a stable reason
         conditions = rule.roles.get(grant.role)
         if conditions is None:
             continue

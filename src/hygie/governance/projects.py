@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, select
+from sqlalchemy import Row, Select, select
 from sqlalchemy.orm import Session
 
 from hygie.cdm.schema import cdm_schema
@@ -74,6 +74,21 @@ def on_public_registry(project: ProjectInfo) -> bool:
     """Whether the public registry lists the project: once approved, always (active, suspended, revoked or
     expired: the public may know every use of data that was allowed). A draft is not yet a use of data."""
     return project.status != "draft"
+
+
+def _members_query() -> Select[Any]:
+    g, u = RoleGrant.__table__, User.__table__
+    return (
+        select(g.c.project_id, u.c.username)
+        .select_from(g.join(u, u.c.id == g.c.user_id))
+        .where(g.c.role == Role.RESEARCHER.value, g.c.project_id.is_not(None))
+        .order_by(u.c.username)
+    )
+
+
+# Built once (SQLAlchemy memoises the compiled form on the statement): the project list is read on busy pages.
+_MEMBERS = _members_query()
+_PROJECTS = select(Project.__table__).order_by(Project.__table__.c.name)
 
 
 def project_ref(project: Project) -> ProjectRef:
@@ -169,18 +184,11 @@ class Projects:
 
     def list(self) -> list[ProjectInfo]:
         """Every project, by name. Read on the portal's busiest pages: two queries on the tables, no ORM objects."""
-        p, g, u = Project.__table__, RoleGrant.__table__, User.__table__
         members: dict[int, list[str]] = defaultdict(list)
-        query = (
-            select(g.c.project_id, u.c.username)
-            .select_from(g.join(u, u.c.id == g.c.user_id))
-            .where(g.c.role == Role.RESEARCHER.value, g.c.project_id.is_not(None))
-            .order_by(u.c.username)
-        )
         with self.store.engine.connect() as connection:
-            for project_id, username in connection.execute(query):
+            for project_id, username in connection.execute(_MEMBERS):
                 members[project_id].append(username)
-            rows = connection.execute(select(p).order_by(p.c.name)).all()
+            rows = connection.execute(_PROJECTS).all()
         return [_info(row, members[row.id]) for row in rows]
 
     def public(self) -> list[ProjectInfo]:
