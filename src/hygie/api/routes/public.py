@@ -13,6 +13,7 @@ import time
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
+from markupsafe import Markup
 from pydantic import BaseModel
 from starlette.responses import Response
 
@@ -116,9 +117,26 @@ def released_outputs(request: Request) -> dict[str, list[str]]:
     return out
 
 
+def entries_html(request: Request, entries: list[RegistryEntry]) -> Markup:
+    """The registry's entries as HTML, rendered once per registry refresh: the page around them (navigation,
+    CSRF token) is the caller's, the entries are the same for everyone."""
+    from hygie.api.pages import templates
+
+    h = hub(request)
+    with _registry_lock:
+        cached = h.cache.get("registry_html")
+        if cached is not None and cached[0] is entries:
+            return cached[1]
+    html = Markup(templates.env.get_template("_registry_entries.html").render(entries=entries))
+    with _registry_lock:
+        h.cache["registry_html"] = (entries, html)
+    return html
+
+
 @router.get("/", include_in_schema=False)
 async def home(request: Request) -> Response:
-    return render(request, "registry.html", entries=registry(request, caller(request)))
+    entries = registry(request, caller(request))
+    return render(request, "registry.html", entries=entries, entries_html=entries_html(request, entries))
 
 
 @router.get("/optout", include_in_schema=False)
