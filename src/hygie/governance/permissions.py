@@ -215,6 +215,25 @@ def decide(principal: Principal, action: Action, obj: Obj = None, *, now: dt.dat
     return Decision(False, refusal)
 
 
+def reachable_projects(principal: Principal, action: Action) -> frozenset[str] | None:
+    """The projects on which ``principal`` could be allowed ``action``: ``None`` when one of its usable grants
+    needs no membership (any project may pass), else the projects of the grants that need it. A pre-filter for
+    listings, derived from ``RULES``: each project it leaves is still decided with ``decide``."""
+    rule = RULES[action]
+    if rule.public:
+        return None
+    names: set[str] = set()
+    for grant in principal.grants:
+        conditions = rule.roles.get(grant.role)
+        if conditions is None or (grant.role in MFA_ROLES and not principal.mfa):
+            continue
+        if MEMBER not in conditions:
+            return None
+        if grant.project is not None:
+            names.add(grant.project)
+    return frozenset(names)
+
+
 class PermissionDenied(HygieError):
     """Raised by services when ``decide`` says no; the message names the action and the reason."""
 

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, Select, select
+from sqlalchemy import Row, Select, bindparam, select
 from sqlalchemy.orm import Session
 
 from hygie.cdm.schema import cdm_schema
@@ -76,19 +76,22 @@ def on_public_registry(project: ProjectInfo) -> bool:
     return project.status != "draft"
 
 
-def _members_query() -> Select[Any]:
-    g, u = RoleGrant.__table__, User.__table__
-    return (
+def _members_query(named: bool) -> Select[Any]:
+    g, u, p = RoleGrant.__table__, User.__table__, Project.__table__
+    query = (
         select(g.c.project_id, u.c.username)
-        .select_from(g.join(u, u.c.id == g.c.user_id))
-        .where(g.c.role == Role.RESEARCHER.value, g.c.project_id.is_not(None))
+        .select_from(g.join(u, u.c.id == g.c.user_id).join(p, p.c.id == g.c.project_id))
+        .where(g.c.role == Role.RESEARCHER.value)
         .order_by(u.c.username)
     )
+    return query.where(p.c.name.in_(bindparam("names", expanding=True))) if named else query
 
 
 # Built once (SQLAlchemy memoises the compiled form on the statement): the project list is read on busy pages.
-_MEMBERS = _members_query()
+_MEMBERS = _members_query(named=False)
+_MEMBERS_OF = _members_query(named=True)
 _PROJECTS = select(Project.__table__).order_by(Project.__table__.c.name)
+_PROJECTS_NAMED = _PROJECTS.where(Project.__table__.c.name.in_(bindparam("names", expanding=True)))
 
 
 def project_ref(project: Project) -> ProjectRef:
@@ -182,13 +185,15 @@ class Projects:
         with self.store.session() as session:
             return _info(_get(session, name))
 
-    def list(self) -> list[ProjectInfo]:
-        """Every project, by name. Read on the portal's busiest pages: two queries on the tables, no ORM objects."""
+    def list(self, names: Collection[str] | None = None) -> list[ProjectInfo]:
+        """Every project (or those named in ``names``), by name. Read on the portal's busiest pages: two queries
+        on the tables, no ORM objects."""
         members: dict[int, list[str]] = defaultdict(list)
+        chosen = {} if names is None else {"names": sorted(names)}
         with self.store.engine.connect() as connection:
-            for project_id, username in connection.execute(_MEMBERS):
+            for project_id, username in connection.execute(_MEMBERS if names is None else _MEMBERS_OF, chosen):
                 members[project_id].append(username)
-            rows = connection.execute(_PROJECTS).all()
+            rows = connection.execute(_PROJECTS if names is None else _PROJECTS_NAMED, chosen).all()
         return [_info(row, members[row.id]) for row in rows]
 
     def public(self) -> list[ProjectInfo]:
