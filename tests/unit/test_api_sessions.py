@@ -31,13 +31,14 @@ def test_a_session_lives_until_idle_and_only_its_hash_is_stored(store):
     _accounts(store)
     now = [T0]
     sessions = _sessions(store, now)
-    sid, _ = sessions.create("ada")
+    sid = sessions.create("ada")
     with store.session() as s:
         stored = s.scalars(select(WebSession.id_hash)).all()
     assert len(stored) == 1 and sid not in stored[0] and len(stored[0]) == 64
     now[0] = T0 + dt.timedelta(seconds=599)
     session = sessions.get(sid)
     assert session is not None and session.username == "ada" and session.created == T0
+    assert session.principal.grants == frozenset() and not session.principal.mfa
     now[0] += dt.timedelta(seconds=599)  # active 599 s ago: still alive
     assert sessions.get(sid) is not None
     now[0] += dt.timedelta(seconds=600)
@@ -50,7 +51,7 @@ def test_a_busy_session_still_ends_at_its_absolute_limit(store):
     _accounts(store)
     now = [T0]
     sessions = _sessions(store, now)
-    sid, _ = sessions.create("ada")
+    sid = sessions.create("ada")
     for _ in range(11):  # a request every 5 minutes, up to 55 minutes after login
         now[0] += dt.timedelta(seconds=300)
         assert sessions.get(sid) is not None
@@ -62,7 +63,7 @@ def test_last_seen_is_written_at_most_once_per_touch_period(store):
     _accounts(store)
     now = [T0]
     sessions = _sessions(store, now)
-    sid, _ = sessions.create("ada")
+    sid = sessions.create("ada")
 
     def last_seen() -> dt.datetime:
         with store.session() as s:
@@ -80,17 +81,17 @@ def test_logout_and_account_changes_end_sessions(store):
     accounts = _accounts(store)
     now = [T0]
     sessions = _sessions(store, now)
-    a1, _ = sessions.create("ada")
-    a2, _ = sessions.create("ada")
-    b1, _ = sessions.create("bob")
+    a1 = sessions.create("ada")
+    a2 = sessions.create("ada")
+    b1 = sessions.create("bob")
     assert sessions.delete(a1) is True and sessions.delete(a1) is False
     assert sessions.get(a1) is None and sessions.get(a2) is not None
     accounts.set_password(CONSOLE, "ada", "another-long-password")
     assert sessions.get(a2) is None
-    b2, _ = sessions.create("bob")
+    b2 = sessions.create("bob")
     accounts.set_active(CONSOLE, "bob", False)
     assert sessions.get(b1) is None and sessions.get(b2) is None
-    c1, _ = sessions.create("ada")
+    c1 = sessions.create("ada")
     assert sessions.delete_user("ada") == 1 and sessions.get(c1) is None
 
 
@@ -104,3 +105,17 @@ def test_logins_sweep_ended_sessions(store):
     now[0] = T0 + dt.timedelta(seconds=601)
     sessions.create("bob")
     assert len(sessions) == 1
+
+
+def test_the_session_carries_the_account_as_it_stands_at_each_request(store):
+    from hygie.governance.roles import Grant, Role
+
+    accounts = _accounts(store)
+    now = [T0]
+    sessions = _sessions(store, now)
+    sid = sessions.create("ada")
+    accounts.grant(CONSOLE, "ada", Grant(Role.AUDITOR))
+    assert sessions.get(sid).principal == accounts.principal("ada")
+    assert sessions.get(sid).principal.grants == frozenset({Grant(Role.AUDITOR)})
+    accounts.revoke(CONSOLE, "ada", Grant(Role.AUDITOR))
+    assert sessions.get(sid).principal.grants == frozenset()

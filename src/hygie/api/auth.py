@@ -84,7 +84,7 @@ def caller(request: Request) -> Caller:
         if session is None:
             result = Caller(Principal.anonymous(), "anonymous")
         else:
-            result = Caller(h.accounts.principal(session.username), "session", session_id)
+            result = Caller(session.principal, "session", session_id)
     request.state.caller = result
     return result
 

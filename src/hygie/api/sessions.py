@@ -7,7 +7,8 @@ after ``idle_seconds`` without a request or ``max_seconds`` after login, at logo
 or its password set (``Accounts``), never at a restart: every process of ``hygie serve --workers N`` reads the
 same table. ``last_seen_at`` is written at most once per ``TOUCH_SECONDS`` (a write per request would queue every
 reader behind SQLite's single writer), so a session may end up to that much *before* its idle limit, never after.
-The account behind a session is re-read on every request, so a revoked role takes effect on the next click.
+The account behind a session and its grants are read with the session, in one query, on every request, so a
+revoked role takes effect on the next click.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from dataclasses import dataclass
 
 from sqlalchemy import bindparam, delete, func, insert, or_, select, update
 
+from hygie.governance.accounts import principal_columns, principal_from_rows, principal_joins
 from hygie.governance.models import User, WebSession
+from hygie.governance.roles import Principal
 from hygie.governance.store import Store
 
 COOKIE = "hygie_session"
@@ -37,16 +40,21 @@ def _utcnow() -> dt.datetime:
 
 @dataclass(frozen=True)
 class Session:
-    username: str
+    principal: Principal  # the account as it stands at this request (grants re-read every time)
     created: dt.datetime
     last_seen: dt.datetime
 
+    @property
+    def username(self) -> str:
+        return self.principal.name
+
 
 _W, _U = WebSession.__table__, User.__table__
-# Built once (compiled form and cache key memoised on the statement): read on every signed-in request.
+# One query per signed-in request: the session, its account and the account's grants. Built once (SQLAlchemy
+# memoises the compiled form and cache key on the statement).
 _GET = (
-    select(_U.c.username, _W.c.created_at, _W.c.last_seen_at)
-    .select_from(_W.join(_U, _U.c.id == _W.c.user_id))
+    select(_W.c.created_at, _W.c.last_seen_at, *principal_columns())
+    .select_from(principal_joins(_W.join(_U, _U.c.id == _W.c.user_id)))
     .where(_W.c.id_hash == bindparam("key"))
 )
 _TOUCH = update(_W).where(_W.c.id_hash == bindparam("key")).values(last_seen_at=bindparam("now"))
@@ -62,8 +70,8 @@ class SessionStore:
         self.touch = dt.timedelta(seconds=min(TOUCH_SECONDS, idle_seconds // 2))
         self.clock = clock
 
-    def create(self, username: str) -> tuple[str, Session]:
-        """A new session and the id for its cookie (returned once, never stored in clear). Sessions that
+    def create(self, username: str) -> str:
+        """A new session; the id for its cookie (returned once, never stored in clear). Sessions that
         ended are swept here: logins are rare, requests are not."""
         session_id = secrets.token_urlsafe(32)
         now = self.clock()
@@ -74,7 +82,7 @@ class SessionStore:
                 raise ValueError(f"no user named {username!r}")
             s.execute(delete(w).where(or_(w.c.last_seen_at <= now - self.idle, w.c.created_at <= now - self.max)))
             s.execute(insert(w).values(id_hash=_digest(session_id), user_id=user_id, created_at=now, last_seen_at=now))
-        return session_id, Session(username, now, now)
+        return session_id
 
     def get(self, session_id: str | None) -> Session | None:
         """The live session of this cookie, or None (unknown, ended, idle or too old: then it is deleted)."""
@@ -83,16 +91,17 @@ class SessionStore:
         key = _digest(session_id)
         now = self.clock()
         with self.store.engine.connect() as connection:
-            row = connection.execute(_GET, {"key": key}).first()
-        if row is None:
+            rows = connection.execute(_GET, {"key": key}).all()
+        if not rows:
             return None
+        row = rows[0]
         if now - row.last_seen_at >= self.idle or now - row.created_at >= self.max:
             self._delete(key)
             return None
         if now - row.last_seen_at >= self.touch:
             with self.store.session() as s:
                 s.execute(_TOUCH, {"key": key, "now": now})
-        return Session(row.username, row.created_at, now)
+        return Session(principal_from_rows(rows), row.created_at, now)
 
     def delete(self, session_id: str | None) -> bool:
         """End one session (logout); whether it existed."""

@@ -25,13 +25,14 @@ import datetime as dt
 import hashlib
 import hmac
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import Select, bindparam, delete, select, update
+from sqlalchemy import ColumnElement, FromClause, Row, Select, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from hygie.errors import ConflictError, HygieError, NotFoundError
@@ -143,17 +144,38 @@ def _get_user(session: Session, username: str) -> User:
     return user
 
 
-def _principal_query() -> Select[Any]:
+def principal_columns() -> tuple[ColumnElement[Any], ...]:
+    """What ``principal_from_rows`` reads: the account's name, state and second factor, one grant per row."""
+    u, g, p, t = User.__table__, RoleGrant.__table__, Project.__table__, TotpSecret.__table__
+    return (u.c.username, u.c.active, t.c.user_id.is_not(None).label("mfa"), g.c.role, g.c.site,
+            p.c.name.label("project"))  # fmt: skip
+
+
+def principal_joins(source: FromClause) -> FromClause:
+    """``source`` (which holds the ``users`` table) with the account's second factor and grants joined in."""
     u, g, p, t = User.__table__, RoleGrant.__table__, Project.__table__, TotpSecret.__table__
     return (
-        select(u.c.active, t.c.user_id.is_not(None).label("mfa"), g.c.role, g.c.site, p.c.name.label("project"))
-        .select_from(
-            u.outerjoin(t, t.c.user_id == u.c.id)
-            .outerjoin(g, g.c.user_id == u.c.id)
-            .outerjoin(p, p.c.id == g.c.project_id)
-        )
-        .where(u.c.username == bindparam("username"))
+        source.outerjoin(t, t.c.user_id == u.c.id)
+        .outerjoin(g, g.c.user_id == u.c.id)
+        .outerjoin(p, p.c.id == g.c.project_id)
     )
+
+
+def principal_from_rows(rows: Sequence[Row[Any]]) -> Principal:
+    """The principal of an account from the rows of ``principal_columns`` (at least one): no grant counts
+    while the account is disabled."""
+    first = rows[0]
+    grants = (
+        frozenset(Grant(Role(r.role), site=r.site, project=r.project) for r in rows if r.role is not None)
+        if first.active
+        else frozenset()
+    )
+    return Principal(first.username, grants, mfa=bool(first.mfa))
+
+
+def _principal_query() -> Select[Any]:
+    u = User.__table__
+    return select(*principal_columns()).select_from(principal_joins(u)).where(u.c.username == bindparam("username"))
 
 
 def _token_query() -> Select[Any]:
@@ -563,10 +585,4 @@ class Accounts:
             rows = connection.execute(_PRINCIPAL_QUERY, {"username": username}).all()
         if not rows:
             raise NotFoundError(f"no user named {username!r}")
-        first = rows[0]
-        grants = (
-            frozenset(Grant(Role(r.role), site=r.site, project=r.project) for r in rows if r.role is not None)
-            if first.active
-            else frozenset()
-        )
-        return Principal(username, grants, mfa=bool(first.mfa))
+        return principal_from_rows(rows)
