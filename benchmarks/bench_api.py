@@ -1,5 +1,6 @@
 """Portal and API under load: 200 concurrent clients on read endpoints for 30 s, against a real ``hygie serve``
-(uvicorn, one process) on loopback, on a hub with the GiBleed release, 20 projects and signed-in users.
+(uvicorn; ``HYGIE_BENCH_API_WORKERS`` processes, default 1) on loopback, on a hub with the GiBleed release,
+20 projects and signed-in users.
 
 Reads: the public registry (page and JSON), a researcher's project list (page and JSON, session cookie), and
 ``/api/v1/me`` with a session cookie and with a bearer token. Reported: requests, throughput, latency percentiles
@@ -28,6 +29,7 @@ from benchmarks.common import RESULTS
 
 CLIENTS = int(os.environ.get("HYGIE_BENCH_API_CLIENTS", "200"))
 SECONDS = float(os.environ.get("HYGIE_BENCH_API_SECONDS", "30"))
+WORKERS = int(os.environ.get("HYGIE_BENCH_API_WORKERS", "1"))
 PROJECTS = 20
 
 
@@ -76,8 +78,8 @@ def _free_port() -> int:
 def _start(home: Path, port: int, log: Path) -> subprocess.Popen:
     env = {**os.environ, "HYGIE_HOME": str(home)}
     out = log.open("w")
-    process = subprocess.Popen([sys.executable, "-m", "hygie", "serve", "--port", str(port)], env=env,
-                               stdout=out, stderr=out)  # fmt: skip
+    command = [sys.executable, "-m", "hygie", "serve", "--port", str(port), "--workers", str(WORKERS)]
+    process = subprocess.Popen(command, env=env, stdout=out, stderr=out)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -185,6 +187,7 @@ def main() -> dict:
     everything = [v for values in latencies.values() for v in values]
     return {
         "clients": CLIENTS,
+        "workers": WORKERS,
         "seconds": round(elapsed, 1),
         "requests": len(everything),
         "requests_per_s": round(len(everything) / elapsed, 1),

@@ -119,4 +119,8 @@ def test_the_migration_files_are_part_of_the_package():
     import hygie.governance
 
     versions = Path(hygie.governance.__file__).parent / "migrations" / "versions"
-    assert sorted(p.name for p in versions.glob("0*.py")) == ["0001_governance_core.py", "0002_jobs_and_outputs.py"]
+    assert sorted(p.name for p in versions.glob("0*.py")) == [
+        "0001_governance_core.py",
+        "0002_jobs_and_outputs.py",
+        "0003_web_sessions.py",
+    ]

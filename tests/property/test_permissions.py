@@ -22,6 +22,7 @@ from hygie.governance.permissions import (
     ReleaseRef,
     SiteRef,
     decide,
+    reachable_projects,
 )
 from hygie.governance.roles import Grant, Principal, Role
 
@@ -60,7 +61,7 @@ def expected(principal: Principal, action: str, obj) -> bool:
     provider_of = {g.site for g in usable if g.role == Role.DATA_PROVIDER}
     me = principal.username
 
-    if action in ("user.manage", "site.manage", "project.create", "release.build", "optout.manage"):
+    if action in ("user.manage", "site.manage", "project.create", "release.build", "keys.view", "optout.manage"):
         return obj is None and operator
     if action == "audit.read":
         return obj is None and auditor
@@ -169,6 +170,22 @@ def test_inactive_projects_deny_everything_but_the_operator_and_auditor_oversigh
     oversight = {Grant(Role.OPERATOR), Grant(Role.AUDITOR)} & principal.grants
     if not oversight:
         assert not decide(principal, action, obj, now=NOW).allowed
+
+
+@given(principals, actions, objects)
+def test_reachable_projects_never_leave_out_an_allowed_project(principal, action, obj):
+    reachable = reachable_projects(principal, action)
+    project = obj.project if isinstance(obj, JobRef | OutputRef) else obj
+    if decide(principal, action, obj, now=NOW).allowed and isinstance(project, ProjectRef):
+        assert reachable is None or project.name in reachable
+
+
+def test_reachable_projects_narrow_a_researcher_to_their_projects():
+    researcher = Principal("alice", frozenset({Grant(Role.RESEARCHER, project="p1")}), mfa=True)
+    assert reachable_projects(researcher, Action.PROJECT_VIEW) == frozenset({"p1"})
+    assert reachable_projects(Principal("alice", researcher.grants), Action.PROJECT_VIEW) == frozenset()  # no MFA
+    auditor = Principal("bob", frozenset({Grant(Role.AUDITOR), *researcher.grants}), mfa=True)
+    assert reachable_projects(auditor, Action.PROJECT_VIEW) is None
 
 
 @given(principals, st.sampled_from(all_projects()), st.booleans())

@@ -19,7 +19,14 @@ from sqlalchemy import select
 
 from hygie.config import Settings
 from hygie.errors import ConflictError, HygieError
-from hygie.governance.accounts import LOCKOUT, MAX_FAILURES, TOTP_STEP, Accounts, AuthenticationError
+from hygie.governance.accounts import (
+    LOCKOUT,
+    MAX_FAILURES,
+    TOKEN_USE_RECORD,
+    TOTP_STEP,
+    Accounts,
+    AuthenticationError,
+)
 from hygie.governance.events import MemorySink
 from hygie.governance.models import ApiToken, TotpSecret, User
 from hygie.governance.permissions import Action, PermissionDenied, decide
@@ -181,6 +188,23 @@ def test_api_tokens_are_stored_hashed_and_can_be_revoked_or_expire(accounts, sto
         accounts.authenticate_token(token, now=T0 + dt.timedelta(days=1))
     [listed] = accounts.tokens("gina")
     assert listed.name == info.name == "ci" and listed.revoked_at == T0
+
+
+def test_token_use_is_audited_once_per_period_and_refusals_always(accounts, sink, store):
+    accounts.add_user(OPERATOR, "gus", PASSWORD)
+    _, token = accounts.create_token(OPERATOR, "gus", "loop", now=T0)
+    before = len(sink.events)
+    for minute in range(12):  # a script calling the API every 30 s for 6 minutes
+        accounts.authenticate_token(token, now=T0 + dt.timedelta(seconds=30 * minute))
+    for _ in range(3):
+        with pytest.raises(AuthenticationError):
+            accounts.authenticate_token(token + "x", now=T0)
+    uses = [(e.action, e.outcome, e.at) for e in sink.events[before:]]
+    assert uses == [
+        ("auth.token", "ok", T0), ("auth.token", "ok", T0 + TOKEN_USE_RECORD), *[("auth.token", "denied", T0)] * 3
+    ]  # fmt: skip
+    with store.session() as s:
+        assert s.scalar(select(ApiToken.last_used_at)) == T0 + TOKEN_USE_RECORD
 
 
 def test_tokens_need_the_second_factor_first(accounts):

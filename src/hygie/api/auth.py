@@ -80,19 +80,19 @@ def caller(request: Request) -> Caller:
             raise LoginRequired("unknown, revoked or expired API token") from None
     else:
         session_id = request.cookies.get(sessions.COOKIE)
-        session = h.sessions.get(session_id)
+        session = h.sessions.get(session_id) if session_id else None  # no cookie: the store stays closed
         if session is None:
             result = Caller(Principal.anonymous(), "anonymous")
         else:
-            result = Caller(h.accounts.principal(session.username), "session", session_id)
+            result = Caller(session.principal, "session", session_id)
     request.state.caller = result
     return result
 
 
 async def current(request: Request) -> Caller:
-    """Dependency form of ``caller``. Async on purpose: resolving a session is one indexed read of the metadata
-    store, cheaper inline than a hop through the thread pool (which queues under load); a bearer token costs
-    a hash and an audit event, the same order."""
+    """Dependency form of ``caller``. Async on purpose: resolving a session or a token is two indexed reads of
+    the metadata store (a write at most once a minute per session, once per ``TOKEN_USE_RECORD`` per token),
+    cheaper inline than a hop through the thread pool (which queues under load)."""
     return caller(request)
 
 

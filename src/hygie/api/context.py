@@ -1,5 +1,6 @@
 """What the web application holds for its whole life: settings, the governance services it calls, the session
-store and the login limiter. Routes reach it through ``hub(request)``; nothing here decides a permission."""
+store (in the metadata store) and the login limiter. Routes reach it through ``hub(request)``; nothing here
+decides a permission."""
 
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ from fastapi import Request
 
 from hygie.api.config import WebConfig
 from hygie.api.ratelimit import LoginLimiter
-from hygie.api.sessions import SessionStore
 from hygie.config import Settings
 
 if TYPE_CHECKING:
+    from hygie.api.sessions import SessionStore
     from hygie.governance.accounts import Accounts
     from hygie.governance.events import EventSink
     from hygie.governance.store import Store
@@ -30,14 +31,12 @@ def utcnow() -> dt.datetime:
 class Hub:
     settings: Settings
     config: WebConfig
-    sessions: SessionStore = field(init=False)
     limiter: LoginLimiter = field(init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False)  # public data only
 
     def __post_init__(self) -> None:
         c = self.config
-        self.sessions = SessionStore(idle_seconds=c.session_idle_seconds, max_seconds=c.session_max_seconds)
         self.limiter = LoginLimiter(
             per_ip=c.login_attempts_per_ip, per_account=c.login_failures_per_account, seconds=c.login_window_seconds
         )
@@ -49,6 +48,13 @@ class Hub:
 
         with self._lock:
             return open_store(self.settings)
+
+    @cached_property
+    def sessions(self) -> SessionStore:
+        from hygie.api.sessions import SessionStore
+
+        c = self.config
+        return SessionStore(self.store, idle_seconds=c.session_idle_seconds, max_seconds=c.session_max_seconds)
 
     @cached_property
     def events(self) -> EventSink:

@@ -15,6 +15,7 @@ from hygie.web import TEMPLATES
 
 templates = Jinja2Templates(directory=str(TEMPLATES))  # autoescaping on for .html
 templates.env.globals["hygie_version"] = __version__
+templates.env.auto_reload = False  # templates ship with the package: no file check on every render
 
 # (label, path, role that opens it); public links first.
 NAV = (

@@ -1,88 +1,123 @@
-"""Browser sessions, kept in this process's memory.
+"""Browser sessions of the portal, kept in the metadata store (table ``web_sessions``).
 
-The cookie holds a random 256-bit id; the store keys sessions by its SHA-256, so a memory dump or a log of the
-store's keys does not reveal a usable cookie. A session is created only after every factor was checked (password
-and, for the roles that need it, a TOTP code, in one step), so its id is always fresh (no fixation). Sessions end after
-``session_idle_seconds`` without a request or ``session_max_seconds`` after login, at logout, or when the
-process restarts (everyone logs in again: acceptable for a hub, and nothing to steal on disk).
-The account behind a session is re-read on every request, so a suspended account loses its sessions at once.
+The cookie holds a random 256-bit id; the store keeps only its SHA-256, so a copy of the database (or a log of
+its rows) does not reveal a usable cookie. A session is created only after every factor was checked (password
+and, for the roles that need it, a TOTP code, in one step), so its id is always fresh (no fixation). Sessions end
+after ``idle_seconds`` without a request or ``max_seconds`` after login, at logout, when the account is disabled
+or its password set (``Accounts``), never at a restart: every process of ``hygie serve --workers N`` reads the
+same table. ``last_seen_at`` is written at most once per ``TOUCH_SECONDS`` (a write per request would queue every
+reader behind SQLite's single writer), so a session may end up to that much *before* its idle limit, never after.
+The account behind a session and its grants are read with the session, in one query, on every request, so a
+revoked role takes effect on the next click.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import secrets
-import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from sqlalchemy import bindparam, delete, func, insert, or_, select, update
+
+from hygie.governance.accounts import principal_columns, principal_from_rows, principal_joins
+from hygie.governance.models import User, WebSession
+from hygie.governance.roles import Principal
+from hygie.governance.store import Store
 
 COOKIE = "hygie_session"
+TOUCH_SECONDS = 60
 
 
 def _digest(session_id: str) -> str:
     return hashlib.sha256(session_id.encode()).hexdigest()
 
 
-@dataclass
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True)
 class Session:
-    username: str
-    created: float
-    last_seen: float
-    data: dict[str, str] = field(default_factory=dict)
+    principal: Principal  # the account as it stands at this request (grants re-read every time)
+    created: dt.datetime
+    last_seen: dt.datetime
+
+    @property
+    def username(self) -> str:
+        return self.principal.name
+
+
+_W, _U = WebSession.__table__, User.__table__
+# One query per signed-in request: the session, its account and the account's grants. Built once (SQLAlchemy
+# memoises the compiled form and cache key on the statement).
+_GET = (
+    select(_W.c.created_at, _W.c.last_seen_at, *principal_columns())
+    .select_from(principal_joins(_W.join(_U, _U.c.id == _W.c.user_id)))
+    .where(_W.c.id_hash == bindparam("key"))
+)
+_TOUCH = update(_W).where(_W.c.id_hash == bindparam("key")).values(last_seen_at=bindparam("now"))
 
 
 class SessionStore:
     def __init__(
-        self, *, idle_seconds: int, max_seconds: int, clock: Callable[[], float] = time.monotonic, limit: int = 100_000
+        self, store: Store, *, idle_seconds: int, max_seconds: int, clock: Callable[[], dt.datetime] = _utcnow
     ) -> None:
-        self.idle_seconds = idle_seconds
-        self.max_seconds = max_seconds
+        self.store = store
+        self.idle = dt.timedelta(seconds=idle_seconds)
+        self.max = dt.timedelta(seconds=max_seconds)
+        self.touch = dt.timedelta(seconds=min(TOUCH_SECONDS, idle_seconds // 2))
         self.clock = clock
-        self.limit = limit  # bounded memory: the oldest sessions go first
-        self._sessions: dict[str, Session] = {}
-        self._lock = threading.Lock()
 
-    def create(self, username: str) -> tuple[str, Session]:
-        """A new session and the id for its cookie (returned once, never stored in clear)."""
+    def create(self, username: str) -> str:
+        """A new session; the id for its cookie (returned once, never stored in clear). Sessions that
+        ended are swept here: logins are rare, requests are not."""
         session_id = secrets.token_urlsafe(32)
         now = self.clock()
-        session = Session(username, now, now)
-        with self._lock:
-            if len(self._sessions) >= self.limit:
-                oldest = min(self._sessions, key=lambda k: self._sessions[k].last_seen)
-                del self._sessions[oldest]
-            self._sessions[_digest(session_id)] = session
-        return session_id, session
+        w = WebSession.__table__
+        with self.store.session() as s:
+            user_id = s.scalar(select(User.id).where(User.username == username))
+            if user_id is None:
+                raise ValueError(f"no user named {username!r}")
+            s.execute(delete(w).where(or_(w.c.last_seen_at <= now - self.idle, w.c.created_at <= now - self.max)))
+            s.execute(insert(w).values(id_hash=_digest(session_id), user_id=user_id, created_at=now, last_seen_at=now))
+        return session_id
 
     def get(self, session_id: str | None) -> Session | None:
+        """The live session of this cookie, or None (unknown, ended, idle or too old: then it is deleted)."""
         if not session_id:
             return None
         key = _digest(session_id)
         now = self.clock()
-        with self._lock:
-            session = self._sessions.get(key)
-            if session is None:
-                return None
-            if now - session.last_seen > self.idle_seconds or now - session.created > self.max_seconds:
-                del self._sessions[key]
-                return None
-            session.last_seen = now
-            return session
-
-    def delete(self, session_id: str | None) -> Session | None:
-        if not session_id:
+        with self.store.engine.connect() as connection:
+            rows = connection.execute(_GET, {"key": key}).all()
+        if not rows:
             return None
-        with self._lock:
-            return self._sessions.pop(_digest(session_id), None)
+        row = rows[0]
+        if now - row.last_seen_at >= self.idle or now - row.created_at >= self.max:
+            self._delete(key)
+            return None
+        if now - row.last_seen_at >= self.touch:
+            with self.store.session() as s:
+                s.execute(_TOUCH, {"key": key, "now": now})
+        return Session(principal_from_rows(rows), row.created_at, now)
+
+    def delete(self, session_id: str | None) -> bool:
+        """End one session (logout); whether it existed."""
+        return bool(session_id) and self._delete(_digest(session_id or ""))
+
+    def _delete(self, key: str) -> bool:
+        with self.store.session() as s:
+            return s.execute(delete(WebSession.__table__).where(WebSession.__table__.c.id_hash == key)).rowcount > 0
 
     def delete_user(self, username: str) -> int:
-        """End every session of one account (suspension, password change); how many ended."""
-        with self._lock:
-            keys = [k for k, s in self._sessions.items() if s.username == username]
-            for k in keys:
-                del self._sessions[k]
-            return len(keys)
+        """End every session of one account; how many ended."""
+        w = WebSession.__table__
+        with self.store.session() as s:
+            user_ids = select(User.id).where(User.username == username).scalar_subquery()
+            return s.execute(delete(w).where(w.c.user_id == user_ids)).rowcount
 
     def __len__(self) -> int:
-        return len(self._sessions)
+        with self.store.engine.connect() as connection:
+            return connection.execute(select(func.count()).select_from(WebSession.__table__)).scalar_one()

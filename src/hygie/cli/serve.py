@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import ipaddress
+import json
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from hygie.cli.output import console, fail, handle_errors, settings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+_WORKER_CONFIG = "HYGIE_SERVE_CONFIG"  # how the parent tells worker processes what it decided (not secrets)
 
 
 def register(root: typer.Typer) -> None:
@@ -30,16 +38,19 @@ def serve(
     public: bool = typer.Option(False, "--public", help="Allow listening on a non-loopback address."),
     tls_cert: Path | None = typer.Option(None, "--tls-cert", exists=True, dir_okay=False, help="PEM certificate."),
     tls_key: Path | None = typer.Option(None, "--tls-key", exists=True, dir_okay=False, help="PEM private key."),
+    workers: int = typer.Option(
+        1, "--workers", min=1, max=64, help="Server processes (sessions live in the metadata store: all share them)."
+    ),
 ) -> None:
     """Serve the portal (pages for every role) and the REST API (OpenAPI at /api/openapi.json).
 
     On a non-loopback address the hub must be reached over TLS: give --tls-cert/--tls-key, or put a reverse
-    proxy that terminates TLS in front (then cookies are marked Secure and HSTS is sent).
+    proxy that terminates TLS in front (then cookies are marked Secure and HSTS is sent). With --workers N,
+    N processes answer (one per core helps under load); login rate limits are divided among them.
     """
     import uvicorn
 
-    from hygie.api import create_app
-    from hygie.api.config import WebConfig
+    from hygie.api.config import csrf_secret
 
     if (tls_cert is None) != (tls_key is None):
         fail("give both --tls-cert and --tls-key, or neither")
@@ -55,12 +66,15 @@ def serve(
             "[yellow]warning:[/] listening on the network without TLS here: put a reverse proxy that terminates "
             "TLS in front of it. Cookies are marked Secure, so browsers only send them over HTTPS."
         )
-    config = WebConfig(secure_cookies=tls or not loopback, tls=tls or not loopback)
-    app = create_app(settings(), config)
+    hub_settings = settings()
+    os.environ[_WORKER_CONFIG] = json.dumps({"secure": tls or not loopback, "workers": workers})
+    csrf_secret(hub_settings)  # created once here, before any worker reads it
     scheme = "https" if tls else "http"
     console.print(f"hygie portal on {scheme}://{host}:{port}/  (API: {scheme}://{host}:{port}/api/openapi.json)")
     uvicorn.run(
-        app,
+        worker_app() if workers == 1 else "hygie.cli.serve:worker_app",  # several processes import the app
+        factory=workers > 1,
+        workers=workers,
         host=host,
         port=port,
         ssl_certfile=str(tls_cert) if tls_cert else None,
@@ -69,3 +83,14 @@ def serve(
         access_log=False,  # access lines carry URLs and addresses; the audit log records what matters
         server_header=False,
     )
+
+
+def worker_app() -> FastAPI:
+    """The application one server process runs, as ``serve`` configured it (through the environment)."""
+    from hygie.api import create_app
+    from hygie.api.config import WebConfig, csrf_secret
+
+    decided = json.loads(os.environ[_WORKER_CONFIG])
+    hub_settings = settings()
+    config = WebConfig(secure_cookies=decided["secure"], tls=decided["secure"], secret=csrf_secret(hub_settings))
+    return create_app(hub_settings, config.per_worker(decided["workers"]))

@@ -9,7 +9,11 @@
   ``LOCKOUT``; while locked even correct credentials are refused. Failures do not say which factor was wrong,
   nor whether the account exists.
 - API tokens: ``hyg_`` + 256 random bits, shown once; only their SHA-256 is stored. Tokens are issued only to
-  accounts whose second factor is in place when their roles need one.
+  accounts whose second factor is in place when their roles need one. A refused token is always audited; a
+  token's use is audited (and its ``last_used_at`` written) at its first use and then at most once every
+  ``TOKEN_USE_RECORD`` per token, like a sign-in followed by clicks: a script calling the API in a loop would
+  otherwise write an audit entry and a database row per call (decision 0020).
+- Disabling an account or setting its password ends its portal sessions (``models.WebSession``).
 - Accounts are ``person`` accounts (one named person; an e-mail address, when given, is unique) or ``service``
   accounts (tokens only, never a password login, never a role that needs a second factor).
 """
@@ -21,17 +25,19 @@ import datetime as dt
 import hashlib
 import hmac
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, FromClause, Row, Select, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from hygie.errors import ConflictError, HygieError, NotFoundError
 from hygie.governance.events import Detail, Event, EventSink, Outcome, default_sink
-from hygie.governance.models import ApiToken, Project, RoleGrant, TotpSecret, User
+from hygie.governance.models import ApiToken, Project, RoleGrant, TotpSecret, User, WebSession
 from hygie.governance.permissions import Action, require
 from hygie.governance.roles import MFA_ROLES, Grant, Principal, Role
 from hygie.governance.store import Store
@@ -44,6 +50,7 @@ MAX_FAILURES = 5
 LOCKOUT = dt.timedelta(minutes=15)
 TOTP_STEP = 30
 TOKEN_PREFIX = "hyg_"
+TOKEN_USE_RECORD = dt.timedelta(minutes=5)
 ISSUER = "hygie"
 
 
@@ -135,6 +142,59 @@ def _get_user(session: Session, username: str) -> User:
     if user is None:
         raise NotFoundError(f"no user named {username!r}")
     return user
+
+
+def principal_columns() -> tuple[ColumnElement[Any], ...]:
+    """What ``principal_from_rows`` reads: the account's name, state and second factor, one grant per row."""
+    u, g, p, t = User.__table__, RoleGrant.__table__, Project.__table__, TotpSecret.__table__
+    return (u.c.username, u.c.active, t.c.user_id.is_not(None).label("mfa"), g.c.role, g.c.site,
+            p.c.name.label("project"))  # fmt: skip
+
+
+def principal_joins(source: FromClause) -> FromClause:
+    """``source`` (which holds the ``users`` table) with the account's second factor and grants joined in."""
+    u, g, p, t = User.__table__, RoleGrant.__table__, Project.__table__, TotpSecret.__table__
+    return (
+        source.outerjoin(t, t.c.user_id == u.c.id)
+        .outerjoin(g, g.c.user_id == u.c.id)
+        .outerjoin(p, p.c.id == g.c.project_id)
+    )
+
+
+def principal_from_rows(rows: Sequence[Row[Any]]) -> Principal:
+    """The principal of an account from the rows of ``principal_columns`` (at least one): no grant counts
+    while the account is disabled."""
+    first = rows[0]
+    grants = (
+        frozenset(Grant(Role(r.role), site=r.site, project=r.project) for r in rows if r.role is not None)
+        if first.active
+        else frozenset()
+    )
+    return Principal(first.username, grants, mfa=bool(first.mfa))
+
+
+def _principal_query() -> Select[Any]:
+    u = User.__table__
+    return select(*principal_columns()).select_from(principal_joins(u)).where(u.c.username == bindparam("username"))
+
+
+def _token_query() -> Select[Any]:
+    t, u = ApiToken.__table__, User.__table__
+    return (
+        select(t.c.id, t.c.revoked_at, t.c.expires_at, t.c.last_used_at, u.c.username, u.c.active)
+        .select_from(t.join(u, u.c.id == t.c.user_id))
+        .where(t.c.token_hash == bindparam("token_hash"))
+    )
+
+
+# Built once: the statements read on every request keep their compiled form and cache key (SQLAlchemy memoises
+# both on the statement object), which is most of the cost of a small query.
+_PRINCIPAL_QUERY = _principal_query()
+_TOKEN_QUERY = _token_query()
+
+
+def _end_sessions(session: Session, user: User) -> None:
+    session.execute(delete(WebSession).where(WebSession.user_id == user.id))
 
 
 def _scope_key(grant: Grant, project_id: int | None) -> str:
@@ -239,6 +299,7 @@ class Accounts:
                 raise HygieError("a service account has no password")
             user.password_hash = self.hasher.hash(password)
             user.failed_logins, user.locked_until = 0, None
+            _end_sessions(session, user)
         self._emit(actor.name, "user.password", f"user:{username}", "ok", now)
 
     def set_active(self, actor: Principal, username: str, active: bool, *, now: dt.datetime | None = None) -> None:
@@ -250,6 +311,8 @@ class Accounts:
             user.active = active
             if active:
                 user.failed_logins, user.locked_until = 0, None
+            else:
+                _end_sessions(session, user)
         self._emit(actor.name, "user.enable" if active else "user.disable", f"user:{username}", "ok", now)
 
     # -- roles ----------------------------------------------------------------------------------------------
@@ -482,30 +545,44 @@ class Accounts:
         self._emit(actor.name, "token.revoke", f"user:{username}", "ok", now, token=name)
 
     def authenticate_token(self, token: str, *, now: dt.datetime | None = None) -> Principal:
-        """The principal a token stands for; refused when unknown, revoked, expired or its account disabled."""
+        """The principal a token stands for; refused when unknown, revoked, expired or its account disabled.
+
+        The hub's hottest authentication path: one read of the token, its account and grants; a write (and an
+        ``auth.token`` audit event) only at the token's first use and then once per ``TOKEN_USE_RECORD``."""
         now = now or utcnow()
-        with self.store.session() as session:
-            row = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
-            usable = (
-                row is not None
-                and row.revoked_at is None
-                and (row.expires_at is None or now < row.expires_at)
-                and row.user.active
-            )
-            if usable:
-                assert row is not None
-                row.last_used_at = now
-                user = row.user
-                principal = Principal(user.username, grants_of(user), mfa=user.totp is not None)
-            username = row.user.username if row is not None else None
+        with self.store.engine.connect() as connection:
+            row = connection.execute(_TOKEN_QUERY, {"token_hash": hash_token(token)}).first()
+        usable = (
+            row is not None
+            and row.revoked_at is None
+            and (row.expires_at is None or now < row.expires_at)
+            and row.active
+        )
         if not usable:
+            username = row.username if row is not None else None
             self._emit(username or "anonymous", "auth.token", f"user:{username or '?'}", "denied", now)
             raise AuthenticationError("authentication failed: unknown, revoked or expired token")
-        self._emit(principal.name, "auth.token", f"user:{principal.name}", "ok", now)
+        assert row is not None
+        principal = self.principal(row.username)
+        last = row.last_used_at
+        if last is None or now - last >= TOKEN_USE_RECORD:
+            with self.store.session() as session:
+                # Only the first of concurrent requests moves the mark, so one event per period, even across processes.
+                moved = session.execute(
+                    update(ApiToken)
+                    .where(ApiToken.id == row.id, ApiToken.last_used_at.is_(None) | (ApiToken.last_used_at == last))
+                    .values(last_used_at=now)
+                    .execution_options(synchronize_session=False)
+                ).rowcount
+            if moved:
+                self._emit(principal.name, "auth.token", f"user:{principal.name}", "ok", now)
         return principal
 
     def principal(self, username: str) -> Principal:
-        """The principal of an account as it stands (for services acting on a user's behalf)."""
-        with self.store.session() as session:
-            user = _get_user(session, username)
-            return Principal(user.username, grants_of(user) if user.active else frozenset(), mfa=user.totp is not None)
+        """The principal of an account as it stands (for services acting on a user's behalf). Read on every
+        request of the portal: one query on the tables (no ORM objects), its grants joined in."""
+        with self.store.engine.connect() as connection:
+            rows = connection.execute(_PRINCIPAL_QUERY, {"username": username}).all()
+        if not rows:
+            raise NotFoundError(f"no user named {username!r}")
+        return principal_from_rows(rows)

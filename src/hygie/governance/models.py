@@ -234,3 +234,16 @@ class OutputReview(Base):
     at: Mapped[dt.datetime]
 
     request: Mapped[OutputRequest] = relationship(back_populates="reviews")
+
+
+class WebSession(Base):
+    """A signed-in browser session of the portal (``hygie.api.sessions``). Only the SHA-256 of the cookie's
+    random id is kept, so a copy of the database holds no usable cookie. ``last_seen_at`` moves forward at most
+    once a minute (a write per click would serialise every reader on SQLite)."""
+
+    __tablename__ = "web_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[dt.datetime]
+    last_seen_at: Mapped[dt.datetime]

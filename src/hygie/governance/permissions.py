@@ -43,6 +43,7 @@ class Action(StrEnum):
     DEPOSIT_CREATE = "deposit.create"
     RELEASE_BUILD = "release.build"
     RELEASE_DELETE = "release.delete"
+    KEYS_VIEW = "keys.view"  # the status of the master, data and audit signing keys (never a key itself)
     AUDIT_READ = "audit.read"
     OPTOUT_MANAGE = "optout.manage"
     REGISTRY_VIEW_PUBLIC = "registry.view_public"
@@ -170,6 +171,7 @@ RULES: dict[Action, Rule] = {
     Action.DEPOSIT_CREATE: Rule(SiteRef, {Role.DATA_PROVIDER: (OF_SITE,)}),
     Action.RELEASE_BUILD: Rule(None, {Role.OPERATOR: ()}),
     Action.RELEASE_DELETE: Rule(ReleaseRef, {Role.OPERATOR: ()}),
+    Action.KEYS_VIEW: Rule(None, {Role.OPERATOR: ()}),
     Action.AUDIT_READ: Rule(None, {Role.AUDITOR: ()}),
     Action.OPTOUT_MANAGE: Rule(None, {Role.OPERATOR: ()}),
     Action.REGISTRY_VIEW_PUBLIC: Rule(None, {}, public=True),
@@ -196,7 +198,7 @@ def decide(principal: Principal, action: Action, obj: Obj = None, *, now: dt.dat
     if rule.public:
         return Decision(True, "public")
     refusal = None
-    for grant in sorted(principal.grants, key=str):  # a stable order gives a stable reason
+    for grant in principal.ordered_grants:  # a stable order gives a stable reason
         conditions = rule.roles.get(grant.role)
         if conditions is None:
             continue
@@ -211,6 +213,25 @@ def decide(principal: Principal, action: Action, obj: Obj = None, *, now: dt.dat
         needed = " or ".join(r.value for r in rule.roles) or "no role"
         refusal = f"{action.value} needs the role {needed}"
     return Decision(False, refusal)
+
+
+def reachable_projects(principal: Principal, action: Action) -> frozenset[str] | None:
+    """The projects on which ``principal`` could be allowed ``action``: ``None`` when one of its usable grants
+    needs no membership (any project may pass), else the projects of the grants that need it. A pre-filter for
+    listings, derived from ``RULES``: each project it leaves is still decided with ``decide``."""
+    rule = RULES[action]
+    if rule.public:
+        return None
+    names: set[str] = set()
+    for grant in principal.grants:
+        conditions = rule.roles.get(grant.role)
+        if conditions is None or (grant.role in MFA_ROLES and not principal.mfa):
+            continue
+        if MEMBER not in conditions:
+            return None
+        if grant.project is not None:
+            names.add(grant.project)
+    return frozenset(names)
 
 
 class PermissionDenied(HygieError):

@@ -16,17 +16,20 @@ Members are the users holding the researcher role on the project (``accounts.Acc
 from __future__ import annotations
 
 import datetime as dt
+from collections import defaultdict
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import Row, Select, bindparam, select
+from sqlalchemy.orm import Session
 
 from hygie.cdm.schema import cdm_schema
 from hygie.config import Settings
 from hygie.errors import ConflictError, HygieError, NotFoundError
 from hygie.governance.accounts import Accounts, utcnow
 from hygie.governance.events import Detail, Event, EventSink, Outcome, default_sink
-from hygie.governance.models import Project, RoleGrant
+from hygie.governance.models import Project, RoleGrant, User
 from hygie.governance.permissions import Action, ProjectRef, project_is_active, require
 from hygie.governance.roles import Grant, Principal, Role
 from hygie.governance.store import Store
@@ -67,12 +70,39 @@ class ProjectInfo:
         return project_is_active(self.ref, now)
 
 
+def on_public_registry(project: ProjectInfo) -> bool:
+    """Whether the public registry lists the project: once approved, always (active, suspended, revoked or
+    expired: the public may know every use of data that was allowed). A draft is not yet a use of data."""
+    return project.status != "draft"
+
+
+def _members_query(named: bool) -> Select[Any]:
+    g, u, p = RoleGrant.__table__, User.__table__, Project.__table__
+    query = (
+        select(g.c.project_id, u.c.username)
+        .select_from(g.join(u, u.c.id == g.c.user_id).join(p, p.c.id == g.c.project_id))
+        .where(g.c.role == Role.RESEARCHER.value)
+        .order_by(u.c.username)
+    )
+    return query.where(p.c.name.in_(bindparam("names", expanding=True))) if named else query
+
+
+# Built once (SQLAlchemy memoises the compiled form on the statement): the project list is read on busy pages.
+_MEMBERS = _members_query(named=False)
+_MEMBERS_OF = _members_query(named=True)
+_PROJECTS = select(Project.__table__).order_by(Project.__table__.c.name)
+_PROJECTS_NAMED = _PROJECTS.where(Project.__table__.c.name.in_(bindparam("names", expanding=True)))
+
+
 def project_ref(project: Project) -> ProjectRef:
     return ProjectRef(project.name, project.status, project.valid_from, project.valid_until)
 
 
-def _info(project: Project) -> ProjectInfo:
-    members = sorted(g.user.username for g in project.grants if g.role == Role.RESEARCHER.value)
+def _info(project: Project | Row[Any], members: Sequence[str] | None = None) -> ProjectInfo:
+    """A snapshot of a project, from its model or from a row of its table (then ``members`` is given)."""
+    if members is None:
+        assert isinstance(project, Project)
+        members = sorted(g.user.username for g in project.grants if g.role == Role.RESEARCHER.value)
     return ProjectInfo(
         project.name,
         project.title,
@@ -155,11 +185,20 @@ class Projects:
         with self.store.session() as session:
             return _info(_get(session, name))
 
-    def list(self) -> list[ProjectInfo]:
-        with self.store.session() as session:
-            # Grants and their users in two more queries, not two per project (the registry page lists them all).
-            eager = selectinload(Project.grants).selectinload(RoleGrant.user)
-            return [_info(p) for p in session.scalars(select(Project).options(eager).order_by(Project.name))]
+    def list(self, names: Collection[str] | None = None) -> list[ProjectInfo]:
+        """Every project (or those named in ``names``), by name. Read on the portal's busiest pages: two queries
+        on the tables, no ORM objects."""
+        members: dict[int, list[str]] = defaultdict(list)
+        chosen = {} if names is None else {"names": sorted(names)}
+        with self.store.engine.connect() as connection:
+            for project_id, username in connection.execute(_MEMBERS if names is None else _MEMBERS_OF, chosen):
+                members[project_id].append(username)
+            rows = connection.execute(_PROJECTS if names is None else _PROJECTS_NAMED, chosen).all()
+        return [_info(row, members[row.id]) for row in rows]
+
+    def public(self) -> list[ProjectInfo]:
+        """The projects the public registry lists (``on_public_registry``), by name."""
+        return [info for info in self.list() if on_public_registry(info)]
 
     def view(self, actor: Principal, name: str, *, now: dt.datetime | None = None) -> ProjectInfo:
         """The project as ``actor`` may see it (``project.view``)."""

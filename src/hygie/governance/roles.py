@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cached_property
 
 from hygie.errors import HygieError
 
@@ -82,3 +83,9 @@ class Principal:
     @property
     def name(self) -> str:
         return self.username or "anonymous"
+
+    @cached_property
+    def ordered_grants(self) -> tuple[Grant, ...]:
+        """The grants in a stable order (decisions try them in it, so a reason names the same grant each time);
+        computed once per principal, which is asked many questions per request."""
+        return tuple(sorted(self.grants, key=str))

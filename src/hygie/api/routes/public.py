@@ -13,6 +13,7 @@ import time
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
+from markupsafe import Markup
 from pydantic import BaseModel
 from starlette.responses import Response
 
@@ -44,7 +45,7 @@ REGISTRY_TTL = 2.0  # seconds: the registry is public and the same for everyone;
 
 
 def registry(request: Request, c: Caller) -> list[RegistryEntry]:
-    """Projects the public may read about (approved at least once: drafts are not yet a use of data).
+    """Projects the public may read about (``governance.projects.on_public_registry`` decides which).
 
     The list is computed at most every ``REGISTRY_TTL`` seconds: it is the hub's most-read page, it holds only
     public information, and no access depends on it (access follows the project's state at each request)."""
@@ -72,9 +73,7 @@ def _registry(request: Request) -> list[RegistryEntry]:
     h = hub(request)
     released = released_outputs(request)
     entries = []
-    for p in Projects(h.store, events=h.events).list():
-        if p.status == "draft":
-            continue
+    for p in Projects(h.store, events=h.events).public():
         entries.append(
             RegistryEntry(
                 name=p.name,
@@ -118,9 +117,26 @@ def released_outputs(request: Request) -> dict[str, list[str]]:
     return out
 
 
+def entries_html(request: Request, entries: list[RegistryEntry]) -> Markup:
+    """The registry's entries as HTML, rendered once per registry refresh: the page around them (navigation,
+    CSRF token) is the caller's, the entries are the same for everyone."""
+    from hygie.api.pages import templates
+
+    h = hub(request)
+    with _registry_lock:
+        cached = h.cache.get("registry_html")
+        if cached is not None and cached[0] is entries:
+            return cached[1]
+    html = Markup(templates.env.get_template("_registry_entries.html").render(entries=entries))
+    with _registry_lock:
+        h.cache["registry_html"] = (entries, html)
+    return html
+
+
 @router.get("/", include_in_schema=False)
 async def home(request: Request) -> Response:
-    return render(request, "registry.html", entries=registry(request, caller(request)))
+    entries = registry(request, caller(request))
+    return render(request, "registry.html", entries=entries, entries_html=entries_html(request, entries))
 
 
 @router.get("/optout", include_in_schema=False)

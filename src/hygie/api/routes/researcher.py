@@ -100,9 +100,12 @@ def output_out(o: Any) -> OutputOut:
 
 
 def my_projects(request: Request, c: Caller) -> list[ProjectOut]:
-    from hygie.governance.permissions import Action
+    from hygie.governance.permissions import Action, reachable_projects
 
-    return [project_out(p) for p in services.projects(request).list() if may(c, Action.PROJECT_VIEW, p.ref)]
+    # Only the projects the caller's grants could open are read (all of them for an operator or an auditor);
+    # each is then decided.
+    candidates = services.projects(request).list(reachable_projects(c.principal, Action.PROJECT_VIEW))
+    return [project_out(p) for p in candidates if may(c, Action.PROJECT_VIEW, p.ref)]
 
 
 def output_ref(request: Request, o: Any) -> Any:

@@ -69,7 +69,7 @@ def login(
         h.limiter.failed(username)
         return render(request, "login.html", status_code=401, next=safe_next(next), username=username, error=str(e))
     h.limiter.succeeded(username)
-    session_id, _ = h.sessions.create(principal.name)
+    session_id = h.sessions.create(principal.name)
     response = RedirectResponse(safe_next(next), status_code=303)
     set_cookie(request, response, sessions.COOKIE, session_id)
     set_cookie(request, response, csrf.COOKIE, csrf.new_cookie())  # a token from before login stops working
@@ -80,7 +80,7 @@ def login(
 def logout(request: Request) -> Response:
     c = caller(request)
     h = hub(request)
-    if c.via == "session" and h.sessions.delete(c.session_id) is not None:
+    if c.via == "session" and h.sessions.delete(c.session_id):
         record(request, c.username, "auth.logout", f"user:{c.username}", "ok")
     response = RedirectResponse("/", status_code=303)
     response.delete_cookie(sessions.COOKIE, path="/")
