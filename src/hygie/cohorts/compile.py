@@ -423,9 +423,17 @@ class _Compiler:
             return self.cte(f"SELECT DISTINCT person_id, event_id FROM {events}")
         if g.type in ("AT_LEAST", "AT_MOST") and g.count is None:
             raise UnsupportedFeature("", f"{path}.Count", f"a group of type {g.type} needs a Count")
+        if g.type in ("ALL", "ANY"):
+            # Members are subsets of ``events``: ALL is their intersection, ANY their union (one pass each, no
+            # join back to every event and count). Null keys never matched the join, so they are left out.
+            op = "\nINTERSECT\n" if g.type == "ALL" else "\nUNION\n"
+            return self.cte(
+                op.join(
+                    f"SELECT person_id, event_id FROM {m} WHERE person_id IS NOT NULL AND event_id IS NOT NULL"
+                    for m in members
+                )
+            )
         having = {
-            "ALL": f"= {len(members)}",
-            "ANY": "> 0",
             "AT_LEAST": f">= {g.count}",
             "AT_MOST": f"<= {g.count}",
         }[g.type]
@@ -461,9 +469,12 @@ class _Compiler:
         else:
             counted = "COUNT(A.event_id)"
         op = {EXACTLY: "=", AT_MOST: "<=", AT_LEAST: ">="}[occurrence.type]
+        # An index event without any match counts 0: when 0 fails the test, an inner join gives the same groups.
+        zero_passes = {"=": occurrence.count == 0, "<=": occurrence.count >= 0, ">=": occurrence.count <= 0}[op]
+        join = "LEFT JOIN" if zero_passes else "JOIN"
         return self.cte(
             f"SELECT P.person_id, P.event_id FROM (SELECT DISTINCT {EVENT_COLUMNS} FROM {events}) P "
-            f"LEFT JOIN {a} A ON {' AND '.join(on)} GROUP BY P.person_id, P.event_id "
+            f"{join} {a} A ON {' AND '.join(on)} GROUP BY P.person_id, P.event_id "
             f"HAVING {counted} {op} {occurrence.count}"
         )
 
