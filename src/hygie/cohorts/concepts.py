@@ -109,7 +109,7 @@ def resolve(
     for item in items:
         found = expand(item, descendants, concepts)
         if item.include_mapped:
-            found |= {s for c in found for s in mapped.get(c, ())}
+            found |= {s for c in found for s in mapped.get(c, ()) if s is not None}
         key = (item.cohort_key, item.codeset_id)
         (excluded if item.is_excluded else included).setdefault(key, set()).update(found)
     rows = sorted(

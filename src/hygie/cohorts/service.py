@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -216,9 +216,14 @@ class SparkRunner:
 
 
 def compile_batch(
-    definitions: Sequence[CohortDefinition], prefix: str, codesets_table: str, dialect: Dialect
+    definitions: Sequence[CohortDefinition],
+    prefix: str,
+    codesets_table: str,
+    dialect: Dialect,
+    resolved: Mapping[int, Mapping[int, Sequence[int]]] | None = None,
 ) -> list[CohortScript]:
-    """Compile every definition before running any, so that a bad file fails fast, naming itself."""
+    """Compile every definition before running any, so that a bad file fails fast, naming itself.
+    ``resolved``: the resolved concept sets by cohort key, then codeset id (see ``compile_cohort``)."""
     scripts = []
     for key, definition in enumerate(definitions):
         try:
@@ -229,6 +234,7 @@ def compile_batch(
                     codesets_table=codesets_table,
                     prefix=f"{prefix}_{key}",
                     dialect=dialect,
+                    resolved=(resolved or {}).get(key),
                 )
             )
         except DefinitionError as e:
@@ -247,7 +253,11 @@ def run_batch(runner: SqlRunner, definitions: Sequence[CohortDefinition]) -> lis
     scripts = compile_batch(definitions, prefix, codesets, runner.dialect)
     created: list[str] = []
     try:
-        unknown = resolve_concept_sets(runner, [d.expression for d in definitions], prefix, created)
+        resolved, unknown = resolve_concept_sets(runner, [d.expression for d in definitions], prefix, created)
+        by_key: dict[int, dict[int, list[int]]] = {}
+        for row in resolved.to_pylist():
+            by_key.setdefault(row["cohort_key"], {}).setdefault(row["codeset_id"], []).append(row["concept_id"])
+        scripts = compile_batch(definitions, prefix, codesets, runner.dialect, by_key)
         results = []
         for key, (definition, script) in enumerate(zip(definitions, scripts, strict=True)):
             for name, sql in script.steps:
@@ -266,10 +276,10 @@ def run_batch(runner: SqlRunner, definitions: Sequence[CohortDefinition]) -> lis
 
 def resolve_concept_sets(
     runner: SqlRunner, expressions: Sequence[CohortExpression], prefix: str, created: list[str]
-) -> list[tuple[int, int, int]]:
+) -> tuple[pa.Table, list[tuple[int, int, int]]]:
     """Resolve every concept set of the batch into the table ``<prefix>_codesets`` (``cohort_key, codeset_id,
-    concept_id``); returns the listed concept ids absent from the vocabulary (``cohort_key, codeset_id,
-    concept_id``). Temporary tables made are appended to ``created``.
+    concept_id``); returns that table's rows and the listed concept ids absent from the vocabulary
+    (``cohort_key, codeset_id, concept_id``). Temporary tables made are appended to ``created``.
 
     At most three lookups, each filtered by the ids it needs: descendants, then the concepts (existence and
     validity), then 'Maps to' codes if an item asks for them.
@@ -297,9 +307,10 @@ def resolve_concept_sets(
         for row in lookup(maps_to_sql, "concept_id_2", targets, "targets"):
             mapped.setdefault(row["target"], set()).add(row["source"])
     codesets = f"{prefix}_codesets"
-    runner.register(codesets, resolve(items, descendants, concepts, mapped))
+    table = resolve(items, descendants, concepts, mapped)
+    runner.register(codesets, table)
     created.append(codesets)
-    return unknown_rows(items, concepts)
+    return table, unknown_rows(items, concepts)
 
 
 def _result(runner: SqlRunner, definition: CohortDefinition, script: CohortScript, warnings: list[str]) -> CohortResult:
