@@ -264,13 +264,15 @@ class _Compiler:
     def included(self, qualified_table: str) -> str:
         e = self.e
         full = 2 ** len(e.inclusion_rules) - 1
+        passing = f"SELECT {EVENT_COLUMNS} FROM {qualified_table} WHERE inclusion_rule_mask = {full}"
+        if e.expression_limit.type == "All":  # every event stays: nothing to rank
+            return self.cte(passing)
         order = "DESC" if e.expression_limit.type == "Last" else "ASC"
         ranked = self.cte(
             f"SELECT {EVENT_COLUMNS}, row_number() OVER (PARTITION BY person_id ORDER BY start_date {order}, "
             f"event_id) AS included_ordinal FROM {qualified_table} WHERE inclusion_rule_mask = {full}"
         )
-        where = "" if e.expression_limit.type == "All" else " WHERE included_ordinal = 1"
-        return self.cte(f"SELECT {EVENT_COLUMNS} FROM {ranked}{where}")
+        return self.cte(f"SELECT {EVENT_COLUMNS} FROM {ranked} WHERE included_ordinal = 1")
 
     def exits(self, included: str) -> str:
         """Candidate exit dates per event; the earliest one on or after the start wins."""
