@@ -1,10 +1,14 @@
 """Cohort benchmark: ten typical definitions, each against one hand-written DuckDB query, and a batch of
 small definitions (per-definition overhead).
 
-Run: ``uv run python benchmarks/bench_cohorts.py [--release NAME] [--runs 5] [--small 1000]``. Without
-``--release`` it loads the bundled GiBleed into a temporary HYGIE_HOME. ``main()`` returns the figures (and
-prints them as JSON): median seconds of several runs, peak RSS, and per definition the ratio of hygie's time to
-the hand-written query's time (rows are compared too: both must find the same cohort).
+Run: ``uv run python -m benchmarks.bench_cohorts [--patients 600000 | --release NAME] [--runs 5] [--small 1000]
+[--spark] [--profile]``. ``--patients`` (or ``HYGIE_BENCH_PATIENTS``) runs the ten on a generated CDM of that
+many persons (``benchmarks/cohort_cdm.py``: about 177 patient rows per person, built once and kept under
+``bench-results/data/``); otherwise on ``--release`` or the bundled GiBleed. The batch of small definitions and
+Spark always use GiBleed. ``main()`` returns the figures (and prints them as JSON): median wall and CPU seconds
+of several runs, per definition the ratio of hygie's time to the hand-written query's (both fetch Arrow; their
+row counts are compared too), the batch of ten, the process's peak RSS, and with ``--profile`` the seconds of
+each step of each definition.
 """
 
 from __future__ import annotations
@@ -14,22 +18,33 @@ import json
 import os
 import resource
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchmarks.cohort_cdm import (
+    ASPIRIN,
+    BRONCHITIS,
+    CELECOXIB,
+    CELSIUS,
+    DICLOFENAC,
+    GI_BLEED,
+    ORAL_TEMPERATURE,
+    OSTEOARTHRITIS,
+    OTITIS,
+    PHARYNGITIS,
+    SINUSITIS,
+)
 from hygie.cohorts import builder as cb
 from hygie.cohorts.service import CohortDefinition, DuckDBRunner, run_batch
 from hygie.config import Settings
 from hygie.engine.duckdb import DuckDBEngine
 from hygie.releases import Release, ReleaseStore
 
-# GiBleed concepts
-GI_BLEED, CELECOXIB, DICLOFENAC, ASPIRIN = 192671, 1118084, 1124300, 19059056
-OSTEOARTHRITIS, SINUSITIS, PHARYNGITIS, BRONCHITIS, OTITIS = 80180, 40481087, 4112343, 260139, 372328
-ORAL_TEMPERATURE = 3006322
+FEVER_CELSIUS = 38.0
 
 
 def typical_definitions() -> dict[str, cb.Cohort]:
@@ -55,7 +70,11 @@ def typical_definitions() -> dict[str, cb.Cohort]:
         .all_events()
         .require("no sinusitis in 30 days", cb.condition(cs("sinusitis", SINUSITIS)).none(within=cb.days(-30, 0)))
         .exit_after(days=7),
-        "temperature_measured": cb.entry(cb.measurement(cs("oral temperature", ORAL_TEMPERATURE))).exit_after(days=1),
+        "fever_measured": cb.entry(
+            cb.measurement(cs("oral temperature", ORAL_TEMPERATURE)).where(
+                value_as_number=cb.value("gt", FEVER_CELSIUS), unit=[cb.c.Concept(CONCEPT_ID=CELSIUS)]
+            )
+        ).exit_after(days=1),
         "celecoxib_censored_by_bleed": cb.entry(cb.drug(celecoxib)).censor_on(cb.condition(bleed)),
         "aspirin_exposure_eras": cb.entry(cb.drug(aspirin)).all_events().exit_when_exposure_ends(aspirin, gap_days=30),
         "otitis_2000s": cb.entry(cb.condition(cs("otitis", OTITIS))).between("2000-01-01", "2009-12-31"),
@@ -66,15 +85,18 @@ def _descendants(concept: int) -> str:
     return f"(SELECT descendant_concept_id FROM concept_ancestor WHERE ancestor_concept_id = {concept})"
 
 
-def _first_in_observation(table: str, concept_col: str, start: str, concept: int, prior: int = 0) -> str:
-    """Each person's first record inside an observation period (with ``prior`` days before), and its period."""
+def _first_in_observation(
+    table: str, concept_col: str, start: str, concept: int, prior: int = 0, where: str = "TRUE"
+) -> str:
+    """Each person's first record (that satisfies ``where``) inside an observation period (with ``prior`` days
+    before), and its period."""
     return f"""
 SELECT person_id, start_date, op_end FROM (
   SELECT t.person_id, t.{start} AS start_date, op.observation_period_end_date AS op_end,
          row_number() OVER (PARTITION BY t.person_id ORDER BY t.{start}) AS n
   FROM {table} t JOIN observation_period op ON op.person_id = t.person_id
    AND t.{start} BETWEEN op.observation_period_start_date + {prior} AND op.observation_period_end_date
-  WHERE t.{concept_col} IN {_descendants(concept)}) WHERE n = 1"""
+  WHERE t.{concept_col} IN {_descendants(concept)} AND {where}) WHERE n = 1"""
 
 
 def _merged(source: str, name: str) -> str:
@@ -124,9 +146,17 @@ WITH ev AS (
         AND c.condition_start_date)),
 {_merged("ev", "g")}
 SELECT person_id, min(s), max(e) FROM g GROUP BY person_id, grp""",
-        "temperature_measured": f"""
+        "fever_measured": f"""
 SELECT person_id, start_date, least(start_date + 1, op_end) FROM (
-  {_first_in_observation("measurement", "measurement_concept_id", "measurement_date", ORAL_TEMPERATURE)})""",
+  {
+            _first_in_observation(
+                "measurement",
+                "measurement_concept_id",
+                "measurement_date",
+                ORAL_TEMPERATURE,
+                where=f"t.value_as_number > {FEVER_CELSIUS} AND t.unit_concept_id = {CELSIUS}",
+            )
+        })""",
         "celecoxib_censored_by_bleed": f"""
 SELECT f.person_id, f.start_date, least(f.op_end, coalesce((SELECT min(c.condition_start_date)
   FROM condition_occurrence c WHERE c.person_id = f.person_id AND c.condition_concept_id IN {_descendants(GI_BLEED)}
@@ -172,8 +202,62 @@ def _median_seconds(action: Callable[[], Any], runs: int) -> tuple[float, Any]:
     return statistics.median(times), result
 
 
+def _median_wall_and_cpu(action: Callable[[], Any], runs: int) -> tuple[float, float, Any]:
+    """Median wall and CPU seconds (this process, all DuckDB threads): CPU time is less sensitive to other jobs
+    on a shared machine."""
+    walls, cpus, result = [], [], None
+    for _ in range(runs):
+        cpu, wall = time.process_time(), time.perf_counter()
+        result = action()
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    return statistics.median(walls), statistics.median(cpus), result
+
+
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class TimingRunner:
+    """A DuckDB runner that adds up the time of each kind of call (the profile of one cohort's generation)."""
+
+    def __init__(self, runner: DuckDBRunner) -> None:
+        self.runner = runner
+        self.dialect = runner.dialect
+        self.seconds: dict[str, float] = {}
+
+    def _timed(self, kind: str, action: Callable[[], Any]) -> Any:
+        start = time.perf_counter()
+        try:
+            return action()
+        finally:
+            self.seconds[kind] = self.seconds.get(kind, 0.0) + time.perf_counter() - start
+
+    @staticmethod
+    def _kind(name: str) -> str:
+        return name.rsplit("_", 1)[-1]
+
+    def register(self, name: str, table: Any) -> None:
+        self._timed("register " + self._kind(name), lambda: self.runner.register(name, table))
+
+    def materialize(self, name: str, sql: str) -> None:
+        self._timed("materialize " + self._kind(name), lambda: self.runner.materialize(name, sql))
+
+    def query(self, sql: str) -> Any:
+        kind = "query " + (sql.split("FROM ", 1)[1].split()[0].rsplit("_", 1)[-1] if "FROM " in sql else "?")
+        if "GROUP BY person_id, inclusion_rule_mask" in sql:
+            kind += " (rule masks)"
+        return self._timed(kind, lambda: self.runner.query(sql))
+
+    def drop(self, name: str) -> None:
+        self._timed("drop", lambda: self.runner.drop(name))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.runner, name)
+
+
+def _release(settings: Settings, name: str) -> Release:
+    return ReleaseStore(settings).get(name)
 
 
 def _gibleed(settings: Settings) -> Release:
@@ -189,69 +273,117 @@ def _gibleed(settings: Settings) -> Release:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--release", help="release to use (default: GiBleed in a temporary HYGIE_HOME)")
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--small", type=int, default=1000, help="size of the batch of small definitions")
-    parser.add_argument("--spark", action="store_true", help="also time the ten definitions on Spark local mode")
-    args = parser.parse_args(argv)
+    parser.add_argument("--release", help="an existing release (in HYGIE_HOME) for the ten typical definitions")
+    parser.add_argument(
+        "--patients",
+        type=int,
+        default=int(os.environ.get("HYGIE_BENCH_PATIENTS", "0")),
+        help="the ten typical definitions on a generated CDM of this many persons (HYGIE_BENCH_PATIENTS; built "
+        "once under bench-results/data/); 0: GiBleed",
+    )
+    parser.add_argument("--runs", type=int, default=int(os.environ.get("HYGIE_BENCH_RUNS", "5")))
+    parser.add_argument("--small", type=int, default=1000, help="size of the batch of small definitions (GiBleed)")
+    parser.add_argument("--spark", action="store_true", help="also time the batches on Spark local mode (GiBleed)")
+    parser.add_argument("--spark-small", type=int, default=50, help="size of the small batch on Spark")
+    parser.add_argument("--profile", action="store_true", help="time each step of each typical definition")
+    args = parser.parse_args(argv if argv is not None else [])
+    figures: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as scratch:
-        if args.release:
+        home = Path(scratch)
+        gibleed_settings = Settings(home=home, master_key_file=home / "keys" / "master.key")
+        gibleed = _gibleed(gibleed_settings)
+        if args.patients:
+            from benchmarks.cohort_cdm import patient_rows, release_for
+
+            release, settings = release_for(args.patients)
+            figures["patients"], figures["patient_rows"] = args.patients, patient_rows(release)
+        elif args.release:
             settings = Settings.from_env()
-            release = ReleaseStore(settings).get(args.release)
+            release = _release(settings, args.release)
         else:
-            home = Path(scratch)
-            settings = Settings(home=home, master_key_file=home / "keys" / "master.key")
-            release = _gibleed(settings)
-        figures = run(release, settings, runs=args.runs, small=args.small)
+            release, settings = gibleed, gibleed_settings
+        figures["typical"] = run(release, settings, runs=args.runs, profile=args.profile)
+        if args.small:
+            figures["small"] = run_small(gibleed, gibleed_settings, args.small)
         if args.spark:
-            figures["spark"] = run_spark(release, settings)
+            figures["spark"] = run_spark(gibleed, gibleed_settings, small=args.spark_small)
     print(json.dumps(figures, indent=2))
     return figures
 
 
-def run(release: Release, settings: Settings, *, runs: int, small: int) -> dict[str, Any]:
+def run(release: Release, settings: Settings, *, runs: int, profile: bool = False) -> dict[str, Any]:
+    """The ten typical definitions, one at a time and in one batch, against the hand-written queries (whose
+    result is fetched as Arrow too, as hygie's is)."""
     engine = DuckDBEngine(release, settings)
     try:
         runner = DuckDBRunner(engine.con)
         definitions = [CohortDefinition(n, c.to_circe()) for n, c in typical_definitions().items()]
         queries = hand_written()
-        per_definition = {}
+        per_definition: dict[str, Any] = {}
+        run_batch(runner, definitions[:1])  # warm up: one-off imports and the first read of the files
         for definition in definitions:
-            hygie_s, (result,) = _median_seconds(lambda d=definition: run_batch(runner, [d]), runs)
-            hand_s, hand_rows = _median_seconds(lambda q=queries[definition.name]: engine.con.sql(q).fetchall(), runs)
+            hand_s, hand_cpu, hand_rows = _median_wall_and_cpu(
+                lambda q=queries[definition.name]: engine.con.execute(q).to_arrow_table(), runs
+            )
+            hygie_s, hygie_cpu, (result,) = _median_wall_and_cpu(lambda d=definition: run_batch(runner, [d]), runs)
             per_definition[definition.name] = {
                 "hygie_s": round(hygie_s, 4),
                 "hand_written_s": round(hand_s, 4),
                 "ratio": round(hygie_s / hand_s, 2),
+                "hygie_cpu_s": round(hygie_cpu, 3),
+                "hand_written_cpu_s": round(hand_cpu, 3),
+                "cpu_ratio": round(hygie_cpu / hand_cpu, 2),
                 "rows": result.records,
-                "hand_written_rows": len(hand_rows),
+                "hand_written_rows": hand_rows.num_rows,
             }
-        batch_s, _ = _median_seconds(lambda: run_batch(runner, definitions), runs)
-        batch = small_definitions(small)
-        small_s, _ = _median_seconds(lambda: run_batch(runner, batch), 1)
+            if profile:
+                timing = TimingRunner(runner)
+                run_batch(timing, [definition])
+                per_definition[definition.name]["profile_s"] = {k: round(v, 4) for k, v in timing.seconds.items()}
+        batch_s, batch_cpu, _ = _median_wall_and_cpu(lambda: run_batch(runner, definitions), runs)
     finally:
         engine.close()
+    hygie_total = sum(d["hygie_s"] for d in per_definition.values())
+    hand_total = sum(d["hand_written_s"] for d in per_definition.values())
     return {
         "release": release.name,
         "engine": "duckdb",
         "threads": os.cpu_count(),
-        "typical_definitions": per_definition,
-        "typical_batch_total_s": round(batch_s, 3),
-        "typical_sum_hand_written_s": round(sum(d["hand_written_s"] for d in per_definition.values()), 3),
-        "small_definitions": small,
-        "small_batch_s": round(small_s, 2),
-        "small_per_definition_ms": round(1000 * small_s / max(small, 1), 1),
+        "runs": runs,
+        "definitions": per_definition,
+        "sum_hygie_s": round(hygie_total, 3),
+        "sum_hand_written_s": round(hand_total, 3),
+        "ratio_of_sums": round(hygie_total / hand_total, 2),
+        "sum_hygie_cpu_s": round(sum(d["hygie_cpu_s"] for d in per_definition.values()), 2),
+        "sum_hand_written_cpu_s": round(sum(d["hand_written_cpu_s"] for d in per_definition.values()), 2),
+        "batch_of_ten_s": round(batch_s, 3),
+        "batch_of_ten_cpu_s": round(batch_cpu, 2),
+        "same_rows_as_hand_written": all(d["rows"] == d["hand_written_rows"] for d in per_definition.values()),
         "peak_rss_mb": round(_peak_rss_mb(), 1),
     }
 
 
-def run_spark(release: Release, settings: Settings) -> dict[str, Any]:
-    """The ten typical definitions on Spark local mode (for reference: Spark is for clusters), checked against
-    DuckDB's rows."""
+def run_small(release: Release, settings: Settings, small: int) -> dict[str, Any]:
+    """One batch of ``small`` small definitions (the per-definition overhead)."""
+    batch = small_definitions(small)
+    with DuckDBEngine(release, settings) as engine:
+        seconds, _ = _median_seconds(lambda: run_batch(DuckDBRunner(engine.con), batch), 1)
+    return {
+        "release": release.name,
+        "definitions": small,
+        "batch_s": round(seconds, 2),
+        "per_definition_ms": round(1000 * seconds / max(small, 1), 1),
+    }
+
+
+def run_spark(release: Release, settings: Settings, *, small: int) -> dict[str, Any]:
+    """The ten typical definitions and a batch of ``small`` small ones on Spark local mode (for reference: Spark
+    is for clusters), checked against DuckDB's rows."""
     from hygie.cohorts.service import SparkRunner
     from hygie.engine.spark import local_session, release_tables
 
     definitions = [CohortDefinition(n, c.to_circe()) for n, c in typical_definitions().items()]
+    batch = small_definitions(small)
     start = time.perf_counter()
     session = local_session(settings, cores=os.cpu_count() or 1)
     started = time.perf_counter() - start
@@ -259,18 +391,23 @@ def run_spark(release: Release, settings: Settings) -> dict[str, Any]:
     try:
         cold_s, on_spark = _median_seconds(lambda: run_batch(runner, definitions), 1)
         warm_s, _ = _median_seconds(lambda: run_batch(runner, definitions), 1)
+        small_s, _ = _median_seconds(lambda: run_batch(runner, batch), 1)
     finally:
         runner.close()
         session.stop()
     with DuckDBEngine(release, settings) as engine:
         on_duckdb = run_batch(DuckDBRunner(engine.con), definitions)
     return {
+        "release": release.name,
         "session_start_s": round(started, 1),
         "typical_batch_first_s": round(cold_s, 1),
         "typical_batch_warm_s": round(warm_s, 1),
+        "small_definitions": small,
+        "small_batch_s": round(small_s, 1),
+        "small_per_definition_s": round(small_s / max(small, 1), 2),
         "same_rows_as_duckdb": all(a.rows.equals(b.rows) for a, b in zip(on_spark, on_duckdb, strict=True)),
     }
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

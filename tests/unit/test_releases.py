@@ -57,6 +57,24 @@ def test_engine_cannot_reach_the_network_or_change_its_settings(release, setting
                 engine.sql(statement)
 
 
+# httpfs (which brings OpenSSL) adds its settings; listing extensions would touch the disabled file system.
+HTTPFS_LOADED = "SELECT count(*) FROM duckdb_settings() WHERE name = 's3_region'"
+
+
+def test_large_releases_are_read_with_openssl_and_still_cannot_reach_the_network(release, settings, monkeypatch):
+    import hygie.engine.duckdb as duck
+
+    with DuckDBEngine(release, settings) as engine:
+        small = engine.sql("SELECT * FROM person ORDER BY person_id").fetchall()
+        assert not engine.sql(HTTPFS_LOADED).fetchone()[0]
+    monkeypatch.setattr(duck, "OPENSSL_ABOVE_BYTES", 0)  # this tiny release now counts as large
+    with DuckDBEngine(release, settings) as engine:
+        assert engine.sql(HTTPFS_LOADED).fetchone()[0]
+        assert engine.sql("SELECT * FROM person ORDER BY person_id").fetchall() == small
+        with pytest.raises(Exception, match=r"disabled"):
+            engine.sql("SELECT * FROM read_parquet('https://example.org/x.parquet')").fetchall()
+
+
 def test_ibis_sees_every_cdm_table(release, settings):
     with DuckDBEngine(release, settings) as engine:
         person = engine.table("person")

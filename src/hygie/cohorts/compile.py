@@ -13,7 +13,7 @@ spelling differs between engines (date arithmetic) go through ``Dialect``. See d
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -31,6 +31,7 @@ from hygie.cohorts.circe import (
     UnsupportedFeature,
     Window,
 )
+from hygie.cohorts.concepts import INLINE_IDS
 from hygie.cohorts.plan import (
     ABNORMAL_VALUE_CONCEPTS,
     Abnormal,
@@ -101,10 +102,42 @@ EVENT_COLUMNS = "person_id, event_id, start_date, end_date, op_start_date, op_en
 
 
 def compile_cohort(
-    expression: CohortExpression, *, key: int, codesets_table: str, prefix: str, dialect: Dialect | None = None
+    expression: CohortExpression,
+    *,
+    key: int,
+    codesets_table: str,
+    prefix: str,
+    dialect: Dialect | None = None,
+    resolved: Mapping[int, Sequence[int]] | None = None,
 ) -> CohortScript:
-    """SQL steps computing the cohort; ``codesets_table`` holds ``(cohort_key, codeset_id, concept_id)``."""
-    return _Compiler(expression, key, codesets_table, prefix, dialect or Dialect()).script()
+    """SQL steps computing the cohort; ``codesets_table`` holds ``(cohort_key, codeset_id, concept_id)``.
+
+    ``resolved`` (codeset id -> concept ids, once the concept sets are resolved) writes small concept sets
+    into the SQL as literal lists: the engine then filters the domain tables while reading them (Parquet filter
+    pushdown) instead of joining every row with the codesets table. Same rows either way.
+    """
+    return _Compiler(expression, key, codesets_table, prefix, dialect or Dialect(), resolved or {}).script()
+
+
+def index_columns_used(e: CohortExpression) -> tuple[bool, bool]:
+    """Whether anything after the primary criteria reads the index events' end date, and their visit: the end
+    strategy (an offset from the end date), windows anchored on the index end, demographic tests of the end
+    date, criteria restricted to the index visit."""
+    uses_end = e.end_strategy is not None and (
+        e.end_strategy.date_offset is not None and e.end_strategy.date_offset.date_field == "EndDate"
+    )
+    uses_visit = False
+    groups = [e.additional_criteria] + [rule.expression for rule in e.inclusion_rules]
+    while groups:
+        g = groups.pop()
+        if g is None:
+            continue
+        groups += g.groups
+        uses_end |= any(dc.occurrence_end_date is not None for dc in g.demographic_criteria_list)
+        for cc in g.criteria_list:
+            uses_visit |= cc.restrict_visit
+            uses_end |= bool(cc.start_window.use_index_end) or bool(cc.end_window and cc.end_window.use_index_end)
+    return uses_end, uses_visit
 
 
 def _sql_string(text: str) -> str:
@@ -116,8 +149,17 @@ def _number(value: float) -> str:
 
 
 class _Compiler:
-    def __init__(self, expression: CohortExpression, key: int, codesets: str, prefix: str, dialect: Dialect) -> None:
+    def __init__(
+        self,
+        expression: CohortExpression,
+        key: int,
+        codesets: str,
+        prefix: str,
+        dialect: Dialect,
+        resolved: Mapping[int, Sequence[int]],
+    ) -> None:
         self.e = expression
+        self.resolved = resolved
         self.key = key
         self.codesets = codesets
         self.prefix = prefix
@@ -140,6 +182,9 @@ class _Compiler:
         return "WITH " + ",\n".join(f"{name} AS (\n{sql}\n)" for name, sql in ctes) + "\n" + select
 
     def codeset(self, codeset_id: int) -> str:
+        ids = self.resolved.get(codeset_id)
+        if ids and len(ids) <= INLINE_IDS:  # never empty: ``IN ()`` is not SQL
+            return f"({', '.join(str(int(i)) for i in sorted(ids))})"
         return f"(SELECT concept_id FROM {self.codesets} WHERE cohort_key = {self.key} AND codeset_id = {codeset_id})"
 
     # -- the script -----------------------------------------------------------------------------------------
@@ -186,8 +231,15 @@ class _Compiler:
         pc = self.e.primary_criteria
         if not pc.criteria_list:
             raise UnsupportedFeature("", "$.PrimaryCriteria.CriteriaList", "at least one primary criterion is needed")
+        # Columns nothing downstream reads are not read at all: on a wide, encrypted table every column costs.
+        uses_end, uses_visit = index_columns_used(self.e)
+        end = "end_date" if uses_end else "CAST(NULL AS DATE) AS end_date"
+        visit = "visit_occurrence_id" if uses_visit else "CAST(NULL AS BIGINT) AS visit_occurrence_id"
+        # Events of a person on the same day differ only by their end date and visit: when neither is read, which
+        # one comes first cannot change the cohort, and the record id need not be read to break the tie.
+        tie_break = ", E.event_id" if uses_end or uses_visit else ""
         parts = [
-            f"SELECT person_id, event_id, start_date, end_date, visit_occurrence_id FROM "
+            f"SELECT person_id, event_id, start_date, {end}, {visit} FROM "
             f"{self.events(plan_criterion(c, f'$.PrimaryCriteria.CriteriaList[{i}]'))}"
             for i, c in enumerate(pc.criteria_list)
         ]
@@ -197,7 +249,7 @@ class _Compiler:
         ranked = self.cte(
             f"SELECT E.person_id, E.start_date, E.end_date, E.visit_occurrence_id, "
             f"OP.observation_period_start_date AS op_start_date, OP.observation_period_end_date AS op_end_date, "
-            f"row_number() OVER (PARTITION BY E.person_id ORDER BY E.start_date {order}, E.event_id) AS ordinal "
+            f"row_number() OVER (PARTITION BY E.person_id ORDER BY E.start_date {order}{tie_break}) AS ordinal "
             f"FROM {union} E JOIN observation_period OP ON OP.person_id = E.person_id "
             f"AND E.start_date >= OP.observation_period_start_date AND E.start_date <= OP.observation_period_end_date "
             f"WHERE {self.d.add_days('OP.observation_period_start_date', window.prior_days)} <= E.start_date "
@@ -212,13 +264,15 @@ class _Compiler:
     def included(self, qualified_table: str) -> str:
         e = self.e
         full = 2 ** len(e.inclusion_rules) - 1
+        passing = f"SELECT {EVENT_COLUMNS} FROM {qualified_table} WHERE inclusion_rule_mask = {full}"
+        if e.expression_limit.type == "All":  # every event stays: nothing to rank
+            return self.cte(passing)
         order = "DESC" if e.expression_limit.type == "Last" else "ASC"
         ranked = self.cte(
             f"SELECT {EVENT_COLUMNS}, row_number() OVER (PARTITION BY person_id ORDER BY start_date {order}, "
             f"event_id) AS included_ordinal FROM {qualified_table} WHERE inclusion_rule_mask = {full}"
         )
-        where = "" if e.expression_limit.type == "All" else " WHERE included_ordinal = 1"
-        return self.cte(f"SELECT {EVENT_COLUMNS} FROM {ranked}{where}")
+        return self.cte(f"SELECT {EVENT_COLUMNS} FROM {ranked} WHERE included_ordinal = 1")
 
     def exits(self, included: str) -> str:
         """Candidate exit dates per event; the earliest one on or after the start wins."""
@@ -423,9 +477,17 @@ class _Compiler:
             return self.cte(f"SELECT DISTINCT person_id, event_id FROM {events}")
         if g.type in ("AT_LEAST", "AT_MOST") and g.count is None:
             raise UnsupportedFeature("", f"{path}.Count", f"a group of type {g.type} needs a Count")
+        if g.type in ("ALL", "ANY"):
+            # Members are subsets of ``events``: ALL is their intersection, ANY their union (one pass each, no
+            # join back to every event and count). Null keys never matched the join, so they are left out.
+            op = "\nINTERSECT\n" if g.type == "ALL" else "\nUNION\n"
+            return self.cte(
+                op.join(
+                    f"SELECT person_id, event_id FROM {m} WHERE person_id IS NOT NULL AND event_id IS NOT NULL"
+                    for m in members
+                )
+            )
         having = {
-            "ALL": f"= {len(members)}",
-            "ANY": "> 0",
             "AT_LEAST": f">= {g.count}",
             "AT_MOST": f"<= {g.count}",
         }[g.type]
@@ -461,9 +523,12 @@ class _Compiler:
         else:
             counted = "COUNT(A.event_id)"
         op = {EXACTLY: "=", AT_MOST: "<=", AT_LEAST: ">="}[occurrence.type]
+        # An index event without any match counts 0: when 0 fails the test, an inner join gives the same groups.
+        zero_passes = {"=": occurrence.count == 0, "<=": occurrence.count >= 0, ">=": occurrence.count <= 0}[op]
+        join = "LEFT JOIN" if zero_passes else "JOIN"
         return self.cte(
             f"SELECT P.person_id, P.event_id FROM (SELECT DISTINCT {EVENT_COLUMNS} FROM {events}) P "
-            f"LEFT JOIN {a} A ON {' AND '.join(on)} GROUP BY P.person_id, P.event_id "
+            f"{join} {a} A ON {' AND '.join(on)} GROUP BY P.person_id, P.event_id "
             f"HAVING {counted} {op} {occurrence.count}"
         )
 

@@ -1,4 +1,4 @@
-"""Concept-set resolution: once per batch of definitions, in the engine, against the release's vocabulary.
+"""Concept-set resolution: once per batch of definitions, against the release's vocabulary.
 
 Circe semantics (docs/circe-cohort-semantics.md §2.1): an item contributes its concept if it exists in
 CONCEPT; with includeDescendants, every valid descendant from CONCEPT_ANCESTOR; with includeMapped, every
@@ -7,76 +7,129 @@ source concept that 'Maps to' one of those. Excluded items are built the same wa
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
 
 from hygie.cohorts.circe import CohortExpression
 
-ITEM_SCHEMA = pa.schema(
-    [
-        ("cohort_key", pa.int64()),
-        ("codeset_id", pa.int64()),
-        ("concept_id", pa.int64()),
-        ("is_excluded", pa.bool_()),
-        ("include_descendants", pa.bool_()),
-        ("include_mapped", pa.bool_()),
-    ]
-)
+
+@dataclass(frozen=True)
+class Item:
+    cohort_key: int
+    codeset_id: int
+    concept_id: int
+    is_excluded: bool
+    include_descendants: bool
+    include_mapped: bool
 
 
-def concept_set_items(expressions: list[CohortExpression]) -> pa.Table:
+def concept_set_items(expressions: Sequence[CohortExpression]) -> list[Item]:
     """Every concept-set item of a batch, keyed by the definition's position in the batch."""
-    rows: dict[str, list[object]] = {name: [] for name in ITEM_SCHEMA.names}
-    for key, expression in enumerate(expressions):
-        for concept_set in expression.concept_sets:
-            for item in concept_set.expression.items:
-                rows["cohort_key"].append(key)
-                rows["codeset_id"].append(concept_set.id)
-                rows["concept_id"].append(item.concept.concept_id)
-                rows["is_excluded"].append(item.is_excluded)
-                rows["include_descendants"].append(item.include_descendants)
-                rows["include_mapped"].append(item.include_mapped)
-    return pa.table(rows, schema=ITEM_SCHEMA)
+    return [
+        Item(key, concept_set.id, item.concept.concept_id, item.is_excluded, item.include_descendants,
+             item.include_mapped)
+        for key, expression in enumerate(expressions)
+        for concept_set in expression.concept_sets
+        for item in concept_set.expression.items
+    ]  # fmt: skip
 
 
-def resolve_sql(items_table: str) -> str:
-    """SELECT of the resolved ``(cohort_key, codeset_id, concept_id)`` from the registered items table."""
-    return f"""
-WITH expanded AS (
-  SELECT i.cohort_key, i.codeset_id, i.is_excluded, i.include_mapped, c.concept_id
-  FROM {items_table} i JOIN concept c ON c.concept_id = i.concept_id
-  UNION
-  SELECT i.cohort_key, i.codeset_id, i.is_excluded, i.include_mapped, c.concept_id
-  FROM {items_table} i
-  JOIN concept_ancestor ca ON ca.ancestor_concept_id = i.concept_id
-  JOIN concept c ON c.concept_id = ca.descendant_concept_id AND c.invalid_reason IS NULL
-  WHERE i.include_descendants
-),
-with_mapped AS (
-  SELECT cohort_key, codeset_id, is_excluded, concept_id FROM expanded
-  UNION
-  SELECT e.cohort_key, e.codeset_id, e.is_excluded, cr.concept_id_1 AS concept_id
-  FROM expanded e JOIN concept_relationship cr
-    ON cr.concept_id_2 = e.concept_id AND cr.relationship_id = 'Maps to' AND cr.invalid_reason IS NULL
-  WHERE e.include_mapped
-)
-SELECT DISTINCT inc.cohort_key, inc.codeset_id, inc.concept_id
-FROM with_mapped inc
-WHERE NOT inc.is_excluded AND NOT EXISTS (
-  SELECT 1 FROM with_mapped exc
-  WHERE exc.is_excluded AND exc.cohort_key = inc.cohort_key AND exc.codeset_id = inc.codeset_id
-    AND exc.concept_id = inc.concept_id)
-"""
+# Concept-set resolution runs as a few lookups with the concept ids written into the SQL, so that the engine
+# filters the vocabulary while reading it (Parquet filter pushdown) instead of joining whole vocabulary tables;
+# the set algebra (descendants, mapped codes, exclusions) is then done here, on ids. Beyond this many ids a
+# lookup reads them from a registered table instead (a very long literal list costs more to plan than to join).
+INLINE_IDS = 2000
 
 
-def unknown_concepts_sql(items_table: str) -> str:
-    """Listed concept ids absent from CONCEPT: they match nothing (Circe semantics) and are reported."""
+def id_filter(column: str, ids: Sequence[int], table: str | None) -> str:
+    """SQL: ``column`` is one of ``ids`` (a literal list), or of the ids in ``table`` (column ``concept_id``)."""
+    if table is not None:
+        return f"{column} IN (SELECT concept_id FROM {table})"
+    if not ids:
+        return "FALSE"
+    return f"{column} IN ({', '.join(str(int(i)) for i in sorted(set(ids)))})"
+
+
+def needs_table(ids: Sequence[int]) -> bool:
+    return len(set(ids)) > INLINE_IDS
+
+
+def ids_table(ids: Sequence[int]) -> pa.Table:
+    return pa.table({"concept_id": pa.array(sorted(set(ids)), pa.int64())})
+
+
+def descendants_sql(ancestor_filter: str) -> str:
+    """SELECT of ``(ancestor, descendant)`` pairs of CONCEPT_ANCESTOR for the ancestors ``ancestor_filter``
+    selects (on ``ancestor_concept_id``)."""
     return (
-        f"SELECT DISTINCT i.cohort_key, i.codeset_id, i.concept_id FROM {items_table} i "
-        f"WHERE NOT EXISTS (SELECT 1 FROM concept c WHERE c.concept_id = i.concept_id) "
-        f"ORDER BY 1, 2, 3"
+        "SELECT CAST(ancestor_concept_id AS BIGINT) AS ancestor, CAST(descendant_concept_id AS BIGINT) AS descendant "
+        f"FROM concept_ancestor WHERE {ancestor_filter}"
     )
+
+
+def concepts_sql(concept_filter: str) -> str:
+    """SELECT of ``(concept_id, valid)`` from CONCEPT for the concepts ``concept_filter`` selects."""
+    return (
+        "SELECT CAST(concept_id AS BIGINT) AS concept_id, invalid_reason IS NULL AS valid "
+        f"FROM concept WHERE {concept_filter}"
+    )
+
+
+def maps_to_sql(target_filter: str) -> str:
+    """SELECT of valid 'Maps to' pairs ``(source, target)`` for the targets ``target_filter`` selects (on
+    ``concept_id_2``)."""
+    return (
+        "SELECT CAST(concept_id_1 AS BIGINT) AS source, CAST(concept_id_2 AS BIGINT) AS target "
+        "FROM concept_relationship WHERE relationship_id = 'Maps to' AND invalid_reason IS NULL "
+        f"AND {target_filter}"
+    )
+
+
+def expand(item: Item, descendants: Mapping[int, set[int]], concepts: Mapping[int, bool]) -> set[int]:
+    """The item's concept if it exists, with its valid descendants if it asks for them (not yet mapped codes)."""
+    found = {item.concept_id} if item.concept_id in concepts else set()
+    if item.include_descendants:
+        found |= {d for d in descendants.get(item.concept_id, ()) if concepts.get(d, False)}
+    return found
+
+
+def resolve(
+    items: Sequence[Item],
+    descendants: Mapping[int, set[int]],
+    concepts: Mapping[int, bool],
+    mapped: Mapping[int, set[int]],
+) -> pa.Table:
+    """The resolved ``(cohort_key, codeset_id, concept_id)`` (Circe semantics, module docstring) from the
+    lookups: ``descendants`` by ancestor (CONCEPT_ANCESTOR), ``concepts`` (id -> valid) for every id listed or
+    found as a descendant, ``mapped`` source concepts by target ('Maps to', valid)."""
+    included: dict[tuple[int, int], set[int]] = {}
+    excluded: dict[tuple[int, int], set[int]] = {}
+    for item in items:
+        found = expand(item, descendants, concepts)
+        if item.include_mapped:
+            found |= {s for c in found for s in mapped.get(c, ()) if s is not None}
+        key = (item.cohort_key, item.codeset_id)
+        (excluded if item.is_excluded else included).setdefault(key, set()).update(found)
+    rows = sorted(
+        (key, codeset, concept)
+        for (key, codeset), ids in included.items()
+        for concept in ids - excluded.get((key, codeset), set())
+    )
+    return pa.table(
+        {
+            "cohort_key": pa.array([r[0] for r in rows], pa.int64()),
+            "codeset_id": pa.array([r[1] for r in rows], pa.int64()),
+            "concept_id": pa.array([r[2] for r in rows], pa.int64()),
+        }
+    )
+
+
+def unknown_rows(items: Sequence[Item], concepts: Mapping[int, bool]) -> list[tuple[int, int, int]]:
+    """Listed ``(cohort_key, codeset_id, concept_id)`` absent from CONCEPT: they match nothing (Circe
+    semantics) and are reported."""
+    return sorted({(i.cohort_key, i.codeset_id, i.concept_id) for i in items if i.concept_id not in concepts})
 
 
 @dataclass(frozen=True)

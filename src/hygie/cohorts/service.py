@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -20,7 +20,19 @@ import pyarrow.compute as pc
 
 from hygie.cohorts.circe import CohortExpression, DefinitionError, read_definition
 from hygie.cohorts.compile import CohortScript, Dialect, SparkDialect, compile_cohort
-from hygie.cohorts.concepts import concept_set_items, resolve_sql, unknown_concepts, unknown_concepts_sql
+from hygie.cohorts.concepts import (
+    concept_set_items,
+    concepts_sql,
+    descendants_sql,
+    expand,
+    id_filter,
+    ids_table,
+    maps_to_sql,
+    needs_table,
+    resolve,
+    unknown_concepts,
+    unknown_rows,
+)
 from hygie.config import Settings
 from hygie.errors import HygieError
 
@@ -204,9 +216,14 @@ class SparkRunner:
 
 
 def compile_batch(
-    definitions: Sequence[CohortDefinition], prefix: str, codesets_table: str, dialect: Dialect
+    definitions: Sequence[CohortDefinition],
+    prefix: str,
+    codesets_table: str,
+    dialect: Dialect,
+    resolved: Mapping[int, Mapping[int, Sequence[int]]] | None = None,
 ) -> list[CohortScript]:
-    """Compile every definition before running any, so that a bad file fails fast, naming itself."""
+    """Compile every definition before running any, so that a bad file fails fast, naming itself.
+    ``resolved``: the resolved concept sets by cohort key, then codeset id (see ``compile_cohort``)."""
     scripts = []
     for key, definition in enumerate(definitions):
         try:
@@ -217,6 +234,7 @@ def compile_batch(
                     codesets_table=codesets_table,
                     prefix=f"{prefix}_{key}",
                     dialect=dialect,
+                    resolved=(resolved or {}).get(key),
                 )
             )
         except DefinitionError as e:
@@ -231,19 +249,21 @@ def run_batch(runner: SqlRunner, definitions: Sequence[CohortDefinition]) -> lis
     if duplicates:
         raise HygieError(f"two definitions share the name(s) {', '.join(duplicates)}: cohort names must be unique")
     prefix = f"_hygie_cohort_{next(_batches)}"
-    items, codesets = f"{prefix}_items", f"{prefix}_codesets"
+    codesets = f"{prefix}_codesets"
     scripts = compile_batch(definitions, prefix, codesets, runner.dialect)
-    created = [items, codesets]
+    created: list[str] = []
     try:
-        runner.register(items, concept_set_items([d.expression for d in definitions]))
-        runner.materialize(codesets, resolve_sql(items))
-        unknown_rows = runner.query(unknown_concepts_sql(items)).to_pylist()
+        resolved, unknown = resolve_concept_sets(runner, [d.expression for d in definitions], prefix, created)
+        by_key: dict[int, dict[int, list[int]]] = {}
+        for row in resolved.to_pylist():
+            by_key.setdefault(row["cohort_key"], {}).setdefault(row["codeset_id"], []).append(row["concept_id"])
+        scripts = compile_batch(definitions, prefix, codesets, runner.dialect, by_key)
         results = []
         for key, (definition, script) in enumerate(zip(definitions, scripts, strict=True)):
             for name, sql in script.steps:
                 runner.materialize(name, sql)
                 created.append(name)
-            rows = [(r["codeset_id"], r["concept_id"]) for r in unknown_rows if r["cohort_key"] == key]
+            rows = [(codeset, concept) for k, codeset, concept in unknown if k == key]
             warnings = [u.message() for u in unknown_concepts(definition.expression, rows)]
             results.append(_result(runner, definition, script, warnings))
             for name, _ in script.steps:
@@ -252,6 +272,45 @@ def run_batch(runner: SqlRunner, definitions: Sequence[CohortDefinition]) -> lis
     finally:
         for name in created:
             runner.drop(name)
+
+
+def resolve_concept_sets(
+    runner: SqlRunner, expressions: Sequence[CohortExpression], prefix: str, created: list[str]
+) -> tuple[pa.Table, list[tuple[int, int, int]]]:
+    """Resolve every concept set of the batch into the table ``<prefix>_codesets`` (``cohort_key, codeset_id,
+    concept_id``); returns that table's rows and the listed concept ids absent from the vocabulary
+    (``cohort_key, codeset_id, concept_id``). Temporary tables made are appended to ``created``.
+
+    At most three lookups, each filtered by the ids it needs: descendants, then the concepts (existence and
+    validity), then 'Maps to' codes if an item asks for them.
+    """
+    items = concept_set_items(expressions)
+
+    def lookup(sql_of: Callable[[str], str], column: str, ids: list[int], name: str) -> list[dict[str, Any]]:
+        table = None
+        if needs_table(ids):  # too many ids to write into the SQL
+            table = f"{prefix}_{name}"
+            runner.register(table, ids_table(ids))
+            created.append(table)
+        return runner.query(sql_of(id_filter(column, ids, table))).to_pylist()
+
+    descendants: dict[int, set[int]] = {}
+    ancestors = [i.concept_id for i in items if i.include_descendants]
+    if ancestors:
+        for row in lookup(descendants_sql, "ancestor_concept_id", ancestors, "ancestors"):
+            descendants.setdefault(row["ancestor"], set()).add(row["descendant"])
+    candidates = [i.concept_id for i in items] + [d for ds in descendants.values() for d in ds]
+    concepts = {r["concept_id"]: bool(r["valid"]) for r in lookup(concepts_sql, "concept_id", candidates, "concepts")}
+    mapped: dict[int, set[int]] = {}
+    targets = sorted({c for i in items if i.include_mapped for c in expand(i, descendants, concepts)})
+    if targets:
+        for row in lookup(maps_to_sql, "concept_id_2", targets, "targets"):
+            mapped.setdefault(row["target"], set()).add(row["source"])
+    codesets = f"{prefix}_codesets"
+    table = resolve(items, descendants, concepts, mapped)
+    runner.register(codesets, table)
+    created.append(codesets)
+    return table, unknown_rows(items, concepts)
 
 
 def _result(runner: SqlRunner, definition: CohortDefinition, script: CohortScript, warnings: list[str]) -> CohortResult:
