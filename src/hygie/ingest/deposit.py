@@ -20,6 +20,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,15 +102,19 @@ def ingest(
     if identities.parent.resolve() == clinical.resolve():
         raise InputError(Problem(identities.name, "keep the identity file outside the clinical folder (cdm/)"))
     store = SiteRegistry(settings).deposits(site)
-    digests = _digests([*sorted(p for p in clinical.iterdir() if p.is_file()), identities])
+    # The files are hashed (the deposit's id) on other threads while the identities are hashed into tokens
+    # here: both are CPU-bound and hashlib releases the GIL. A repeated deposit wastes only the tokens.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        hashing = _start_digests(pool, [*sorted(p for p in clinical.iterdir() if p.is_file()), identities])
+        records = _read_identities(identities)
+        key = linkage_key(settings)
+        report = TokenReport()
+        local_ids = [(r["local_id"] or "").strip() for r in records]
+        tokens = list(tokenise(records, key, report))
+        digests = [(name, f.result()) for name, f in hashing]
     deposit_id = _deposit_id(digests)
     if store.exists(deposit_id):
         return DepositResult(store.get(deposit_id), created=False)
-    key = linkage_key(settings)
-    report = TokenReport()
-    records = _read_identities(identities)
-    local_ids = [(r["local_id"] or "").strip() for r in records]
-    tokens = list(tokenise(records, key, report))
     vocab = _vocabulary(settings, vocabulary)
     hooks = _DepositHooks(site, key, local_ids, tokens, report, vocab, settings, identities.name)
     hooks.file_digests = dict(digests)  # the loader records them in the lineage without reading the files again
@@ -142,7 +147,9 @@ def _ingest_fhir(
 
     export = folder / "fhir" if (folder / "fhir").is_dir() else folder
     store = SiteRegistry(settings).deposits(site)
-    deposit_id = _deposit_id(_digests(sorted(p for p in export.iterdir() if p.is_file() and p.suffix == ".ndjson")))
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        hashing = _start_digests(pool, sorted(p for p in export.iterdir() if p.is_file() and p.suffix == ".ndjson"))
+        deposit_id = _deposit_id([(name, f.result()) for name, f in hashing])
     if store.exists(deposit_id):
         return DepositResult(store.get(deposit_id), created=False)
     vocab = _vocabulary(settings, vocabulary)
@@ -245,8 +252,10 @@ def _attach_vocabulary(con: duckdb.DuckDBPyConnection, vocabulary: Release, sett
     )
 
 
-def _digests(files: list[Path]) -> list[tuple[str, str]]:
-    return [(p.name, sha256_file(p)) for p in files]
+def _start_digests(pool: ThreadPoolExecutor, files: list[Path]) -> list[tuple[str, Future[str]]]:
+    """The files' sha256, largest first so that the threads finish together, returned in ``files`` order."""
+    futures = {p: pool.submit(sha256_file, p) for p in sorted(files, key=lambda p: -p.stat().st_size)}
+    return [(p.name, futures[p]) for p in files]
 
 
 def _deposit_id(digests: list[tuple[str, str]]) -> str:

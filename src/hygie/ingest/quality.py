@@ -243,7 +243,9 @@ def checks(tables: set[str]) -> list[Check]:
                 table,
                 "the same person, concept and date recorded by two deposits (a record id says its deposit)",
                 f"SELECT count(*) FROM (SELECT person_id, {concept}, {start} FROM {table} WHERE {concept} <> 0 "
-                f"GROUP BY ALL HAVING count(DISTINCT {key.name} // {2**ID_BITS}) > 1)",
+                # min <> max: the same as count(DISTINCT deposit) > 1 (ids are never null), at a fraction of
+                # the cost of a distinct count per group.
+                f"GROUP BY ALL HAVING min({key.name} // {2**ID_BITS}) <> max({key.name} // {2**ID_BITS}))",
                 f"SELECT count(*) FROM {table}",
                 threshold_pct=10.0,
             )
