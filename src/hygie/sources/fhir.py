@@ -265,6 +265,9 @@ def convert(con: duckdb.DuckDBPyConnection, folder: Path) -> FhirExtract:
     _drugs(con, objects, extract)
     _observations(con, objects.get("Observation"), events, extract)
     _events(con, events, extract)
+    # The parsed resources are no longer needed: free their memory before the tables are written.
+    for table in [*objects.values(), *(codes for _, _, codes, *_ in events)]:
+        con.execute(f"DROP TABLE IF EXISTS {table}")
     _observation_periods(con, extract)
     return extract
 
@@ -382,6 +385,9 @@ def _drugs(con: duckdb.DuckDBPyConnection, objects: dict[str, str], extract: Fhi
             + ")"
         )
         extract.tables["drug_exposure"] = "_omop_drug_exposure"
+    for resource in ("medication", "medicationrequest", "medicationadministration", "medicationstatement"):
+        con.execute(f"DROP TABLE IF EXISTS _code_{resource}")
+    con.execute("DROP TABLE IF EXISTS _code_immunization")
 
 
 # Where an event goes: the domain of its standard concept, else its resource's default table.
@@ -483,6 +489,7 @@ def _events(con: duckdb.DuckDBPyConnection, events: list[tuple], extract: FhirEx
         "SELECT resource, count(*) FROM _fhir_events WHERE start_date IS NULL OR person_id IS NULL GROUP BY 1"
     ).fetchall():
         extract.without_date_or_patient[resource] += n
+    con.execute("DROP TABLE _fhir_events")
 
 
 def _observation_periods(con: duckdb.DuckDBPyConnection, extract: FhirExtract) -> None:
