@@ -191,21 +191,24 @@ def _objects(con: duckdb.DuckDBPyConnection, files: list[Path], resource: str) -
 
 def _ref(expr: str) -> str:
     """The id in a reference: ``Patient/123``, ``urn:uuid:abc`` or a bare id."""
-    return f"regexp_replace(regexp_replace({expr}, '^urn:uuid:', ''), '^[A-Za-z]+/', '')"
+    return f"regexp_replace({expr}, '^(?:urn:uuid:)?(?:[A-Za-z]+/)?', '')"  # one regex: the costliest per-row step
 
 
 def _coded(con: duckdb.DuckDBPyConnection, objects: str, name: str) -> None:
     """``name``: per resource id, the chosen coding of the resource's CodeableConcept (its ``coding`` field):
     source code, vocabulary, source concept, standard concept and its domain."""
     systems = ", ".join(f"({literal(k)}, {literal(v)})" for k, v in CODE_SYSTEMS.items())
+    # Each coding is parsed once (system and code together); the first mapped coding, else the first coding, is
+    # chosen per resource by an aggregate (arg_min), not by sorting every coding in a window.
     con.execute(f"""
         CREATE TEMP TABLE {name} AS
         WITH listed AS (
             SELECT id, CAST(coding AS JSON[]) AS cs FROM {objects}
         ),
         codings AS (
-            SELECT id, position, coding->>'system' AS system, coding->>'code' AS code
-            FROM (SELECT id, generate_subscripts(cs, 1) AS position, unnest(cs) AS coding FROM listed)
+            SELECT id, position, parts[1] AS system, parts[2] AS code
+            FROM (SELECT id, position, json_extract_string(coding, ['$.system', '$.code']) AS parts
+                  FROM (SELECT id, generate_subscripts(cs, 1) AS position, unnest(cs) AS coding FROM listed))
         ),
         known AS (
             SELECT c.*, s.vocabulary_id FROM codings c LEFT JOIN (VALUES {systems}) s(system, vocabulary_id)
@@ -214,11 +217,16 @@ def _coded(con: duckdb.DuckDBPyConnection, objects: str, name: str) -> None:
         mapped AS (
             SELECT k.id, k.position, k.code, k.vocabulary_id, m.source_concept_id, m.concept_id, m.domain_id
             FROM known k LEFT JOIN _source_map m ON m.vocabulary_id = k.vocabulary_id AND m.concept_code = k.code
+        ),
+        chosen AS (
+            SELECT id, arg_min({{'source_value': code, 'vocabulary_id': vocabulary_id,
+                                 'source_concept_id': source_concept_id, 'concept_id': concept_id,
+                                 'domain_id': domain_id}}, (concept_id IS NULL, position, concept_id)) AS c
+            FROM mapped GROUP BY id
         )
-        SELECT id, code AS source_value, vocabulary_id, coalesce(source_concept_id, 0) AS source_concept_id,
-               coalesce(concept_id, 0) AS concept_id, domain_id
-        FROM mapped
-        QUALIFY row_number() OVER (PARTITION BY id ORDER BY concept_id IS NULL, position, concept_id) = 1
+        SELECT id, c.source_value, c.vocabulary_id, coalesce(c.source_concept_id, 0) AS source_concept_id,
+               coalesce(c.concept_id, 0) AS concept_id, c.domain_id
+        FROM chosen
     """)
 
 
