@@ -107,10 +107,12 @@ def ingest(
     with ThreadPoolExecutor(max_workers=2) as pool:
         hashing = _start_digests(pool, [*sorted(p for p in clinical.iterdir() if p.is_file()), identities])
         records = _read_identities(identities)
+        step("tokenising identities")
         key = linkage_key(settings)
         report = TokenReport()
         local_ids = [(r["local_id"] or "").strip() for r in records]
         tokens = list(tokenise(records, key, report))
+        step("digesting files")
         digests = [(name, f.result()) for name, f in hashing]
     deposit_id = _deposit_id(digests)
     if store.exists(deposit_id):
@@ -118,6 +120,7 @@ def ingest(
     vocab = _vocabulary(settings, vocabulary)
     hooks = _DepositHooks(site, key, local_ids, tokens, report, vocab, settings, identities.name)
     hooks.file_digests = dict(digests)  # the loader records them in the lineage without reading the files again
+    step("opening the deposit")
     deposit = load_cdm(
         clinical,
         deposit_id,
@@ -164,6 +167,7 @@ def _ingest_fhir(
             _attach_vocabulary(con, vocab, settings)
             step("converting FHIR resources")
             extract = convert(con, export)
+            step("keying persons")
             local_ids = [str(i["local_id"]) for i in extract.identities]
             subjects = {
                 r[0]
@@ -180,6 +184,7 @@ def _ingest_fhir(
                     }
                 ),
             )
+            step("staging the converted tables")
             file_key = os.urandom(32)
             register_key(con, "fhir_files", file_key)
             (work / "cdm").mkdir()
@@ -199,6 +204,7 @@ def _ingest_fhir(
                 )
         finally:
             con.close()
+        step("tokenising identities")
         report = TokenReport()
         tokens = list(tokenise(extract.identities, key, report))
         hooks = _DepositHooks(
@@ -339,7 +345,12 @@ class _DepositHooks(LoadHooks):
             }
         )
         con.register("_person_keys_arrow", keys)
-        con.execute("CREATE TEMP TABLE _person_keys AS SELECT * FROM _person_keys_arrow")
+        # local_number: the local id as the integer it spells exactly ('42', not '042'), so that tables join
+        # their (integer) person ids on integers: the same matches as comparing text, without casting each row.
+        con.execute(
+            "CREATE TEMP TABLE _person_keys AS SELECT *, CASE WHEN CAST(TRY_CAST(local_id AS BIGINT) AS VARCHAR) "
+            "= local_id THEN TRY_CAST(local_id AS BIGINT) END AS local_number FROM _person_keys_arrow"
+        )
         con.unregister("_person_keys_arrow")
         token_table = pa.table(
             {
@@ -375,7 +386,7 @@ class _DepositHooks(LoadHooks):
         joins = ""
         if "person_id" in table.column_names and not self.persons_keyed:
             self._add_missing_person_keys(con, staged)
-            joins += " JOIN _person_keys k ON k.local_id = CAST(s.person_id AS VARCHAR)"
+            joins += " JOIN _person_keys k ON k.local_number = s.person_id"
             replacements["person_id"] = "k.person_key"
         if table.name in SOURCE_CODE_COLUMNS and self.vocabulary is not None:
             concept, code, source_concept = SOURCE_CODE_COLUMNS[table.name]
@@ -405,8 +416,8 @@ class _DepositHooks(LoadHooks):
         missing = [
             r[0]
             for r in con.execute(
-                f'SELECT DISTINCT CAST(person_id AS VARCHAR) FROM "{staged.stage}" '
-                "WHERE CAST(person_id AS VARCHAR) NOT IN (SELECT local_id FROM _person_keys)"
+                f'SELECT DISTINCT CAST(person_id AS VARCHAR) FROM "{staged.stage}" WHERE person_id NOT IN '
+                "(SELECT local_number FROM _person_keys WHERE local_number IS NOT NULL)"
             ).fetchall()
         ]
         if not missing:
@@ -418,7 +429,7 @@ class _DepositHooks(LoadHooks):
             }
         )
         con.register("_more_keys", keys)
-        con.execute("INSERT INTO _person_keys SELECT * FROM _more_keys")
+        con.execute("INSERT INTO _person_keys SELECT *, CAST(local_id AS BIGINT) FROM _more_keys")
         con.unregister("_more_keys")
         assert self.builder is not None
         self.builder.warnings.append(
