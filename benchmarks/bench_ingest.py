@@ -3,6 +3,12 @@
 ``HYGIE_BENCH_PATIENTS`` sets the population (default 20,000; the EMC2 target is 600,000 in <= 5 min and
 <= 6 GB). Each stage runs in its own process (peak RSS per stage); the baseline is a bare DuckDB copy of the
 same OMOP extracts to encrypted Parquet (the least work any ingestion must do), run in the same script.
+
+Besides wall time, each process reports its CPU time (all threads): on a shared machine wall time grows with
+the load, CPU time much less, and CPU time / 2 bounds the wall time on two idle cores. Steps are timed by
+kind (``STEP_KINDS``): read (parse and type the files, FHIR conversion), pseudonymise (identity tokens,
+person keys), check (row checks, data quality), write (encrypted Parquet), link. Mapping source codes and
+person keys is not a step of its own: it is part of the views that checks and writes read.
 """
 
 from __future__ import annotations
@@ -14,8 +20,37 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.common import RESULTS, run_child
+from hygie.cdm.schema import cdm_schema
 
 SITES = (("a", "omop"), ("b", "omop"), ("c", "fhir"), ("d", "omop"))
+
+# Which kind of work a progress step starts (its message's first word); the time until the next step is its.
+STEP_KINDS = {
+    "reading": "read",
+    "converting": "read",
+    "tokenising": "pseudonymise",
+    "keying": "pseudonymise",
+    "staging": "write",
+    "checking": "check",
+    "writing": "write",
+    "publishing": "write",
+    "linking": "link",
+}
+
+TIMED = """
+import json, resource, time
+_marks = [("start", time.perf_counter())]
+def step(message):
+    _marks.append((message, time.perf_counter()))
+def report(**figures):
+    _marks.append(("end", time.perf_counter()))
+    kinds = {{}}
+    for (message, t), (_, t_next) in zip(_marks, _marks[1:]):
+        kind = {kinds}.get(message.split()[0], "other")
+        kinds[kind] = round(kinds.get(kind, 0) + t_next - t, 2)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    print(json.dumps({{**figures, "cpu_s": round(usage.ru_utime + usage.ru_stime, 1), "steps_s": kinds}}))
+"""
 
 INGEST = """
 from pathlib import Path
@@ -26,8 +61,9 @@ s = Settings.from_env({{"HYGIE_HOME": "{home}"}})
 r = SiteRegistry(s)
 site = r.get("{name}") if "{name}" in {{x.name for x in r.list()}} else r.add("{name}", "{format}",
     {{"visit_occurrence": "FR_VISIT"}})
-d = ingest(site, Path("{folder}"), s, synthetic=True).deposit
-print(sum(t.rows for n, t in d.manifest.tables.items() if n != "identity_tokens"))
+d = ingest(site, Path("{folder}"), s, synthetic=True, step=step).deposit
+report(rows=sum(t.rows for n, t in d.manifest.tables.items() if n != "identity_tokens"),
+       identities=d.manifest.tables["identity_tokens"].rows)
 """
 
 SETUP = """
@@ -44,9 +80,11 @@ from hygie.config import Settings
 from hygie.ingest.build import build_release
 from hygie.ingest.linkage_evaluation import evaluate
 s = Settings.from_env({{"HYGIE_HOME": "{home}"}})
-r = build_release("bench", s)
+r = build_release("bench", s, step=step)
 sites = {{c: "s" + c for c in "abcd"}}
-print(json.dumps({{"persons": r.manifest.tables["person"].rows, **evaluate(r, s, Path("{truth}"), sites)}}))
+quality = evaluate(r, s, Path("{truth}"), sites)
+report(persons=r.manifest.tables["person"].rows, release_rows=sum(t.rows for t in r.manifest.tables.values()
+       if t.name not in {vocabulary}), **quality)
 """
 
 BARE = """
@@ -66,6 +104,15 @@ for site in "abd":
 """
 
 
+def _timed(code: str) -> str:
+    return TIMED.format(kinds=repr(STEP_KINDS)) + code
+
+
+def _rates(steps: dict[str, float], rows: dict[str, int]) -> dict[str, int]:
+    """Rows per second of each kind of step (rows: the rows that kind of step handles)."""
+    return {kind: round(rows[kind] / seconds) for kind, seconds in steps.items() if kind in rows and seconds > 0}
+
+
 def main() -> dict:
     patients = int(os.environ.get("HYGIE_BENCH_PATIENTS", "20000"))
     RESULTS.mkdir(exist_ok=True)
@@ -78,35 +125,54 @@ def main() -> dict:
         )
         figures: dict = {"patients": patients, "synth_s": round(synth.seconds, 1)}
         run_child(SETUP.format(folder=extracts / "vocabulary", home=home))
-        total_rows, total_s, peak = 0, 0.0, 0.0
+        total_rows, total_s, total_cpu, peak = 0, 0.0, 0.0, 0.0
         for code, format_ in SITES:
-            r = run_child(INGEST.format(home=home, name=f"s{code}", format=format_, folder=extracts / f"site_{code}"))
-            rows = int(r.stdout.strip().splitlines()[-1])
+            r = run_child(
+                _timed(INGEST.format(home=home, name=f"s{code}", format=format_, folder=extracts / f"site_{code}"))
+            )
+            out = json.loads(r.stdout.strip().splitlines()[-1])
+            rows = out["rows"]
+            per_kind = {"read": rows, "check": rows, "write": rows, "pseudonymise": out["identities"]}
             figures[f"ingest_site_{code}"] = {
                 "format": format_,
                 "rows": rows,
                 "seconds": round(r.seconds, 1),
+                "cpu_s": out["cpu_s"],
                 "rows_per_s": round(rows / r.seconds),
                 "peak_rss_mb": round(r.peak_rss_mb),
+                "steps_s": out["steps_s"],
+                "rows_per_s_by_step": _rates(out["steps_s"], per_kind),
             }
             total_rows, total_s, peak = total_rows + rows, total_s + r.seconds, max(peak, r.peak_rss_mb)
-        b = run_child(BUILD.format(home=home, truth=extracts / "truth" / "linkage.csv"))
+            total_cpu += out["cpu_s"]
+        vocabulary = {t.name for t in cdm_schema("5.4").in_group("vocabulary")}
+        b = run_child(
+            _timed(BUILD.format(home=home, truth=extracts / "truth" / "linkage.csv", vocabulary=repr(vocabulary)))
+        )
+        out = json.loads(b.stdout.strip().splitlines()[-1])
+        per_kind = {"write": out["release_rows"], "check": out["release_rows"], "link": out["records"]}
         figures["build_release"] = {
             "seconds": round(b.seconds, 1),
             "peak_rss_mb": round(b.peak_rss_mb),
-            **json.loads(b.stdout.strip().splitlines()[-1]),
+            **out,
+            "rows_per_s_by_step": _rates(out["steps_s"], per_kind),
         }
+        total_cpu += out["cpu_s"]
         deposit_to_release = total_s + b.seconds
         out = root / "bare"
         out.mkdir()
-        bare = run_child(BARE.format(home=root / "bare_home", root=extracts, out=out))
+        bare = run_child(_timed(BARE.format(home=root / "bare_home", root=extracts, out=out) + "report()"))
         figures["total"] = {
             "rows": total_rows,
             "deposit_to_release_s": round(deposit_to_release, 1),
             "rows_per_s": round(total_rows / deposit_to_release),
             "peak_rss_mb": round(max(peak, b.peak_rss_mb)),
             "extrapolated_600k_s": round(deposit_to_release * 600_000 / patients),
+            "cpu_s": round(total_cpu, 1),
+            # CPU time over two cores: the wall time two idle cores would need, if every step kept both busy.
+            "extrapolated_600k_two_idle_cores_s": round(total_cpu / 2 * 600_000 / patients),
             "baseline_bare_copy_of_omop_sites_s": round(bare.seconds, 1),
+            "baseline_bare_copy_cpu_s": json.loads(bare.stdout.strip().splitlines()[-1])["cpu_s"],
         }
         shutil.rmtree(extracts)
     return figures

@@ -184,16 +184,23 @@ def unknown_concepts(con: duckdb.DuckDBPyConnection, staged: StagedTable) -> lis
     """Concept ids the table uses that the release's vocabulary lacks (0, "no concept", is not reported)."""
     if staged.table.is_vocabulary:
         return []
-    found = []
-    for c in staged.table.columns:
-        if not c.is_concept:
-            continue
-        rows = con.execute(
-            f'SELECT "{c.name}", count(*) FROM "{staged.stage}" t WHERE "{c.name}" <> 0 AND NOT EXISTS '
-            f'(SELECT 1 FROM _concept k WHERE k.concept_id = t."{c.name}") GROUP BY 1 ORDER BY 2 DESC, 1'
-        ).fetchall()
-        found.extend(UnknownConcept(staged.table.name, c.name, int(cid), int(n)) for cid, n in rows)
-    return found
+    columns = [c.name for c in staged.table.columns if c.is_concept]
+    if not columns:
+        return []
+    # One scan counts the values of every concept column (a grouping set per column); only those few
+    # distinct values are then looked up in the vocabulary.
+    quoted = [f'"{c}"' for c in columns]
+    every = (1 << len(columns)) - 1
+    value = " ".join(f"WHEN {every ^ (1 << (len(columns) - 1 - i))} THEN {q}" for i, q in enumerate(quoted))
+    which = " ".join(f"WHEN {every ^ (1 << (len(columns) - 1 - i))} THEN {i}" for i in range(len(columns)))
+    rows = con.execute(
+        f"WITH counts AS (SELECT grouping_id({', '.join(quoted)}) AS g, {', '.join(quoted)}, count(*) AS n "
+        f'FROM "{staged.stage}" GROUP BY GROUPING SETS ({", ".join(f"({q})" for q in quoted)})), '
+        f"v AS (SELECT CASE g {which} END AS i, CASE g {value} END AS concept_id, n FROM counts) "
+        "SELECT i, concept_id, n FROM v WHERE concept_id <> 0 AND NOT EXISTS "
+        "(SELECT 1 FROM _concept k WHERE k.concept_id = v.concept_id) ORDER BY i, n DESC, concept_id"
+    ).fetchall()
+    return [UnknownConcept(staged.table.name, columns[i], int(cid), int(n)) for i, cid, n in rows]
 
 
 def concept_warnings(builder: ReleaseBuilder, has_vocabulary: bool) -> list[str]:

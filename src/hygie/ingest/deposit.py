@@ -20,6 +20,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,18 +102,25 @@ def ingest(
     if identities.parent.resolve() == clinical.resolve():
         raise InputError(Problem(identities.name, "keep the identity file outside the clinical folder (cdm/)"))
     store = SiteRegistry(settings).deposits(site)
-    digests = _digests([*sorted(p for p in clinical.iterdir() if p.is_file()), identities])
+    # The files are hashed (the deposit's id) on other threads while the identities are hashed into tokens
+    # here: both are CPU-bound and hashlib releases the GIL. A repeated deposit wastes only the tokens.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        hashing = _start_digests(pool, [*sorted(p for p in clinical.iterdir() if p.is_file()), identities])
+        records = _read_identities(identities)
+        step("tokenising identities")
+        key = linkage_key(settings)
+        report = TokenReport()
+        local_ids = [(r["local_id"] or "").strip() for r in records]
+        tokens = list(tokenise(records, key, report))
+        step("digesting files")
+        digests = [(name, f.result()) for name, f in hashing]
     deposit_id = _deposit_id(digests)
     if store.exists(deposit_id):
         return DepositResult(store.get(deposit_id), created=False)
-    key = linkage_key(settings)
-    report = TokenReport()
-    records = _read_identities(identities)
-    local_ids = [(r["local_id"] or "").strip() for r in records]
-    tokens = list(tokenise(records, key, report))
     vocab = _vocabulary(settings, vocabulary)
     hooks = _DepositHooks(site, key, local_ids, tokens, report, vocab, settings, identities.name)
     hooks.file_digests = dict(digests)  # the loader records them in the lineage without reading the files again
+    step("opening the deposit")
     deposit = load_cdm(
         clinical,
         deposit_id,
@@ -142,7 +150,9 @@ def _ingest_fhir(
 
     export = folder / "fhir" if (folder / "fhir").is_dir() else folder
     store = SiteRegistry(settings).deposits(site)
-    deposit_id = _deposit_id(_digests(sorted(p for p in export.iterdir() if p.is_file() and p.suffix == ".ndjson")))
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        hashing = _start_digests(pool, sorted(p for p in export.iterdir() if p.is_file() and p.suffix == ".ndjson"))
+        deposit_id = _deposit_id([(name, f.result()) for name, f in hashing])
     if store.exists(deposit_id):
         return DepositResult(store.get(deposit_id), created=False)
     vocab = _vocabulary(settings, vocabulary)
@@ -157,6 +167,7 @@ def _ingest_fhir(
             _attach_vocabulary(con, vocab, settings)
             step("converting FHIR resources")
             extract = convert(con, export)
+            step("keying persons")
             local_ids = [str(i["local_id"]) for i in extract.identities]
             subjects = {
                 r[0]
@@ -173,6 +184,7 @@ def _ingest_fhir(
                     }
                 ),
             )
+            step("staging the converted tables")
             file_key = os.urandom(32)
             register_key(con, "fhir_files", file_key)
             (work / "cdm").mkdir()
@@ -192,6 +204,7 @@ def _ingest_fhir(
                 )
         finally:
             con.close()
+        step("tokenising identities")
         report = TokenReport()
         tokens = list(tokenise(extract.identities, key, report))
         hooks = _DepositHooks(
@@ -245,8 +258,10 @@ def _attach_vocabulary(con: duckdb.DuckDBPyConnection, vocabulary: Release, sett
     )
 
 
-def _digests(files: list[Path]) -> list[tuple[str, str]]:
-    return [(p.name, sha256_file(p)) for p in files]
+def _start_digests(pool: ThreadPoolExecutor, files: list[Path]) -> list[tuple[str, Future[str]]]:
+    """The files' sha256, largest first so that the threads finish together, returned in ``files`` order."""
+    futures = {p: pool.submit(sha256_file, p) for p in sorted(files, key=lambda p: -p.stat().st_size)}
+    return [(p.name, futures[p]) for p in files]
 
 
 def _deposit_id(digests: list[tuple[str, str]]) -> str:
@@ -330,7 +345,12 @@ class _DepositHooks(LoadHooks):
             }
         )
         con.register("_person_keys_arrow", keys)
-        con.execute("CREATE TEMP TABLE _person_keys AS SELECT * FROM _person_keys_arrow")
+        # local_number: the local id as the integer it spells exactly ('42', not '042'), so that tables join
+        # their (integer) person ids on integers: the same matches as comparing text, without casting each row.
+        con.execute(
+            "CREATE TEMP TABLE _person_keys AS SELECT *, CASE WHEN CAST(TRY_CAST(local_id AS BIGINT) AS VARCHAR) "
+            "= local_id THEN TRY_CAST(local_id AS BIGINT) END AS local_number FROM _person_keys_arrow"
+        )
         con.unregister("_person_keys_arrow")
         token_table = pa.table(
             {
@@ -366,7 +386,7 @@ class _DepositHooks(LoadHooks):
         joins = ""
         if "person_id" in table.column_names and not self.persons_keyed:
             self._add_missing_person_keys(con, staged)
-            joins += " JOIN _person_keys k ON k.local_id = CAST(s.person_id AS VARCHAR)"
+            joins += " JOIN _person_keys k ON k.local_number = s.person_id"
             replacements["person_id"] = "k.person_key"
         if table.name in SOURCE_CODE_COLUMNS and self.vocabulary is not None:
             concept, code, source_concept = SOURCE_CODE_COLUMNS[table.name]
@@ -396,8 +416,8 @@ class _DepositHooks(LoadHooks):
         missing = [
             r[0]
             for r in con.execute(
-                f'SELECT DISTINCT CAST(person_id AS VARCHAR) FROM "{staged.stage}" '
-                "WHERE CAST(person_id AS VARCHAR) NOT IN (SELECT local_id FROM _person_keys)"
+                f'SELECT DISTINCT CAST(person_id AS VARCHAR) FROM "{staged.stage}" WHERE person_id NOT IN '
+                "(SELECT local_number FROM _person_keys WHERE local_number IS NOT NULL)"
             ).fetchall()
         ]
         if not missing:
@@ -409,7 +429,7 @@ class _DepositHooks(LoadHooks):
             }
         )
         con.register("_more_keys", keys)
-        con.execute("INSERT INTO _person_keys SELECT * FROM _more_keys")
+        con.execute("INSERT INTO _person_keys SELECT *, CAST(local_id AS BIGINT) FROM _more_keys")
         con.unregister("_more_keys")
         assert self.builder is not None
         self.builder.warnings.append(

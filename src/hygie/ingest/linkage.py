@@ -1,11 +1,11 @@
 """Record linkage on linkage tokens: which person keys of which sites are the same person.
 
-Deterministic rules for now, each an equi-join on tokens plus a condition (docs/decisions/0006): NIR with
+Two passes (docs/decisions/0006). Deterministic rules, each an equi-join on tokens plus a condition: NIR with
 sex and birth date (or its day/month swap); birth date, sex and both names' sounds; birth date, sex, given
-name and postcode (family names change). Two records with different NIRs are never linked, not even through
-a third record. Linked pairs are
-grouped into persons (connected components). A probabilistic pass (Fellegi-Sunter with Splink) for records
-that no rule links is the next step of issue 4.
+name and postcode (family names change). Then a Fellegi-Sunter model (Splink on DuckDB, trained by EM without
+labels) scores the candidate pairs of bounded blocking rules (docs/decisions/0017). Two records with different
+NIRs are never linked, not even through a third record. Linked pairs are grouped into persons (connected
+components).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import duckdb
 
 DEFAULT_MATCH_THRESHOLD = 0.95
 MIN_RECORDS_TO_TRAIN = 1000  # below this, unsupervised training is unreliable: deterministic rules only
+MAX_TRAINING_PAIRS = 5_000_000  # per EM session; more pairs cost time without changing the estimates
 
 NIR_AGREES = "(a.nir_token IS NULL OR b.nir_token IS NULL OR a.nir_token = b.nir_token)"
 SAME_BIRTH_DATE = (
@@ -153,7 +154,9 @@ def _splink_pairs(con: duckdb.DuckDBPyConnection, identities: str, threshold: fl
         blocking_rules_to_generate_predictions=[
             block_on("nir_token"),
             block_on("birth_date_token"),
-            block_on("family_name_soundex_token", "given_name_soundex_token"),
+            # Names that sound alike are common (MARTIN Jean): with the birth year the candidate pairs grow
+            # with the population, not with its square (docs/decisions/0017).
+            block_on("family_name_soundex_token", "given_name_soundex_token", "birth_year_token"),
             block_on("given_name_token", "postcode_token"),
         ],
     )
@@ -162,9 +165,13 @@ def _splink_pairs(con: duckdb.DuckDBPyConnection, identities: str, threshold: fl
         [block_on("nir_token", "birth_date_token")], recall=0.8
     )
     linker.training.estimate_u_using_random_sampling(max_pairs=2e6)
-    linker.training.estimate_parameters_using_expectation_maximisation(block_on("birth_date_token"))
+    # EM sees at most MAX_TRAINING_PAIRS pairs per session (Splink samples records by a hash beyond that):
+    # training time stays bounded at any scale, and a sample of millions of pairs estimates the same m.
     linker.training.estimate_parameters_using_expectation_maximisation(
-        block_on("family_name_soundex_token", "given_name_soundex_token")
+        block_on("birth_date_token"), max_pairs=MAX_TRAINING_PAIRS
+    )
+    linker.training.estimate_parameters_using_expectation_maximisation(
+        block_on("family_name_soundex_token", "given_name_soundex_token"), max_pairs=MAX_TRAINING_PAIRS
     )
     predictions = linker.inference.predict(threshold_match_probability=threshold).as_duckdbpyrelation()
     return [

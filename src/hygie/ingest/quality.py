@@ -71,6 +71,31 @@ class Check:
     applicable: str  # SQL: count of rows the check applies to
     threshold_pct: float = 0.0
     severity: Severity = "warning"
+    where: str | None = None  # set by ``_row_check``: ``failing`` counts the rows of ``table t`` where this holds
+    joins: tuple[str, ...] = ()  # LEFT JOINs ``where`` needs (each to a table where the join key is unique)
+
+
+# Lookups a row check may join: keys unique in both deposits (a repeated person_id is refused) and releases.
+PERSON_OF_ROW = "LEFT JOIN person p ON p.person_id = t.person_id"
+CONCEPT_OF = "LEFT JOIN concept c ON c.concept_id = t.{column}"
+
+
+def _row_check(
+    name: str,
+    category: Category,
+    table: str,
+    description: str,
+    where: str,
+    applicable: str,
+    joins: tuple[str, ...] = (),
+    **options: object,
+) -> Check:
+    """A check counting the rows of ``table`` (alias ``t``) where ``where`` holds: ``run`` counts every such
+    check of a table in one scan of it, instead of one scan per check. ``joins`` add at most one row each (a
+    unique key), so that counting rows of the join counts rows of the table; joins, not correlated
+    subqueries, which cost DuckDB a distinct of the correlated columns per scan."""
+    failing = f"SELECT count(*) FROM {table} t {' '.join(joins)} WHERE {where}"
+    return Check(name, category, table, description, failing, applicable, where=where, joins=joins, **options)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -150,39 +175,39 @@ def checks(tables: set[str]) -> list[Check]:
         if not has(table):
             continue
         out.append(
-            Check(
+            _row_check(
                 f"{table}_unmapped",
                 "completeness",
                 table,
                 f"rows whose {concept} is 0 (source code not mapped)",
-                f"SELECT count(*) FROM {table} WHERE {concept} = 0",
+                f"{concept} = 0",
                 f"SELECT count(*) FROM {table}",
                 threshold_pct=5.0,
             )
         )
         if has("concept"):
             out.append(
-                Check(
+                _row_check(
                     f"{table}_standard_concepts",
                     "conformance",
                     table,
                     f"{concept} values that are not standard",
-                    f"SELECT count(*) FROM {table} t WHERE {concept} <> 0 AND NOT EXISTS (SELECT 1 FROM concept c "
-                    f"WHERE c.concept_id = t.{concept} AND c.standard_concept = 'S')",
+                    f"t.{concept} <> 0 AND c.standard_concept IS DISTINCT FROM 'S'",
                     f"SELECT count(*) FROM {table} WHERE {concept} <> 0",
+                    (CONCEPT_OF.format(column=concept),),
                     threshold_pct=1.0,
                 )
             )
         if has("person"):
             out.append(
-                Check(
+                _row_check(
                     f"{table}_before_birth",
                     "plausibility",
                     table,
                     f"{start} before the person's year of birth",
-                    f"SELECT count(*) FROM {table} t JOIN person p USING (person_id) "
-                    f"WHERE year(t.{start}) < p.year_of_birth",
+                    f"year(t.{start}) < p.year_of_birth",
                     f"SELECT count(*) FROM {table}",
+                    (PERSON_OF_ROW,),
                 )
             )
         if has("death"):
@@ -198,38 +223,37 @@ def checks(tables: set[str]) -> list[Check]:
                 )
             )
         out.append(
-            Check(
+            _row_check(
                 f"{table}_future",
                 "plausibility",
                 table,
                 f"{start} in the future",
-                f"SELECT count(*) FROM {table} WHERE {start} > current_date",
+                f"t.{start} > current_date",
                 f"SELECT count(*) FROM {table}",
                 severity="fatal",
             )
         )
         if end:
             out.append(
-                Check(
+                _row_check(
                     f"{table}_end_before_start",
                     "plausibility",
                     table,
                     f"{end} before {start}",
-                    f"SELECT count(*) FROM {table} WHERE {end} < {start}",
+                    f"t.{end} < t.{start}",
                     f"SELECT count(*) FROM {table}",
                     severity="fatal",
                 )
             )
         if has("observation_period"):
             out.append(
-                Check(
+                Check(  # an anti join: a person has several periods, and NOT EXISTS costs 6x more
                     f"{table}_outside_observation",
                     "plausibility",
                     table,
                     f"{start} outside every observation period",
-                    f"SELECT count(*) FROM {table} t WHERE NOT EXISTS (SELECT 1 FROM observation_period o WHERE "
-                    f"o.person_id = t.person_id AND t.{start} BETWEEN o.observation_period_start_date "
-                    "AND o.observation_period_end_date)",
+                    f"SELECT count(*) FROM {table} t ANTI JOIN observation_period o ON o.person_id = t.person_id "
+                    f"AND t.{start} BETWEEN o.observation_period_start_date AND o.observation_period_end_date",
                     f"SELECT count(*) FROM {table}",
                     threshold_pct=5.0,
                 )
@@ -242,8 +266,14 @@ def checks(tables: set[str]) -> list[Check]:
                 "plausibility",
                 table,
                 "the same person, concept and date recorded by two deposits (a record id says its deposit)",
-                f"SELECT count(*) FROM (SELECT person_id, {concept}, {start} FROM {table} WHERE {concept} <> 0 "
-                f"GROUP BY ALL HAVING count(DISTINCT {key.name} // {2**ID_BITS}) > 1)",
+                # Only persons recorded by two deposits can have such rows: they are found first (one group
+                # per person), and only their rows are grouped by person, concept and date.
+                f"SELECT count(*) FROM (SELECT person_id, {concept}, {start} FROM {table} t WHERE {concept} <> 0 "
+                f"AND person_id IN (SELECT person_id FROM {table} WHERE {concept} <> 0 GROUP BY 1 "
+                f"HAVING min({key.name} // {2**ID_BITS}) <> max({key.name} // {2**ID_BITS})) "
+                # min <> max: the same as count(DISTINCT deposit) > 1 (ids are never null), at a fraction of
+                # the cost of a distinct count per group.
+                f"GROUP BY ALL HAVING min({key.name} // {2**ID_BITS}) <> max({key.name} // {2**ID_BITS}))",
                 f"SELECT count(*) FROM {table}",
                 threshold_pct=10.0,
             )
@@ -298,13 +328,18 @@ def checks(tables: set[str]) -> list[Check]:
 
 def run(con: duckdb.DuckDBPyConnection, tables: set[str], config: QualityConfig | None = None) -> list[Result]:
     config = config or QualityConfig()
+    found = checks(tables)
+    counted = _count_row_checks(con, found)
+    applicable_counts: dict[str, int] = {}  # the same denominators recur (rows of a table): counted once
     results = []
-    for check in checks(tables):
+    for check in found:
         override = config.overrides.get(check.name, {})
         threshold = float(override.get("threshold_pct", check.threshold_pct))  # type: ignore[arg-type]
         severity = str(override.get("severity", check.severity))
-        failing = con.execute(check.failing).fetchone()[0]
-        applicable = con.execute(check.applicable).fetchone()[0]
+        failing = counted[check.name] if check.name in counted else con.execute(check.failing).fetchone()[0]
+        if check.applicable not in applicable_counts:
+            applicable_counts[check.applicable] = con.execute(check.applicable).fetchone()[0]
+        applicable = applicable_counts[check.applicable]
         percent = round(100 * failing / applicable, 3) if applicable else 0.0
         status = "pass" if percent <= threshold else ("fail" if severity == "fatal" else "warning")
         results.append(
@@ -322,6 +357,22 @@ def run(con: duckdb.DuckDBPyConnection, tables: set[str], config: QualityConfig 
             )
         )
     return results
+
+
+def _count_row_checks(con: duckdb.DuckDBPyConnection, found: list[Check]) -> dict[str, int]:
+    """Failing rows of every ``_row_check``, one scan per table."""
+    by_table: dict[str, list[Check]] = {}
+    for check in found:
+        if check.where is not None:
+            by_table.setdefault(check.table, []).append(check)
+    counted: dict[str, int] = {}
+    for table, group in by_table.items():
+        joins = dict.fromkeys(j for c in group for j in c.joins)  # each lookup joined once, in order
+        counts = con.execute(
+            "SELECT " + ", ".join(f"count_if({c.where})" for c in group) + f" FROM {table} t {' '.join(joins)}"
+        ).fetchone()
+        counted.update({c.name: int(n or 0) for c, n in zip(group, counts, strict=True)})  # NULL: no row
+    return counted
 
 
 def as_json(results: list[Result]) -> list[dict[str, object]]:

@@ -246,9 +246,12 @@ def _check_primary_key(con: duckdb.DuckDBPyConnection, stage: str, file: str, ta
     pk = table.primary_key
     if pk is None:
         return
+    # Count per key first (cheap), and list row numbers only for the keys that repeat.
+    key = f's."{pk.name}"'
     dupes = con.execute(
-        f'SELECT list(_row ORDER BY _row)[1:2], count(*) OVER () FROM "{stage}" GROUP BY "{pk.name}" '
-        f"HAVING count(*) > 1 ORDER BY list(_row ORDER BY _row)[2] LIMIT {MAX_EXAMPLES}"
+        f'SELECT list(_row ORDER BY _row)[1:2], count(*) OVER () FROM "{stage}" s SEMI JOIN '
+        f'(SELECT "{pk.name}" AS k FROM "{stage}" GROUP BY 1 HAVING count(*) > 1) d ON {key} IS NOT DISTINCT FROM d.k '
+        f"GROUP BY {key} ORDER BY list(_row ORDER BY _row)[2] LIMIT {MAX_EXAMPLES}"
     ).fetchall()
     if dupes:
         problems = [

@@ -1,6 +1,8 @@
 """FHIR R4 Bulk Data (NDJSON, one or more files per resource type) -> OMOP CDM 5.4 tables + identities.
 
-Resources are parsed by DuckDB (``read_ndjson_objects``: parallel, no Python per line). Mapping:
+Resources are parsed by DuckDB (``read_ndjson_objects``: parallel, no Python per line), each line once: the
+fields a mapping uses are extracted in one pass into a narrow table per resource type (``FIELDS``), so neither
+the documents nor repeated JSON parsing cost memory or time at scale. Mapping:
 Patient -> person (+ death from deceasedDateTime) and the identity records (never into a table);
 Encounter -> visit_occurrence; Condition -> condition_occurrence, or the table of its standard concept's
 domain; MedicationRequest / MedicationAdministration / MedicationStatement / Immunization -> drug_exposure
@@ -77,19 +79,110 @@ def _files(folder: Path) -> dict[str, list[Path]]:
     return found
 
 
+# The fields each resource type's mapping reads: column -> JSON path; a path ending in "!" keeps JSON
+# (a list of codings, identifiers, categories), the others are text (as ``->>``).
+_COMMON = {
+    "id": "$.id",
+    "resource_type": "$.resourceType",
+    "subject": "$.subject.reference",
+    "encounter": "$.encounter.reference",
+    "context": "$.context.reference",
+}
+_MEDICATION = {
+    "medication_reference": "$.medicationReference.reference",
+    "coding": "$.medicationCodeableConcept.coding!",
+    "effective_date_time": "$.effectiveDateTime",
+    "effective_start": "$.effectivePeriod.start",
+    "effective_end": "$.effectivePeriod.end",
+}
+FIELDS: dict[str, dict[str, str]] = {
+    "Patient": {
+        "id": "$.id",
+        "resource_type": "$.resourceType",
+        "gender": "$.gender",
+        "birth_date": "$.birthDate",
+        "deceased_date_time": "$.deceasedDateTime",
+        "identifier": "$.identifier!",
+        "family_name": "$.name[0].family",
+        "given_name": "$.name[0].given[0]",
+        "postcode": "$.address[0].postalCode",
+    },
+    "Encounter": {
+        **_COMMON,
+        "class_code": "$.class.code",
+        "period_start": "$.period.start",
+        "period_end": "$.period.end",
+    },
+    "Condition": {
+        **_COMMON,
+        "coding": "$.code.coding!",
+        "onset_date_time": "$.onsetDateTime",
+        "recorded_date": "$.recordedDate",
+        "onset_start": "$.onsetPeriod.start",
+        "onset_end": "$.onsetPeriod.end",
+        "abatement_date_time": "$.abatementDateTime",
+    },
+    "Procedure": {
+        **_COMMON,
+        "coding": "$.code.coding!",
+        "performed_date_time": "$.performedDateTime",
+        "performed_start": "$.performedPeriod.start",
+        "performed_end": "$.performedPeriod.end",
+    },
+    "Medication": {"id": "$.id", "resource_type": "$.resourceType", "coding": "$.code.coding!"},
+    "MedicationRequest": {
+        **_COMMON,
+        **_MEDICATION,
+        "validity_start": "$.dispenseRequest.validityPeriod.start",
+        "validity_end": "$.dispenseRequest.validityPeriod.end",
+        "authored_on": "$.authoredOn",
+        "supply_days": "$.dispenseRequest.expectedSupplyDuration.value",
+    },
+    "MedicationAdministration": {**_COMMON, **_MEDICATION},
+    "MedicationStatement": {**_COMMON, **_MEDICATION},
+    "Immunization": {**_COMMON, "coding": "$.vaccineCode.coding!", "occurrence_date_time": "$.occurrenceDateTime"},
+    "Observation": {
+        **_COMMON,
+        "coding": "$.code.coding!",
+        "effective_date_time": "$.effectiveDateTime",
+        "effective_start": "$.effectivePeriod.start",
+        "issued": "$.issued",
+        "quantity_value": "$.valueQuantity.value",
+        "quantity_code": "$.valueQuantity.code",
+        "quantity_unit": "$.valueQuantity.unit",
+        "value_string": "$.valueString",
+        "value_text": "$.valueCodeableConcept.text",
+        "value_code": "$.valueCodeableConcept.coding[0].code",
+        "category": "$.category!",
+    },
+}
+
+
 def _objects(con: duckdb.DuckDBPyConnection, files: list[Path], resource: str) -> str:
-    """A temp table of one resource type's JSON objects (checked to be that type)."""
+    """A temp table of one resource type's fields (``FIELDS``), one row per line, in file order; every line
+    is checked to be that type. Each document is parsed once (a list of paths extracts in one parse)."""
     name = f"_fhir_{resource.lower()}"
     paths = "[" + ", ".join(literal(str(p)) for p in files) + "]"
+    fields = FIELDS[resource]
+    text = [(c, p) for c, p in fields.items() if not p.endswith("!")]
+    json_ = [(c, p.removesuffix("!")) for c, p in fields.items() if p.endswith("!")]
+    columns = [f"t[{i}] AS {c}" for i, (c, _) in enumerate(text, 1)]
+    columns += [f"j[{i}] AS {c}" for i, (c, _) in enumerate(json_, 1)]
+    extract = f"json_extract_string(json, [{', '.join(literal(p) for _, p in text)}]) AS t"
+    if json_:
+        extract += f", json_extract(json, [{', '.join(literal(p) for _, p in json_)}]) AS j"
     try:
-        con.execute(f"CREATE TEMP TABLE {name} AS SELECT json AS r FROM read_ndjson_objects({paths})")
+        con.execute(
+            f"CREATE TEMP TABLE {name} AS SELECT {', '.join(columns)} "
+            f"FROM (SELECT {extract} FROM read_ndjson_objects({paths}))"
+        )
     except duckdb.Error as e:
         message = first_line(e)
         for p in files:
             message = message.replace(str(p), p.name)
         raise InputError(Problem(files[0].name, f"not valid NDJSON: {message}")) from None
     wrong = con.execute(
-        f"SELECT count(*) FROM {name} WHERE (r->>'resourceType') IS DISTINCT FROM {literal(resource)}"
+        f"SELECT count(*) FROM {name} WHERE resource_type IS DISTINCT FROM {literal(resource)}"
     ).fetchone()[0]
     if wrong:
         raise InputError(Problem(files[0].name, f"{wrong} line(s) are not {resource} resources"))
@@ -98,21 +191,24 @@ def _objects(con: duckdb.DuckDBPyConnection, files: list[Path], resource: str) -
 
 def _ref(expr: str) -> str:
     """The id in a reference: ``Patient/123``, ``urn:uuid:abc`` or a bare id."""
-    return f"regexp_replace(regexp_replace({expr}, '^urn:uuid:', ''), '^[A-Za-z]+/', '')"
+    return f"regexp_replace({expr}, '^(?:urn:uuid:)?(?:[A-Za-z]+/)?', '')"  # one regex: the costliest per-row step
 
 
-def _coded(con: duckdb.DuckDBPyConnection, objects: str, path: str, name: str) -> None:
-    """``name``: per resource id, the chosen coding of the CodeableConcept at ``path``: source code,
-    vocabulary, source concept, standard concept and its domain."""
+def _coded(con: duckdb.DuckDBPyConnection, objects: str, name: str) -> None:
+    """``name``: per resource id, the chosen coding of the resource's CodeableConcept (its ``coding`` field):
+    source code, vocabulary, source concept, standard concept and its domain."""
     systems = ", ".join(f"({literal(k)}, {literal(v)})" for k, v in CODE_SYSTEMS.items())
+    # Each coding is parsed once (system and code together); the first mapped coding, else the first coding, is
+    # chosen per resource by an aggregate (arg_min), not by sorting every coding in a window.
     con.execute(f"""
         CREATE TEMP TABLE {name} AS
         WITH listed AS (
-            SELECT (r->>'id') AS id, CAST(r->'{path}'->'coding' AS JSON[]) AS cs FROM {objects}
+            SELECT id, CAST(coding AS JSON[]) AS cs FROM {objects}
         ),
         codings AS (
-            SELECT id, position, coding->>'system' AS system, coding->>'code' AS code
-            FROM (SELECT id, generate_subscripts(cs, 1) AS position, unnest(cs) AS coding FROM listed)
+            SELECT id, position, parts[1] AS system, parts[2] AS code
+            FROM (SELECT id, position, json_extract_string(coding, ['$.system', '$.code']) AS parts
+                  FROM (SELECT id, generate_subscripts(cs, 1) AS position, unnest(cs) AS coding FROM listed))
         ),
         known AS (
             SELECT c.*, s.vocabulary_id FROM codings c LEFT JOIN (VALUES {systems}) s(system, vocabulary_id)
@@ -121,11 +217,16 @@ def _coded(con: duckdb.DuckDBPyConnection, objects: str, path: str, name: str) -
         mapped AS (
             SELECT k.id, k.position, k.code, k.vocabulary_id, m.source_concept_id, m.concept_id, m.domain_id
             FROM known k LEFT JOIN _source_map m ON m.vocabulary_id = k.vocabulary_id AND m.concept_code = k.code
+        ),
+        chosen AS (
+            SELECT id, arg_min({{'source_value': code, 'vocabulary_id': vocabulary_id,
+                                 'source_concept_id': source_concept_id, 'concept_id': concept_id,
+                                 'domain_id': domain_id}}, (concept_id IS NULL, position, concept_id)) AS c
+            FROM mapped GROUP BY id
         )
-        SELECT id, code AS source_value, vocabulary_id, coalesce(source_concept_id, 0) AS source_concept_id,
-               coalesce(concept_id, 0) AS concept_id, domain_id
-        FROM mapped
-        QUALIFY row_number() OVER (PARTITION BY id ORDER BY concept_id IS NULL, position, concept_id) = 1
+        SELECT id, c.source_value, c.vocabulary_id, coalesce(c.source_concept_id, 0) AS source_concept_id,
+               coalesce(c.concept_id, 0) AS concept_id, c.domain_id
+        FROM chosen
     """)
 
 
@@ -146,32 +247,35 @@ def convert(con: duckdb.DuckDBPyConnection, folder: Path) -> FhirExtract:
     _encounters(con, objects.get("Encounter"), extract)
     events = []
     if "Condition" in objects:
-        _coded(con, objects["Condition"], "code", "_code_condition")
+        _coded(con, objects["Condition"], "_code_condition")
         events.append(
             (
                 "Condition",
                 objects["Condition"],
                 "_code_condition",
                 "condition_occurrence",
-                "coalesce(r->>'onsetDateTime', r->>'recordedDate', r->'onsetPeriod'->>'start')",
-                "coalesce(r->>'abatementDateTime', r->'onsetPeriod'->>'end')",
+                "coalesce(onset_date_time, recorded_date, onset_start)",
+                "coalesce(abatement_date_time, onset_end)",
             )
         )
     if "Procedure" in objects:
-        _coded(con, objects["Procedure"], "code", "_code_procedure")
+        _coded(con, objects["Procedure"], "_code_procedure")
         events.append(
             (
                 "Procedure",
                 objects["Procedure"],
                 "_code_procedure",
                 "procedure_occurrence",
-                "coalesce(r->>'performedDateTime', r->'performedPeriod'->>'start')",
-                "r->'performedPeriod'->>'end'",
+                "coalesce(performed_date_time, performed_start)",
+                "performed_end",
             )
         )
     _drugs(con, objects, extract)
     _observations(con, objects.get("Observation"), events, extract)
     _events(con, events, extract)
+    # The parsed resources are no longer needed: free their memory before the tables are written.
+    for table in [*objects.values(), *(codes for _, _, codes, *_ in events)]:
+        con.execute(f"DROP TABLE IF EXISTS {table}")
     _observation_periods(con, extract)
     return extract
 
@@ -183,12 +287,12 @@ def _date(expr: str) -> str:
 def _patients(con: duckdb.DuckDBPyConnection, patients: str, extract: FhirExtract) -> None:
     con.execute(f"""
         CREATE TEMP TABLE _omop_person AS
-        SELECT r->>'id' AS person_id,
-               coalesce(CASE r->>'gender' WHEN 'male' THEN 8507 WHEN 'female' THEN 8532 END, 0) AS gender_concept_id,
-               year({_date("r->>'birthDate'")}) AS year_of_birth, month({_date("r->>'birthDate'")}) AS month_of_birth,
-               day({_date("r->>'birthDate'")}) AS day_of_birth, 0 AS race_concept_id, 0 AS ethnicity_concept_id,
-               r->>'gender' AS gender_source_value,
-               {_date("r->>'deceasedDateTime'")} AS death_date
+        SELECT id AS person_id,
+               coalesce(CASE gender WHEN 'male' THEN 8507 WHEN 'female' THEN 8532 END, 0) AS gender_concept_id,
+               year({_date("birth_date")}) AS year_of_birth, month({_date("birth_date")}) AS month_of_birth,
+               day({_date("birth_date")}) AS day_of_birth, 0 AS race_concept_id, 0 AS ethnicity_concept_id,
+               gender AS gender_source_value,
+               {_date("deceased_date_time")} AS death_date
         FROM {patients}
     """)
     missing_birth = con.execute("SELECT count(*) FROM _omop_person WHERE year_of_birth IS NULL").fetchone()[0]
@@ -201,12 +305,12 @@ def _patients(con: duckdb.DuckDBPyConnection, patients: str, extract: FhirExtrac
     """)
     extract.tables["death"] = "_omop_death"
     rows = con.execute(f"""
-        SELECT r->>'id',
-               (SELECT i->>'value' FROM unnest(CAST(r->'identifier' AS JSON[])) t(i)
+        SELECT id,
+               (SELECT i->>'value' FROM unnest(CAST(identifier AS JSON[])) t(i)
                 WHERE i->>'system' = {literal(NIR_SYSTEM)} LIMIT 1),
-               (r->'name'->0)->>'family', ((r->'name'->0)->'given')->>0, r->>'birthDate',
-               CASE r->>'gender' WHEN 'male' THEN 'M' WHEN 'female' THEN 'F' END,
-               (r->'address'->0)->>'postalCode'
+               family_name, given_name, birth_date,
+               CASE gender WHEN 'male' THEN 'M' WHEN 'female' THEN 'F' END,
+               postcode
         FROM {patients}
     """).fetchall()
     keys = ("local_id", "nir", "family_name", "given_name", "birth_date", "sex", "postcode")
@@ -215,65 +319,63 @@ def _patients(con: duckdb.DuckDBPyConnection, patients: str, extract: FhirExtrac
 
 def _encounters(con: duckdb.DuckDBPyConnection, encounters: str | None, extract: FhirExtract) -> None:
     if encounters is None:  # an empty visit table, so that other resources can always look visits up
-        encounters = "(SELECT CAST(NULL AS JSON) AS r WHERE false)"
+        encounters = (
+            "(SELECT NULL::VARCHAR AS id, NULL::VARCHAR AS subject, NULL::VARCHAR AS class_code, "
+            "NULL::VARCHAR AS period_start, NULL::VARCHAR AS period_end WHERE false)"
+        )
     classes = ", ".join(f"({literal(k)}, {v})" for k, v in ENCOUNTER_CLASSES.items())
     con.execute(f"""
         CREATE TEMP TABLE _omop_visit_occurrence AS
-        SELECT row_number() OVER (ORDER BY r->>'id') AS visit_occurrence_id, r->>'id' AS fhir_id,
-               {_ref("r->'subject'->>'reference'")} AS person_id,
+        SELECT row_number() OVER (ORDER BY id) AS visit_occurrence_id, id AS fhir_id,
+               {_ref("subject")} AS person_id,
                coalesce(k.concept_id, 0) AS visit_concept_id,
-               {_date("r->'period'->>'start'")} AS visit_start_date,
-               coalesce({_date("r->'period'->>'end'")}, {_date("r->'period'->>'start'")}) AS visit_end_date,
-               {EHR} AS visit_type_concept_id, r->'class'->>'code' AS visit_source_value
-        FROM {encounters} LEFT JOIN (VALUES {classes}) k(code, concept_id) ON k.code = (r->'class'->>'code')
+               {_date("period_start")} AS visit_start_date,
+               coalesce({_date("period_end")}, {_date("period_start")}) AS visit_end_date,
+               {EHR} AS visit_type_concept_id, class_code AS visit_source_value
+        FROM {encounters} LEFT JOIN (VALUES {classes}) k(code, concept_id) ON k.code = class_code
     """)
     extract.tables["visit_occurrence"] = "_omop_visit_occurrence"
 
 
-MEDICATION_REFERENCE = "r->'medicationReference'->>'reference'"
-ENCOUNTER_REFERENCE = "coalesce(r->'encounter'->>'reference', r->'context'->>'reference')"
+MEDICATION_REFERENCE = "medication_reference"
+ENCOUNTER_REFERENCE = "coalesce(encounter, context)"
 
 
 def _drugs(con: duckdb.DuckDBPyConnection, objects: dict[str, str], extract: FhirExtract) -> None:
     parts = []
     if "Medication" in objects:
-        _coded(con, objects["Medication"], "code", "_code_medication")
+        _coded(con, objects["Medication"], "_code_medication")
     for resource, start, end in (
         (
             "MedicationRequest",
-            "coalesce(r->'dispenseRequest'->'validityPeriod'->>'start', r->>'authoredOn')",
-            "r->'dispenseRequest'->'validityPeriod'->>'end'",
+            "coalesce(validity_start, authored_on)",
+            "validity_end",
         ),
         (
             "MedicationAdministration",
-            "coalesce(r->>'effectiveDateTime', r->'effectivePeriod'->>'start')",
-            "r->'effectivePeriod'->>'end'",
+            "coalesce(effective_date_time, effective_start)",
+            "effective_end",
         ),
         (
             "MedicationStatement",
-            "coalesce(r->>'effectiveDateTime', r->'effectivePeriod'->>'start')",
-            "r->'effectivePeriod'->>'end'",
+            "coalesce(effective_date_time, effective_start)",
+            "effective_end",
         ),
-        ("Immunization", "r->>'occurrenceDateTime'", "NULL"),
+        ("Immunization", "occurrence_date_time", "NULL"),
     ):
         if resource not in objects:
             continue
-        code_path = "vaccineCode" if resource == "Immunization" else "medicationCodeableConcept"
         table = f"_code_{resource.lower()}"
-        _coded(con, objects[resource], code_path, table)
+        _coded(con, objects[resource], table)
         via_reference = (
             f"LEFT JOIN _code_medication med ON med.id = {_ref(MEDICATION_REFERENCE)}"
             if "Medication" in objects and resource != "Immunization"
             else ""
         )
         pick = "coalesce(c.{0}, med.{0})" if via_reference else "c.{0}"
-        supply = (
-            "TRY_CAST(r->'dispenseRequest'->'expectedSupplyDuration'->>'value' AS INTEGER)"
-            if (resource == "MedicationRequest")
-            else "NULL"
-        )
+        supply = "TRY_CAST(supply_days AS INTEGER)" if (resource == "MedicationRequest") else "NULL"
         parts.append(f"""
-            SELECT {_ref("r->'subject'->>'reference'")} AS person_id,
+            SELECT {_ref("subject")} AS person_id,
                    {pick.format("concept_id")} AS drug_concept_id,
                    {_date(start)} AS drug_exposure_start_date,
                    coalesce({_date(end)}, {_date(start)}) AS drug_exposure_end_date,
@@ -281,7 +383,7 @@ def _drugs(con: duckdb.DuckDBPyConnection, objects: dict[str, str], extract: Fhi
                    v.visit_occurrence_id,
                    {pick.format("source_value")} AS drug_source_value,
                    {pick.format("source_concept_id")} AS drug_source_concept_id
-            FROM {objects[resource]} LEFT JOIN {table} c ON c.id = (r->>'id') {via_reference}
+            FROM {objects[resource]} r LEFT JOIN {table} c ON c.id = r.id {via_reference}
             LEFT JOIN _omop_visit_occurrence v ON v.fhir_id = {_ref(ENCOUNTER_REFERENCE)}
         """)
     if parts:
@@ -291,6 +393,9 @@ def _drugs(con: duckdb.DuckDBPyConnection, objects: dict[str, str], extract: Fhi
             + ")"
         )
         extract.tables["drug_exposure"] = "_omop_drug_exposure"
+    for resource in ("medication", "medicationrequest", "medicationadministration", "medicationstatement"):
+        con.execute(f"DROP TABLE IF EXISTS _code_{resource}")
+    con.execute("DROP TABLE IF EXISTS _code_immunization")
 
 
 # Where an event goes: the domain of its standard concept, else its resource's default table.
@@ -307,28 +412,25 @@ def _observations(
 ) -> None:
     if observations is None:
         return
-    _coded(con, observations, "code", "_code_observation")
-    con.execute(f"""
-        CREATE TEMP TABLE _fhir_observation_values AS
-        SELECT r->>'id' AS id,
-               TRY_CAST(r->'valueQuantity'->>'value' AS DOUBLE) AS value_as_number,
-               coalesce(r->>'valueString', r->'valueCodeableConcept'->>'text',
-                        (r->'valueCodeableConcept'->'coding'->0)->>'code') AS value_as_string,
-               coalesce(r->'valueQuantity'->>'code', r->'valueQuantity'->>'unit') AS unit_source_value,
-               (contains(CAST(r->'category' AS VARCHAR), '"laboratory"')
-                OR contains(CAST(r->'category' AS VARCHAR), '"vital-signs"')) AS is_measurement
-        FROM {observations}
-    """)
+    _coded(con, observations, "_code_observation")
     events.append(
         (
             "Observation",
             observations,
             "_code_observation",
             None,
-            "coalesce(r->>'effectiveDateTime', r->'effectivePeriod'->>'start', r->>'issued')",
+            "coalesce(effective_date_time, effective_start, issued)",
             "NULL",
         )
     )
+
+
+# An Observation's value, unit and whether it is a measurement (a laboratory or vital-signs category).
+OBSERVATION_VALUES = """TRY_CAST(quantity_value AS DOUBLE) AS value_as_number,
+    coalesce(value_string, value_text, value_code) AS value_as_string,
+    coalesce(quantity_code, quantity_unit) AS unit_source_value,
+    (contains(CAST(category AS VARCHAR), '"laboratory"')
+     OR contains(CAST(category AS VARCHAR), '"vital-signs"')) AS is_measurement"""
 
 
 def _events(con: duckdb.DuckDBPyConnection, events: list[tuple], extract: FhirExtract) -> None:
@@ -336,19 +438,18 @@ def _events(con: duckdb.DuckDBPyConnection, events: list[tuple], extract: FhirEx
     parts = []
     for resource, objects, codes, default_table, start, end in events:
         values = (
-            "o.value_as_number, o.value_as_string, o.unit_source_value, o.is_measurement"
+            OBSERVATION_VALUES
             if resource == "Observation"
             else "NULL::DOUBLE AS value_as_number, NULL::VARCHAR AS value_as_string, "
             "NULL::VARCHAR AS unit_source_value, NULL::BOOLEAN AS is_measurement"
         )
-        join_values = "LEFT JOIN _fhir_observation_values o ON o.id = (r->>'id')" if resource == "Observation" else ""
         parts.append(f"""
-            SELECT {literal(resource)} AS resource, r->>'id' AS fhir_id,
-                   {_ref("r->'subject'->>'reference'")} AS person_id,
+            SELECT {literal(resource)} AS resource, r.id AS fhir_id,
+                   {_ref("subject")} AS person_id,
                    c.concept_id, c.domain_id, c.source_value, c.source_concept_id,
                    {_date(start)} AS start_date, {_date(end)} AS end_date, v.visit_occurrence_id,
                    {values}, {literal(default_table or "")} AS default_table
-            FROM {objects} LEFT JOIN {codes} c ON c.id = (r->>'id') {join_values}
+            FROM {objects} r LEFT JOIN {codes} c ON c.id = r.id
             LEFT JOIN _omop_visit_occurrence v ON v.fhir_id = {_ref(ENCOUNTER_REFERENCE)}
         """)
     if not parts:
@@ -396,6 +497,7 @@ def _events(con: duckdb.DuckDBPyConnection, events: list[tuple], extract: FhirEx
         "SELECT resource, count(*) FROM _fhir_events WHERE start_date IS NULL OR person_id IS NULL GROUP BY 1"
     ).fetchall():
         extract.without_date_or_patient[resource] += n
+    con.execute("DROP TABLE _fhir_events")
 
 
 def _observation_periods(con: duckdb.DuckDBPyConnection, extract: FhirExtract) -> None:
