@@ -61,7 +61,8 @@ def expected(principal: Principal, action: str, obj) -> bool:
     provider_of = {g.site for g in usable if g.role == Role.DATA_PROVIDER}
     me = principal.username
 
-    if action in ("user.manage", "site.manage", "project.create", "release.build", "keys.view", "optout.manage"):
+    hub_wide = ("user.manage", "site.manage", "project.create", "release.build", "keys.view", "optout.manage")
+    if action in (*hub_wide, "hub.halt"):
         return obj is None and operator
     if action == "audit.read":
         return obj is None and auditor

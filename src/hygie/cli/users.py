@@ -275,3 +275,35 @@ def admin_migrate() -> None:
         console.print(f"{where}: already at revision {after}", soft_wrap=True)
     else:
         console.print(f"{where}: migrated from {before or 'an empty database'} to revision {after}", soft_wrap=True)
+
+
+@admin.command("halt")
+@handle_errors
+def admin_halt(
+    reason: str = typer.Option(..., "--reason", help="Why (recorded in the audit log)."),
+    project: str | None = typer.Option(None, "--project", help="Halt this project only (default: the whole hub)."),
+) -> None:
+    """The kill switch: suspend every active project (or one), revoke API tokens, end portal sessions, stop
+    jobs; pending output requests are frozen. Nothing is deleted. Undo with `hygie admin resume`."""
+    from hygie.governance.halt import KillSwitch
+
+    with opened_store() as store:
+        r = KillSwitch(store).halt(operator(), reason, project=project)
+    say(
+        f"[bold red]halted[/] {r.scope}: {len(r.projects)} project(s) suspended, {r.tokens_revoked} token(s) revoked, "
+        f"{r.sessions_ended} session(s) ended, {r.jobs_stopped} job(s) stopped, {r.outputs_frozen} output "
+        "request(s) frozen"
+    )
+
+
+@admin.command("resume")
+@handle_errors
+def admin_resume(
+    project: str | None = typer.Option(None, "--project", help="Resume this project only (default: all)."),
+) -> None:
+    """Re-approve the projects a halt suspended. Revoked tokens stay revoked: users ask for new ones."""
+    from hygie.governance.halt import KillSwitch
+
+    with opened_store() as store:
+        r = KillSwitch(store).resume(operator(), project=project)
+    say(f"resumed {r.scope}: {len(r.projects)} project(s) active again ({', '.join(r.projects) or 'none'})")

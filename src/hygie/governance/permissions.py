@@ -46,6 +46,7 @@ class Action(StrEnum):
     KEYS_VIEW = "keys.view"  # the status of the master, data and audit signing keys (never a key itself)
     AUDIT_READ = "audit.read"
     OPTOUT_MANAGE = "optout.manage"
+    HUB_HALT = "hub.halt"  # the kill switch: halt (and resume) one project or the whole hub
     REGISTRY_VIEW_PUBLIC = "registry.view_public"
 
 
@@ -174,6 +175,7 @@ RULES: dict[Action, Rule] = {
     Action.KEYS_VIEW: Rule(None, {Role.OPERATOR: ()}),
     Action.AUDIT_READ: Rule(None, {Role.AUDITOR: ()}),
     Action.OPTOUT_MANAGE: Rule(None, {Role.OPERATOR: ()}),
+    Action.HUB_HALT: Rule(None, {Role.OPERATOR: ()}),
     Action.REGISTRY_VIEW_PUBLIC: Rule(None, {}, public=True),
 }
 
