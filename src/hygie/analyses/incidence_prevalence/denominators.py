@@ -7,8 +7,10 @@ the day before the birthday ending the age group, the end of observation (of the
 end; it is kept when it enters on or before it leaves. Semantics: docs/incidence-prevalence.md.
 
 The cohorts are computed once per study run and denominator name (``context.cache``) and live in a temporary
-table of the runner; ``Denominator.rows`` selects them: ``cohort_definition_id, subject_id, cohort_start_date,
-cohort_end_date, person_sex``.
+table of the runner; ``Denominator.rows`` selects them: ``rid`` (unique per row), ``cohort_definition_id,
+subject_id, cohort_start_date, cohort_end_date, person_sex``. Three statements: the candidate rows expanded over
+the distinct (age group, prior observation) requirements, the cohort rows, and one query of the attrition
+counts (per step level, no ``count(DISTINCT)``) with each cohort's first entry and last exit.
 """
 
 from __future__ import annotations
@@ -16,13 +18,13 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 
 from hygie.analyses.base import ResultTable, StudyContext
 from hygie.analyses.incidence_prevalence.spec import DenominatorSpec
-from hygie.analyses.incidence_prevalence.sql_dates import add_years, date_literal, date_of_birth
+from hygie.analyses.incidence_prevalence.sql_dates import birth_parts, birthday, date_literal, row_id
 from hygie.errors import HygieError
 
 MALE, FEMALE = 8507, 8532
@@ -55,14 +57,21 @@ class Denominator:
     end_date: dt.date | None
     settings: pa.Table
     attrition: pa.Table
+    spans: dict[int, tuple[dt.date, dt.date]] = field(default_factory=dict)  # cohort id -> (first entry, last exit)
 
     @property
     def rows(self) -> str:
-        """SQL of the cohort rows (``table`` also keeps the rows that failed a requirement, for the attrition)."""
+        """SQL of the cohort rows."""
         return (
-            "(SELECT cohort_definition_id, subject_id, cohort_start_date, cohort_end_date, person_sex "
-            f"FROM {self.table} WHERE s9)"
+            "(SELECT rid, cohort_definition_id, subject_id, cohort_start_date, cohort_end_date, person_sex "
+            f"FROM {self.table})"
         )
+
+    def counts(self, cohort_id: int) -> tuple[int, int]:
+        """Records and subjects of one cohort (its last attrition step)."""
+        steps = {(r["denominator_cohort_id"], r["reason_id"]): r for r in self.attrition.to_pylist()}
+        last = max((r for (c, _), r in steps.items() if c == cohort_id), key=lambda r: r["reason_id"])
+        return int(last["number_records"]), int(last["number_subjects"])
 
     def cohort_name(self, cohort_id: int) -> str:
         return f"{self.name}_{cohort_id}"
@@ -170,26 +179,20 @@ def generate(context: StudyContext, name: str, spec: DenominatorSpec) -> Denomin
             }
         ),
     )
-    spark = runner.dialect.name == "spark"
     try:
         runner.materialize(requirements, _requirements_sql(context, candidates, grid, start, end))
-        # Every row of every cohort that met its age requirement, with the flags s8, s9: the cohort is s9.
-        runner.materialize(table, _cohorts_sql(context, requirements, grid, spec, target_id))
-        counts = runner.query(_counts_sql(candidates, requirements, table, spark)).to_pylist()
+        flagged = _flagged_sql(context, requirements, grid, spec, target_id)
+        runner.materialize(table, _cohorts_sql(context, flagged))
+        counts = runner.query(_counts_sql(candidates, requirements, flagged)).to_pylist()
     finally:
         runner.drop(requirements)
         runner.drop(grid)
-    by_level: dict[str, dict[int, dict]] = {"shared": {}, "requirement": {}, "cohort": {}}
-    for r in counts:
-        by_level[r["level"]][int(r["k"])] = r
-    common = {k: v for k, v in by_level["shared"].get(0, {}).items() if v is not None}  # {}: no candidate
-    by_id = {}
+    common, by_requirement, by_id, spans = _steps(counts)
     for c in cohorts:
-        parts = [
-            by_level["requirement"].get(requirement_ids[_requirement(c)], {}),
-            by_level["cohort"].get(c.cohort_definition_id, {}),
-        ]
-        by_id[c.cohort_definition_id] = {k: v for part in parts for k, v in part.items() if v is not None}
+        by_id[c.cohort_definition_id] = {
+            **by_requirement.get(requirement_ids[_requirement(c)], {}),
+            **by_id.get(c.cohort_definition_id, {}),
+        }
     return Denominator(
         name,
         spec,
@@ -198,7 +201,8 @@ def generate(context: StudyContext, name: str, spec: DenominatorSpec) -> Denomin
         start,
         end,
         _settings(name, cohorts, start, end, spec),
-        _attrition_table(name, cohorts, common, by_id, spec),
+        _attrition_table(name, cohorts, common.get(0, {}), by_id, spec),
+        spans,
     )
 
 
@@ -208,9 +212,9 @@ def _requirement(cohort: DenominatorCohort) -> tuple[int, int, int]:
 
 def _empty_sql() -> str:
     return (
-        "SELECT CAST(NULL AS BIGINT) AS cohort_definition_id, CAST(NULL AS BIGINT) AS subject_id, "
-        "CAST(NULL AS DATE) AS cohort_start_date, CAST(NULL AS DATE) AS cohort_end_date, "
-        "CAST(NULL AS STRING) AS person_sex, FALSE AS s8, FALSE AS s9 "
+        "SELECT CAST(NULL AS BIGINT) AS rid, CAST(NULL AS BIGINT) AS cohort_definition_id, "
+        "CAST(NULL AS BIGINT) AS subject_id, CAST(NULL AS DATE) AS cohort_start_date, "
+        "CAST(NULL AS DATE) AS cohort_end_date, CAST(NULL AS STRING) AS person_sex "
         "FROM (SELECT 1 AS x) t WHERE 1 = 0"
     )
 
@@ -218,27 +222,25 @@ def _empty_sql() -> str:
 def _candidates_sql(
     context: StudyContext, spec: DenominatorSpec, start: dt.date, end: dt.date, target_id: int | None
 ) -> str:
-    """Candidate rows with the flags of the steps every cohort shares (s2..s5: year of birth, sex, age
-    possible from the year of birth, observation overlapping the study period)."""
+    """Candidate rows with ``lvl``, the last of the steps every cohort shares that they pass (1: starting
+    population; 2: year of birth; 3: sex; 4: age possible from the year of birth; 5: observation overlapping
+    the study period), the date of birth as INT parts (``yob``, ``mob``, ``dday``) and the sex."""
     d = context.runner.dialect
     low = min(c[0] for c in spec.age_groups)
     high = max(c[1] for c in spec.age_groups)
     study_start, study_end = date_literal(start), date_literal(end)
-    dob = date_of_birth("p.year_of_birth", "p.month_of_birth", "p.day_of_birth")
+    year, month, day = birth_parts("p.year_of_birth", "p.month_of_birth", "p.day_of_birth")
+    person = f"p.person_id AS subject_id, p.gender_concept_id, {year} AS yob, {month} AS mob, {day} AS dday"
     if target_id is None:
         source = (
-            "SELECT p.person_id AS subject_id, p.year_of_birth, p.gender_concept_id, "
-            f"CASE WHEN p.year_of_birth IS NULL THEN NULL ELSE {dob} END AS dob, "
-            "op.observation_period_start_date AS op_start, op.observation_period_end_date AS op_end, "
-            "CAST(NULL AS DATE) AS t_start "
+            f"SELECT {person}, op.observation_period_start_date AS op_start, "
+            "op.observation_period_end_date AS op_end, CAST(NULL AS DATE) AS t_start "
             "FROM person p LEFT JOIN observation_period op ON op.person_id = p.person_id"
         )
     else:
         # Only observation periods containing a target entry; they end when the target record ends.
         source = (
-            "SELECT p.person_id AS subject_id, p.year_of_birth, p.gender_concept_id, "
-            f"CASE WHEN p.year_of_birth IS NULL THEN NULL ELSE {dob} END AS dob, "
-            "op.observation_period_start_date AS op_start, "
+            f"SELECT {person}, op.observation_period_start_date AS op_start, "
             "CASE WHEN op.person_id IS NULL THEN NULL "
             "ELSE least(op.observation_period_end_date, t.cohort_end_date) END AS op_end, "
             "t.cohort_start_date AS t_start "
@@ -248,82 +250,50 @@ def _candidates_sql(
             "AND t.cohort_start_date >= op.observation_period_start_date "
             "AND t.cohort_start_date <= op.observation_period_end_date"
         )
-    s2 = "year_of_birth IS NOT NULL"
-    s3 = f"{s2} AND gender_concept_id IN ({MALE}, {FEMALE})"
-    last_day = d.add_days(add_years(d, "dob", high + 1), -1)
-    s4 = f"{s3} AND {add_years(d, 'dob', low)} <= {study_end} AND {last_day} >= {study_start}"
-    s5 = f"{s4} AND op_start IS NOT NULL AND op_start <= {study_end} AND op_end >= {study_start}"
+    last_day = d.add_days(birthday("yob", "mob", "dday", high + 1), -1)
+    age_ok = f"{birthday('yob', 'mob', 'dday', low)} <= {study_end} AND {last_day} >= {study_start}"
+    observed = f"op_start IS NOT NULL AND op_start <= {study_end} AND op_end >= {study_start}"
+    # A NULL condition (a missing date) fails its step, as a filter would.
+    level = (
+        "CASE WHEN yob IS NULL THEN 1 "
+        f"WHEN gender_concept_id IS NULL OR gender_concept_id NOT IN ({MALE}, {FEMALE}) THEN 2 "
+        f"WHEN NOT coalesce({age_ok}, FALSE) THEN 3 WHEN NOT coalesce({observed}, FALSE) THEN 4 ELSE 5 END"
+    )
     return (
-        f"SELECT c.*, ({s2}) AS s2, ({s3}) AS s3, ({s4}) AS s4, ({s5}) AS s5, "
+        f"SELECT c.*, {level} AS lvl, "
         f"CASE WHEN gender_concept_id = {MALE} THEN 'Male' WHEN gender_concept_id = {FEMALE} THEN 'Female' END "
         f"AS person_sex FROM ({source}) c"
     )
 
 
-def _per_subject(source: str, key: str, flags: tuple[str, ...], level: str, spark: bool) -> str:
-    """Records and subjects passing each flag, per ``key``. DuckDB counts distinct subjects directly; on Spark
-    two plain aggregations (per subject, then per ``key``) avoid the expand that ``count(DISTINCT ...)`` plans."""
-    counts = {}
-    if not spark:
-        for f in flags:
-            counts[f] = (
-                f"sum(CASE WHEN {f} THEN 1 ELSE 0 END)",
-                f"count(DISTINCT CASE WHEN {f} THEN subject_id END)",
-            )
-        source_sql = source
-    else:
-        inner = ", ".join(f"sum(CASE WHEN {f} THEN 1 ELSE 0 END) AS {f}" for f in flags)
-        source_sql = f"(SELECT {key}, subject_id, {inner} FROM {source} GROUP BY {key}, subject_id) t"
-        for f in flags:
-            counts[f] = (f"sum({f})", f"sum(CASE WHEN {f} > 0 THEN 1 ELSE 0 END)")
-    columns = []
-    for f in ALL_FLAGS:
-        records, subjects = counts.get(f, ("CAST(NULL AS BIGINT)", "CAST(NULL AS BIGINT)"))
-        columns.append(f"{records} AS {f}_records, {subjects} AS {f}_subjects")
-    return f"SELECT '{level}' AS level, {key} AS k, {', '.join(columns)} FROM {source_sql} GROUP BY {key}"
-
-
-ALL_FLAGS = ("s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9")
-
-
-def _counts_sql(candidates: str, requirements: str, cohorts: str, spark: bool) -> str:
-    """Records and subjects after each step: the shared steps, the age and prior-observation steps per
-    requirement, the sex and final steps per cohort."""
-    shared = f"(SELECT c.*, TRUE AS s1, CAST(0 AS BIGINT) AS k0 FROM ({candidates}) c) c"
-    per_requirement = f"(SELECT r.*, TRUE AS s6, prior_start <= ce AS s7 FROM {requirements} r) r"
-    return " UNION ALL ".join(
-        [
-            _per_subject(shared, "k0", ALL_FLAGS[:5], "shared", spark),
-            _per_subject(per_requirement, "requirement_id", ("s6", "s7"), "requirement", spark),
-            _per_subject(cohorts, "cohort_definition_id", ("s8", "s9"), "cohort", spark),
-        ]
-    )
-
-
 def _requirements_sql(context: StudyContext, candidates: str, grid: str, start: dt.date, end: dt.date) -> str:
     """Each candidate row that passed the shared steps, for each (age group, prior observation) whose age
-    requirement it meets during the study period (s6), with its dates."""
+    requirement it meets during the study period (s6), with its dates (``prior_start`` after the prior
+    observation, ``ce`` the exit)."""
     d = context.runner.dialect
     study_start, study_end = date_literal(start), date_literal(end)
-    age_start = add_years(d, "c.dob", "g.min_age")
-    age_end = d.add_days(add_years(d, "c.dob", "g.max_age_plus_one"), -1)
+    age_start = birthday("c.yob", "c.mob", "c.dday", "g.min_age")
+    age_end = d.add_days(birthday("c.yob", "c.mob", "c.dday", "g.max_age_plus_one"), -1)
     requirements = f"SELECT DISTINCT requirement_id, min_age, max_age_plus_one, prior_days FROM {grid}"
+    dated = (
+        "SELECT g.requirement_id, c.subject_id, c.person_sex, c.t_start, c.op_start, g.prior_days, "
+        f"{age_start} AS age_start, least({age_end}, c.op_end, {study_end}) AS ce "
+        f"FROM ({candidates}) c CROSS JOIN ({requirements}) g WHERE c.lvl = 5"
+    )
     return (
-        "SELECT * FROM ("
-        "SELECT g.requirement_id, c.subject_id, c.person_sex, c.t_start, "
-        f"greatest({age_start}, c.op_start, {study_start}) AS age_start, "
-        f"greatest({age_start}, {d.add_days('c.op_start', 'g.prior_days')}, {study_start}) AS prior_start, "
-        f"least({age_end}, c.op_end, {study_end}) AS ce "
-        f"FROM ({candidates}) c CROSS JOIN ({requirements}) g WHERE c.s5) r "
-        "WHERE age_start <= ce"  # rows failing the age requirement only count as not passing s6
+        "SELECT requirement_id, subject_id, person_sex, t_start, ce, "
+        f"greatest(age_start, {d.add_days('op_start', 'prior_days')}, {study_start}) AS prior_start "
+        f"FROM ({dated}) r "
+        f"WHERE greatest(age_start, op_start, {study_start}) <= ce"  # rows failing only count as not passing s6
     )
 
 
-def _cohorts_sql(
+def _flagged_sql(
     context: StudyContext, requirements: str, grid: str, spec: DenominatorSpec, target_id: int | None
 ) -> str:
-    """The rows of each cohort of the grid (matching its sex), with the flags s8 (prior observation and sex)
-    and s9 (all requirements, target included) and the entry and exit dates."""
+    """The rows of each cohort of the grid (matching its sex) with ``lvl``: 7 when the prior observation
+    requirement fails, 8 when only the last step (target criteria, observation left) fails, 9 when in the
+    cohort; and their entry and exit dates."""
     d = context.runner.dialect
     fs, fe = "r.prior_start", "r.ce"
     entry_ok = "TRUE"
@@ -339,12 +309,82 @@ def _cohorts_sql(
             fs = d.add_days("r.t_start", int(tar_start))
     return (
         "SELECT g.cohort_definition_id, r.subject_id, r.person_sex, "
-        "r.prior_start <= r.ce AS s8, "
-        f"r.prior_start <= r.ce AND {entry_ok} AND {fs} <= {fe} AS s9, "
+        f"CASE WHEN r.prior_start <= r.ce AND {entry_ok} AND {fs} <= {fe} THEN 9 "
+        "WHEN r.prior_start <= r.ce THEN 8 ELSE 7 END AS lvl, "
         f"{fs} AS cohort_start_date, {fe} AS cohort_end_date "
         f"FROM {requirements} r JOIN {grid} g ON g.requirement_id = r.requirement_id "
         "AND (g.sex = 'Both' OR g.sex = r.person_sex)"
     )
+
+
+def _cohorts_sql(context: StudyContext, flagged: str) -> str:
+    """The cohort rows, each with a unique ``rid``."""
+    return (
+        f"SELECT {row_id(context.runner.dialect)} AS rid, cohort_definition_id, subject_id, "
+        f"cohort_start_date, cohort_end_date, person_sex FROM ({flagged}) f WHERE lvl = 9"
+    )
+
+
+def _levels(name: str, source: str, dates: bool) -> str:
+    """Records and subjects per (``k``, ``lvl``): a record counts at its own level, a subject at the highest
+    level of their records (steps are nested, so counting everything at or above a step gives the records and
+    distinct subjects passing it, without ``count(DISTINCT)``, which Spark plans as an expensive expand)."""
+    first, last = ("min(cohort_start_date)", "max(cohort_end_date)") if dates else ("NULL", "NULL")
+    return (
+        f"SELECT '{name}' AS level, k, lvl, count(*) AS records, CAST(0 AS BIGINT) AS subjects, "
+        f"CAST({first} AS DATE) AS first, CAST({last} AS DATE) AS last FROM ({source}) s GROUP BY k, lvl "
+        f"UNION ALL SELECT '{name}' AS level, k, lvl, CAST(0 AS BIGINT) AS records, count(*) AS subjects, "
+        "CAST(NULL AS DATE) AS first, CAST(NULL AS DATE) AS last "
+        f"FROM (SELECT k, subject_id, max(lvl) AS lvl FROM ({source}) s GROUP BY k, subject_id) t GROUP BY k, lvl"
+    )
+
+
+def _counts_sql(candidates: str, requirements: str, flagged: str) -> str:
+    """Records and subjects per level: the shared steps, the age and prior-observation steps per requirement,
+    the sex and final steps per cohort; and each cohort's first entry and last exit."""
+    requirement_levels = (
+        "SELECT requirement_id AS k, subject_id, CASE WHEN prior_start <= ce THEN 7 ELSE 6 END AS lvl "
+        f"FROM {requirements}"
+    )
+    cohort_levels = (
+        "SELECT cohort_definition_id AS k, subject_id, lvl, "
+        "CASE WHEN lvl = 9 THEN cohort_start_date END AS cohort_start_date, "
+        f"CASE WHEN lvl = 9 THEN cohort_end_date END AS cohort_end_date FROM ({flagged}) f"
+    )
+    return " UNION ALL ".join(
+        [
+            _levels("shared", f"SELECT CAST(0 AS BIGINT) AS k, subject_id, lvl FROM ({candidates}) c", False),
+            _levels("requirement", requirement_levels, False),
+            _levels("cohort", cohort_levels, True),
+        ]
+    )
+
+
+STEPS = {"shared": range(1, 6), "requirement": range(6, 8), "cohort": range(8, 10)}
+
+
+def _steps(
+    counts: list[dict],
+) -> tuple[dict[int, dict], dict[int, dict], dict[int, dict], dict[int, tuple[dt.date, dt.date]]]:
+    """The ``s<step>_records`` and ``s<step>_subjects`` of each key of each level (cumulated over the levels at
+    or above the step), and each cohort's (first entry, last exit)."""
+    at: dict[tuple[str, int], dict[int, list[int]]] = {}
+    spans: dict[int, tuple[dt.date, dt.date]] = {}
+    for r in counts:
+        key = (r["level"], int(r["k"]))
+        cell = at.setdefault(key, {}).setdefault(int(r["lvl"]), [0, 0])
+        cell[0] += int(r["records"])
+        cell[1] += int(r["subjects"])
+        if r["first"] is not None:
+            spans[key[1]] = (r["first"], r["last"])
+    out: dict[str, dict[int, dict]] = {level: {} for level in STEPS}
+    for (level, k), by_lvl in at.items():
+        steps = {}
+        for step in STEPS[level]:
+            steps[f"s{step}_records"] = sum(n for lvl, (n, _) in by_lvl.items() if lvl >= step)
+            steps[f"s{step}_subjects"] = sum(n for lvl, (_, n) in by_lvl.items() if lvl >= step)
+        out[level][k] = steps
+    return out["shared"], out["requirement"], out["cohort"], spans
 
 
 COMMON_REASONS = (
