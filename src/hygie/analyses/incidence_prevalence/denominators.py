@@ -161,7 +161,7 @@ def generate(context: StudyContext, name: str, spec: DenominatorSpec) -> Denomin
         settings = _settings(name, cohorts, start, end, spec)
         return Denominator(name, spec, table, cohorts, start, end, settings, attrition)
     target_id = context.cohort(spec.target.cohort).cohort_definition_id if spec.target else None
-    candidates = _candidates_sql(context, spec, start, end, target_id)
+    candidates = context.temp_name("denominator_candidates")
     grid = context.temp_name("denominator_grid")
     requirements = context.temp_name("denominator_requirements")
     # The same (age group, prior observation) serves every sex: dates are computed once per requirement.
@@ -180,19 +180,22 @@ def generate(context: StudyContext, name: str, spec: DenominatorSpec) -> Denomin
         ),
     )
     try:
-        runner.materialize(requirements, _requirements_sql(context, candidates, grid, start, end))
-        flagged = _flagged_sql(context, requirements, grid, spec, target_id)
-        runner.materialize(table, _cohorts_sql(context, flagged))
-        counts = runner.query(_counts_sql(candidates, requirements, flagged)).to_pylist()
+        runner.materialize(candidates, _candidates_sql(context, spec, start, end, target_id))
+        runner.materialize(requirements, _requirements_sql(context, candidates, grid, spec, start, end, target_id))
+        runner.materialize(table, _cohorts_sql(context, requirements, grid))
+        counts = runner.query(_counts_sql(candidates, requirements)).to_pylist()
     finally:
+        runner.drop(candidates)
         runner.drop(requirements)
         runner.drop(grid)
-    common, by_requirement, by_id, spans = _steps(counts)
+    common, by_requirement = _steps(counts)
+    by_id, spans = {}, {}
     for c in cohorts:
-        by_id[c.cohort_definition_id] = {
-            **by_requirement.get(requirement_ids[_requirement(c)], {}),
-            **by_id.get(c.cohort_definition_id, {}),
-        }
+        sexes = ("Male", "Female") if c.sex == "Both" else (c.sex,)
+        steps, first, last = _cohort_steps(by_requirement.get(requirement_ids[_requirement(c)], {}), sexes)
+        by_id[c.cohort_definition_id] = steps
+        if first is not None:
+            spans[c.cohort_definition_id] = (first, last)
     return Denominator(
         name,
         spec,
@@ -201,7 +204,7 @@ def generate(context: StudyContext, name: str, spec: DenominatorSpec) -> Denomin
         start,
         end,
         _settings(name, cohorts, start, end, spec),
-        _attrition_table(name, cohorts, common.get(0, {}), by_id, spec),
+        _attrition_table(name, cohorts, common, by_id, spec),
         spans,
     )
 
@@ -259,42 +262,52 @@ def _candidates_sql(
         f"WHEN gender_concept_id IS NULL OR gender_concept_id NOT IN ({MALE}, {FEMALE}) THEN 2 "
         f"WHEN NOT coalesce({age_ok}, FALSE) THEN 3 WHEN NOT coalesce({observed}, FALSE) THEN 4 ELSE 5 END"
     )
+    # Ages reached in the first and last years of observation in the study period (see _requirements_sql).
+    first_year = d.year(f"greatest(op_start, {study_start})")
+    last_year = d.year(f"least(op_end, {study_end})")
     return (
-        f"SELECT c.*, {level} AS lvl, "
+        f"SELECT c.subject_id, c.yob, c.mob, c.dday, c.op_start, c.op_end, c.t_start, {level} AS lvl, "
         f"CASE WHEN gender_concept_id = {MALE} THEN 'Male' WHEN gender_concept_id = {FEMALE} THEN 'Female' END "
-        f"AS person_sex FROM ({source}) c"
+        f"AS person_sex, {first_year} - yob AS first_age, {last_year} - yob AS last_age FROM ({source}) c"
     )
 
 
-def _requirements_sql(context: StudyContext, candidates: str, grid: str, start: dt.date, end: dt.date) -> str:
+def _requirements_sql(
+    context: StudyContext,
+    candidates: str,
+    grid: str,
+    spec: DenominatorSpec,
+    start: dt.date,
+    end: dt.date,
+    target_id: int | None,
+) -> str:
     """Each candidate row that passed the shared steps, for each (age group, prior observation) whose age
-    requirement it meets during the study period (s6), with its dates (``prior_start`` after the prior
-    observation, ``ce`` the exit)."""
+    requirement it meets during the study period (step 6), with ``lvl``: 6, 7 when it also meets the prior
+    observation requirement, 9 when it then enters a cohort of the requirement's sex (the target criteria and
+    the observation left do not depend on sex); and its entry and exit dates.
+
+    Whole years of birth discard most (row, requirement) pairs before any date is computed: a birthday of age
+    ``a`` falls in year ``yob + a``, so an age group can only be met if ``yob + min_age`` is not after the
+    last year of observation and ``yob + max_age + 1`` not before the first."""
     d = context.runner.dialect
     study_start, study_end = date_literal(start), date_literal(end)
     age_start = birthday("c.yob", "c.mob", "c.dday", "g.min_age")
     age_end = d.add_days(birthday("c.yob", "c.mob", "c.dday", "g.max_age_plus_one"), -1)
-    requirements = f"SELECT DISTINCT requirement_id, min_age, max_age_plus_one, prior_days FROM {grid}"
+    # Requirements apply to the rows at level 5 (all shared steps passed): an equality the engines hash-join
+    # on, the ages being checked on the pairs it makes and the dates computed on the pairs kept.
+    requirements = "SELECT DISTINCT 5 AS lvl, requirement_id, min_age, max_age_plus_one, prior_days FROM " + grid
     dated = (
         "SELECT g.requirement_id, c.subject_id, c.person_sex, c.t_start, c.op_start, g.prior_days, "
         f"{age_start} AS age_start, least({age_end}, c.op_end, {study_end}) AS ce "
-        f"FROM ({candidates}) c CROSS JOIN ({requirements}) g WHERE c.lvl = 5"
+        f"FROM {candidates} c JOIN ({requirements}) g "
+        "ON g.lvl = c.lvl AND g.min_age <= c.last_age AND g.max_age_plus_one >= c.first_age"
     )
-    return (
+    aged = (
         "SELECT requirement_id, subject_id, person_sex, t_start, ce, "
         f"greatest(age_start, {d.add_days('op_start', 'prior_days')}, {study_start}) AS prior_start "
         f"FROM ({dated}) r "
         f"WHERE greatest(age_start, op_start, {study_start}) <= ce"  # rows failing only count as not passing s6
     )
-
-
-def _flagged_sql(
-    context: StudyContext, requirements: str, grid: str, spec: DenominatorSpec, target_id: int | None
-) -> str:
-    """The rows of each cohort of the grid (matching its sex) with ``lvl``: 7 when the prior observation
-    requirement fails, 8 when only the last step (target criteria, observation left) fails, 9 when in the
-    cohort; and their entry and exit dates."""
-    d = context.runner.dialect
     fs, fe = "r.prior_start", "r.ce"
     entry_ok = "TRUE"
     if target_id is not None and spec.target is not None:
@@ -308,83 +321,95 @@ def _flagged_sql(
         if tar_start != 0:
             fs = d.add_days("r.t_start", int(tar_start))
     return (
-        "SELECT g.cohort_definition_id, r.subject_id, r.person_sex, "
+        "SELECT r.requirement_id, r.subject_id, r.person_sex, "
         f"CASE WHEN r.prior_start <= r.ce AND {entry_ok} AND {fs} <= {fe} THEN 9 "
-        "WHEN r.prior_start <= r.ce THEN 8 ELSE 7 END AS lvl, "
-        f"{fs} AS cohort_start_date, {fe} AS cohort_end_date "
-        f"FROM {requirements} r JOIN {grid} g ON g.requirement_id = r.requirement_id "
-        "AND (g.sex = 'Both' OR g.sex = r.person_sex)"
+        "WHEN r.prior_start <= r.ce THEN 7 ELSE 6 END AS lvl, "
+        f"{fs} AS cohort_start_date, {fe} AS cohort_end_date FROM ({aged}) r"
     )
 
 
-def _cohorts_sql(context: StudyContext, flagged: str) -> str:
-    """The cohort rows, each with a unique ``rid``."""
+def _cohorts_sql(context: StudyContext, requirements: str, grid: str) -> str:
+    """The cohort rows (the rows of a requirement that enter, for each cohort of its sex), each with a unique
+    ``rid``."""
     return (
-        f"SELECT {row_id(context.runner.dialect)} AS rid, cohort_definition_id, subject_id, "
-        f"cohort_start_date, cohort_end_date, person_sex FROM ({flagged}) f WHERE lvl = 9"
+        f"SELECT {row_id(context.runner.dialect)} AS rid, g.cohort_definition_id, r.subject_id, "
+        "r.cohort_start_date, r.cohort_end_date, r.person_sex "
+        f"FROM {requirements} r JOIN {grid} g ON g.requirement_id = r.requirement_id "
+        "AND (g.sex = 'Both' OR g.sex = r.person_sex) WHERE r.lvl = 9"
     )
 
 
 def _levels(name: str, source: str, dates: bool) -> str:
-    """Records and subjects per (``k``, ``lvl``): a record counts at its own level, a subject at the highest
-    level of their records (steps are nested, so counting everything at or above a step gives the records and
-    distinct subjects passing it, without ``count(DISTINCT)``, which Spark plans as an expensive expand)."""
-    first, last = ("min(cohort_start_date)", "max(cohort_end_date)") if dates else ("NULL", "NULL")
+    """Records and subjects per (``k``, ``sex``, ``lvl``): a record counts at its own level, a subject at the
+    highest level of their records (steps are nested, so counting everything at or above a step gives the
+    records and distinct subjects passing it, without ``count(DISTINCT)``, which Spark plans as an expensive
+    expand). With ``dates``, the first entry and last exit of the rows at level 9."""
+    first, last = "NULL", "NULL"
+    if dates:
+        first = "min(CASE WHEN lvl = 9 THEN cohort_start_date END)"
+        last = "max(CASE WHEN lvl = 9 THEN cohort_end_date END)"
     return (
-        f"SELECT '{name}' AS level, k, lvl, count(*) AS records, CAST(0 AS BIGINT) AS subjects, "
-        f"CAST({first} AS DATE) AS first, CAST({last} AS DATE) AS last FROM ({source}) s GROUP BY k, lvl "
-        f"UNION ALL SELECT '{name}' AS level, k, lvl, CAST(0 AS BIGINT) AS records, count(*) AS subjects, "
+        f"SELECT '{name}' AS level, k, sex, lvl, count(*) AS records, CAST(0 AS BIGINT) AS subjects, "
+        f"CAST({first} AS DATE) AS first, CAST({last} AS DATE) AS last FROM ({source}) s GROUP BY k, sex, lvl "
+        f"UNION ALL SELECT '{name}' AS level, k, sex, lvl, CAST(0 AS BIGINT) AS records, count(*) AS subjects, "
         "CAST(NULL AS DATE) AS first, CAST(NULL AS DATE) AS last "
-        f"FROM (SELECT k, subject_id, max(lvl) AS lvl FROM ({source}) s GROUP BY k, subject_id) t GROUP BY k, lvl"
+        f"FROM (SELECT k, sex, subject_id, max(lvl) AS lvl FROM ({source}) s GROUP BY k, sex, subject_id) t "
+        "GROUP BY k, sex, lvl"
     )
 
 
-def _counts_sql(candidates: str, requirements: str, flagged: str) -> str:
-    """Records and subjects per level: the shared steps, the age and prior-observation steps per requirement,
-    the sex and final steps per cohort; and each cohort's first entry and last exit."""
-    requirement_levels = (
-        "SELECT requirement_id AS k, subject_id, CASE WHEN prior_start <= ce THEN 7 ELSE 6 END AS lvl "
+def _counts_sql(candidates: str, requirements: str) -> str:
+    """Records and subjects per level: the shared steps, then per requirement and sex the age, prior
+    observation and final steps; and the first entry and last exit per requirement and sex."""
+    shared = f"SELECT CAST(0 AS BIGINT) AS k, CAST('' AS STRING) AS sex, subject_id, lvl FROM {candidates}"
+    per_requirement = (
+        "SELECT requirement_id AS k, person_sex AS sex, subject_id, lvl, cohort_start_date, cohort_end_date "
         f"FROM {requirements}"
     )
-    cohort_levels = (
-        "SELECT cohort_definition_id AS k, subject_id, lvl, "
-        "CASE WHEN lvl = 9 THEN cohort_start_date END AS cohort_start_date, "
-        f"CASE WHEN lvl = 9 THEN cohort_end_date END AS cohort_end_date FROM ({flagged}) f"
-    )
-    return " UNION ALL ".join(
-        [
-            _levels("shared", f"SELECT CAST(0 AS BIGINT) AS k, subject_id, lvl FROM ({candidates}) c", False),
-            _levels("requirement", requirement_levels, False),
-            _levels("cohort", cohort_levels, True),
-        ]
-    )
+    return f"{_levels('shared', shared, False)} UNION ALL {_levels('requirement', per_requirement, True)}"
 
 
-STEPS = {"shared": range(1, 6), "requirement": range(6, 8), "cohort": range(8, 10)}
+def _at_least(by_lvl: dict[int, list], step: int, i: int) -> int:
+    return sum(v[i] for lvl, v in by_lvl.items() if lvl >= step)
 
 
-def _steps(
-    counts: list[dict],
-) -> tuple[dict[int, dict], dict[int, dict], dict[int, dict], dict[int, tuple[dt.date, dt.date]]]:
-    """The ``s<step>_records`` and ``s<step>_subjects`` of each key of each level (cumulated over the levels at
-    or above the step), and each cohort's (first entry, last exit)."""
-    at: dict[tuple[str, int], dict[int, list[int]]] = {}
-    spans: dict[int, tuple[dt.date, dt.date]] = {}
+def _steps(counts: list[dict]) -> tuple[dict, dict[int, dict[str, dict[int, list]]]]:
+    """The ``s<step>_records`` and ``s<step>_subjects`` of the shared steps, and per requirement and sex the
+    records, subjects, first entry and last exit at each level."""
+    shared: dict[int, list] = {}
+    by_requirement: dict[int, dict[str, dict[int, list]]] = {}
     for r in counts:
-        key = (r["level"], int(r["k"]))
-        cell = at.setdefault(key, {}).setdefault(int(r["lvl"]), [0, 0])
+        if r["level"] == "shared":
+            cell = shared.setdefault(int(r["lvl"]), [0, 0, None, None])
+        else:
+            cell = by_requirement.setdefault(int(r["k"]), {}).setdefault(r["sex"], {})
+            cell = cell.setdefault(int(r["lvl"]), [0, 0, None, None])
         cell[0] += int(r["records"])
         cell[1] += int(r["subjects"])
         if r["first"] is not None:
-            spans[key[1]] = (r["first"], r["last"])
-    out: dict[str, dict[int, dict]] = {level: {} for level in STEPS}
-    for (level, k), by_lvl in at.items():
-        steps = {}
-        for step in STEPS[level]:
-            steps[f"s{step}_records"] = sum(n for lvl, (n, _) in by_lvl.items() if lvl >= step)
-            steps[f"s{step}_subjects"] = sum(n for lvl, (_, n) in by_lvl.items() if lvl >= step)
-        out[level][k] = steps
-    return out["shared"], out["requirement"], out["cohort"], spans
+            cell[2], cell[3] = r["first"], r["last"]
+    common = {}
+    if shared:  # no candidate at all: no counts (the attrition shows zeros)
+        for step in range(1, 6):
+            common[f"s{step}_records"] = _at_least(shared, step, 0)
+            common[f"s{step}_subjects"] = _at_least(shared, step, 1)
+    return common, by_requirement
+
+
+def _cohort_steps(
+    by_sex: dict[str, dict[int, list]], sexes: tuple[str, ...]
+) -> tuple[dict[str, int], dt.date | None, dt.date | None]:
+    """Steps 6 to 9 of a cohort from its requirement's levels: the age and prior observation steps count
+    every sex (they come before the sex step), the sex and final steps only the cohort's sexes."""
+    steps: dict[str, int] = {}
+    for step, level, own in ((6, 6, False), (7, 7, False), (8, 7, True), (9, 9, True)):
+        chosen = [by_lvl for sex, by_lvl in by_sex.items() if sex in sexes or not own]
+        steps[f"s{step}_records"] = sum(_at_least(by_lvl, level, 0) for by_lvl in chosen)
+        steps[f"s{step}_subjects"] = sum(_at_least(by_lvl, level, 1) for by_lvl in chosen)
+    ends = [v for sex in sexes for v in [by_sex.get(sex, {}).get(9)] if v is not None and v[2] is not None]
+    if not ends:
+        return steps, None, None
+    return steps, min(v[2] for v in ends), max(v[3] for v in ends)
 
 
 COMMON_REASONS = (
