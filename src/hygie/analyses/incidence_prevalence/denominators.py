@@ -58,6 +58,8 @@ class Denominator:
     settings: pa.Table
     attrition: pa.Table
     spans: dict[int, tuple[dt.date, dt.date]] = field(default_factory=dict)  # cohort id -> (first entry, last exit)
+    # No person has two rows in one cohort: rows count persons as they are (no deduplication needed).
+    one_row_per_person: bool = False
 
     @property
     def rows(self) -> str:
@@ -189,6 +191,7 @@ def generate(context: StudyContext, name: str, spec: DenominatorSpec) -> Denomin
         runner.drop(requirements)
         runner.drop(grid)
     common, by_requirement = _steps(counts)
+    one_row_per_person = max((int(r["most"] or 0) for r in counts if r["level"] == "requirement"), default=0) <= 1
     by_id, spans = {}, {}
     for c in cohorts:
         sexes = ("Male", "Female") if c.sex == "Both" else (c.sex,)
@@ -206,6 +209,7 @@ def generate(context: StudyContext, name: str, spec: DenominatorSpec) -> Denomin
         _settings(name, cohorts, start, end, spec),
         _attrition_table(name, cohorts, common, by_id, spec),
         spans,
+        one_row_per_person,
     )
 
 
@@ -343,18 +347,20 @@ def _levels(name: str, source: str, dates: bool) -> str:
     """Records and subjects per (``k``, ``sex``, ``lvl``): a record counts at its own level, a subject at the
     highest level of their records (steps are nested, so counting everything at or above a step gives the
     records and distinct subjects passing it, without ``count(DISTINCT)``, which Spark plans as an expensive
-    expand). With ``dates``, the first entry and last exit of the rows at level 9."""
+    expand). With ``dates``, the first entry and last exit of the rows at level 9; ``most``, the largest number
+    of rows at level 9 of one subject."""
     first, last = "NULL", "NULL"
     if dates:
         first = "min(CASE WHEN lvl = 9 THEN cohort_start_date END)"
         last = "max(CASE WHEN lvl = 9 THEN cohort_end_date END)"
     return (
         f"SELECT '{name}' AS level, k, sex, lvl, count(*) AS records, CAST(0 AS BIGINT) AS subjects, "
-        f"CAST({first} AS DATE) AS first, CAST({last} AS DATE) AS last FROM ({source}) s GROUP BY k, sex, lvl "
+        f"CAST({first} AS DATE) AS first, CAST({last} AS DATE) AS last, CAST(0 AS BIGINT) AS most "
+        f"FROM ({source}) s GROUP BY k, sex, lvl "
         f"UNION ALL SELECT '{name}' AS level, k, sex, lvl, CAST(0 AS BIGINT) AS records, count(*) AS subjects, "
-        "CAST(NULL AS DATE) AS first, CAST(NULL AS DATE) AS last "
-        f"FROM (SELECT k, sex, subject_id, max(lvl) AS lvl FROM ({source}) s GROUP BY k, sex, subject_id) t "
-        "GROUP BY k, sex, lvl"
+        "CAST(NULL AS DATE) AS first, CAST(NULL AS DATE) AS last, max(n9) AS most "
+        f"FROM (SELECT k, sex, subject_id, max(lvl) AS lvl, sum(CASE WHEN lvl = 9 THEN 1 ELSE 0 END) AS n9 "
+        f"FROM ({source}) s GROUP BY k, sex, subject_id) t GROUP BY k, sex, lvl"
     )
 
 

@@ -226,7 +226,7 @@ flagged AS (
   FROM censored),{last}"""
 
 
-def pairs_sql(rows: str) -> str:
+def pairs_sql(rows: str, one_row_per_person: bool = False) -> str:
     """Per (denominator cohort, outcome): the span of the counted pieces and the records and subjects with a
     piece surviving the censor cohort (2) and counting (3). A row without outcome records is a single piece:
     only the rows with outcome records are grouped per row. Plain aggregations, no ``count(DISTINCT)``, which
@@ -234,23 +234,30 @@ def pairs_sql(rows: str) -> str:
     pair = "denominator_cohort_id, outcome_id"
     first, last = "CASE WHEN final_ok THEN cs END", "CASE WHEN final_ok THEN ce END"
     c2, c3 = "CASE WHEN censor_ok THEN 1 ELSE 0 END", "CASE WHEN final_ok THEN 1 ELSE 0 END"
+    per_row = f"""
+    SELECT {pair}, subject_id, {first} AS first, {last} AS last, {c2} AS c2, {c3} AS c3
+    FROM {rows} WHERE NOT has_info
+    UNION ALL
+    SELECT {pair}, subject_id, min({first}) AS first, max({last}) AS last, max({c2}) AS c2, max({c3}) AS c3
+    FROM {rows} WHERE has_info GROUP BY {pair}, subject_id, rid"""
+    if one_row_per_person:  # rows are persons
+        return f"""
+SELECT {pair}, min(first) AS first, max(last) AS last, sum(c2) AS r2, sum(c2) AS s2, sum(c3) AS r3, sum(c3) AS s3
+FROM ({per_row}) per_row GROUP BY {pair}"""
     return f"""
 SELECT {pair}, min(first) AS first, max(last) AS last,
        sum(n2) AS r2, sum(CASE WHEN n2 > 0 THEN 1 ELSE 0 END) AS s2,
        sum(n3) AS r3, sum(CASE WHEN n3 > 0 THEN 1 ELSE 0 END) AS s3
 FROM (
   SELECT {pair}, subject_id, min(first) AS first, max(last) AS last, sum(c2) AS n2, sum(c3) AS n3
-  FROM (
-    SELECT {pair}, subject_id, {first} AS first, {last} AS last, {c2} AS c2, {c3} AS c3
-    FROM {rows} WHERE NOT has_info
-    UNION ALL
-    SELECT {pair}, subject_id, min({first}) AS first, max({last}) AS last, max({c2}) AS c2, max({c3}) AS c3
-    FROM {rows} WHERE has_info GROUP BY {pair}, subject_id, rid) per_row
+  FROM ({per_row}) per_row
   GROUP BY {pair}, subject_id) per_subject
 GROUP BY {pair}"""
 
 
-def aggregate_sql(context: StudyContext, rows: str, intervals: str, strata: Strata) -> str:
+def aggregate_sql(
+    context: StudyContext, rows: str, intervals: str, strata: Strata, one_row_per_person: bool = False
+) -> str:
     """Per interval (``interval_id``) and stratum: subjects, person-days and outcomes of the counted pieces
     overlapping the interval.
 
@@ -268,6 +275,13 @@ def aggregate_sql(context: StudyContext, rows: str, intervals: str, strata: Stra
     t_start = "CASE WHEN r.cs > i.s THEN r.cs ELSE i.s END"
     t_end = "CASE WHEN r.ce < i.e THEN r.ce ELSE i.e END"
     counted = f"(SELECT *{ends} FROM {rows} WHERE final_ok)"
+    if one_row_per_person:
+        # A row without outcome records is then its person's only piece: the windows only see the others.
+        alone = "".join(f", CAST(NULL AS DATE) AS prev_end_{k}" for k in range(len(partitions)))
+        counted = (
+            f"(SELECT *{ends} FROM {rows} WHERE final_ok AND has_info "
+            f"UNION ALL SELECT *{alone} FROM {rows} WHERE final_ok AND NOT has_info)"
+        )
     join = (
         f"FROM {counted} r JOIN {intervals} i ON i.denominator_cohort_id = r.denominator_cohort_id "
         "AND i.outcome_id = r.outcome_id AND r.ce >= i.s AND r.cs <= i.e"
@@ -306,7 +320,7 @@ def estimate_incidence(context: StudyContext, den: Denominator, spec: IncidenceS
     spans_table = context.temp_name("incidence_spans")
     runner.materialize(rows, incidence_rows_sql(context, den, outcomes, strata, spec, censor))
     try:
-        steps = runner.query(pairs_sql(rows)).to_pylist()
+        steps = runner.query(pairs_sql(rows, den.one_row_per_person)).to_pylist()
         for r in steps:
             r["r1"], r["s1"] = den.counts(int(r["denominator_cohort_id"]))
         chosen: list[tuple[int, int, str, Interval]] = []
@@ -327,7 +341,7 @@ def estimate_incidence(context: StudyContext, den: Denominator, spec: IncidenceS
                 else:
                     spans.append((*pair, unit, span))
         runner.register(intervals, intervals_table(chosen))
-        results = runner.query(aggregate_sql(context, rows, intervals, strata)).to_pylist()
+        results = runner.query(aggregate_sql(context, rows, intervals, strata, den.one_row_per_person)).to_pylist()
         if spans:
             runner.register(spans_table, intervals_table(spans))
             for r in runner.query(span_sql(rows, spans_table)).to_pylist():

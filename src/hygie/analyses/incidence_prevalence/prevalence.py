@@ -111,7 +111,12 @@ def rows_sql(context: StudyContext, den: Denominator, strata: Strata) -> str:
     """The denominator rows with their strata, and what counting distinct persons and records needs without
     ``count(DISTINCT)``: ``prev_end_<k>``, the latest exit of the person's earlier rows (ordered by entry, then
     exit) within partition ``k`` of the strata (``Strata.partitions``; ``prev_end`` over the whole cohort), and
-    ``first_record``, false for a row identical to an earlier one (same person, entry and exit)."""
+    ``first_record``, false for a row identical to an earlier one (same person, entry and exit). When no person
+    has two rows in a cohort (``Denominator.one_row_per_person``), no window is needed."""
+    rows = denominator_rows_sql(context, den, strata)
+    if den.one_row_per_person:  # every row is its person's only one: nothing to deduplicate
+        ends = "".join(f", CAST(NULL AS DATE) AS prev_end_{k}" for k in range(len(strata.partitions())))
+        return f"SELECT r.*, CAST(NULL AS DATE) AS prev_end{ends}, TRUE AS first_record FROM ({rows}) r"
     base = "PARTITION BY denominator_cohort_id, subject_id"
     earlier = "ORDER BY cs, ce ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING"
     ends = "".join(
@@ -122,7 +127,7 @@ def rows_sql(context: StudyContext, den: Denominator, strata: Strata) -> str:
 SELECT r.*, max(ce) OVER ({base} {earlier}) AS prev_end{ends},
        NOT coalesce(lag(cs) OVER ({base} ORDER BY cs, ce) = cs AND lag(ce) OVER ({base} ORDER BY cs, ce) = ce, FALSE)
          AS first_record
-FROM ({denominator_rows_sql(context, den, strata)}) r"""
+FROM ({rows}) r"""
 
 
 def counts_sql(context: StudyContext, spec: PrevalenceSpec, strata: Strata, rows: str, intervals: str) -> str:
