@@ -61,12 +61,18 @@ class Denominator:
     # No person has two rows in one cohort: rows count persons as they are (no deduplication needed).
     one_row_per_person: bool = False
 
+    grid: str = ""  # SQL of the grid: cohort_definition_id, requirement_id, sex, ...
+
     @property
     def rows(self) -> str:
-        """SQL of the cohort rows."""
+        """SQL of the cohort rows: the rows of ``table`` (one per candidate row and requirement) entering a cohort,
+        for each cohort of the requirement and their sex; ``rid`` numbers (row, cohort) pairs uniquely."""
+        width = len(self.cohorts) + 1
         return (
-            "(SELECT rid, cohort_definition_id, subject_id, cohort_start_date, cohort_end_date, person_sex "
-            f"FROM {self.table})"
+            f"(SELECT r.rid * {width} + g.cohort_definition_id AS rid, g.cohort_definition_id, r.subject_id, "
+            "r.cohort_start_date, r.cohort_end_date, r.person_sex "
+            f"FROM {self.table} r JOIN ({self.grid}) g ON g.requirement_id = r.requirement_id "
+            "AND (g.sex = 'Both' OR g.sex = r.person_sex) WHERE r.lvl = 9)"
         )
 
     def counts(self, cohort_id: int) -> tuple[int, int]:
@@ -157,39 +163,22 @@ def generate(context: StudyContext, name: str, spec: DenominatorSpec) -> Denomin
     cohorts = cohort_grid(spec)
     start, end = study_period(context, spec)
     table = context.temp_name("denominator")
+    # The same (age group, prior observation) serves every sex: dates are computed once per requirement.
+    requirement_ids = {r: i for i, r in enumerate(dict.fromkeys(_requirement(c) for c in cohorts), start=1)}
+    grid = _grid_sql(cohorts, requirement_ids)
     if start is None or end is None:  # no observation period at all
         runner.materialize(table, _empty_sql())
         attrition = _attrition_table(name, cohorts, {}, {}, spec)
         settings = _settings(name, cohorts, start, end, spec)
-        return Denominator(name, spec, table, cohorts, start, end, settings, attrition)
+        return Denominator(name, spec, table, cohorts, start, end, settings, attrition, grid=grid)
     target_id = context.cohort(spec.target.cohort).cohort_definition_id if spec.target else None
     candidates = context.temp_name("denominator_candidates")
-    grid = context.temp_name("denominator_grid")
-    requirements = context.temp_name("denominator_requirements")
-    # The same (age group, prior observation) serves every sex: dates are computed once per requirement.
-    requirement_ids = {r: i for i, r in enumerate(dict.fromkeys(_requirement(c) for c in cohorts), start=1)}
-    runner.register(
-        grid,
-        pa.table(
-            {
-                "cohort_definition_id": pa.array([c.cohort_definition_id for c in cohorts], pa.int64()),
-                "requirement_id": pa.array([requirement_ids[_requirement(c)] for c in cohorts], pa.int64()),
-                "min_age": pa.array([c.min_age for c in cohorts], pa.int64()),
-                "max_age_plus_one": pa.array([c.max_age + 1 for c in cohorts], pa.int64()),
-                "sex": pa.array([c.sex for c in cohorts], pa.string()),
-                "prior_days": pa.array([c.days_prior_observation for c in cohorts], pa.int64()),
-            }
-        ),
-    )
     try:
         runner.materialize(candidates, _candidates_sql(context, spec, start, end, target_id))
-        runner.materialize(requirements, _requirements_sql(context, candidates, grid, spec, start, end, target_id))
-        runner.materialize(table, _cohorts_sql(context, requirements, grid))
-        counts = runner.query(_counts_sql(candidates, requirements)).to_pylist()
+        runner.materialize(table, _requirements_sql(context, candidates, grid, spec, start, end, target_id))
+        counts = runner.query(_counts_sql(candidates, table)).to_pylist()
     finally:
         runner.drop(candidates)
-        runner.drop(requirements)
-        runner.drop(grid)
     common, by_requirement = _steps(counts)
     one_row_per_person = max((int(r["most"] or 0) for r in counts if r["level"] == "requirement"), default=0) <= 1
     by_id, spans = {}, {}
@@ -210,6 +199,7 @@ def generate(context: StudyContext, name: str, spec: DenominatorSpec) -> Denomin
         _attrition_table(name, cohorts, common, by_id, spec),
         spans,
         one_row_per_person,
+        grid,
     )
 
 
@@ -217,11 +207,22 @@ def _requirement(cohort: DenominatorCohort) -> tuple[int, int, int]:
     return (cohort.min_age, cohort.max_age, cohort.days_prior_observation)
 
 
+def _grid_sql(cohorts: tuple[DenominatorCohort, ...], requirement_ids: dict[tuple[int, int, int], int]) -> str:
+    """The cohorts of the grid as SQL literals (a few rows: no table to register)."""
+    return " UNION ALL ".join(
+        f"SELECT CAST({c.cohort_definition_id} AS BIGINT) AS cohort_definition_id, "
+        f"CAST({requirement_ids[_requirement(c)]} AS BIGINT) AS requirement_id, "
+        f"CAST({c.min_age} AS BIGINT) AS min_age, CAST({c.max_age + 1} AS BIGINT) AS max_age_plus_one, "
+        f"'{c.sex}' AS sex, CAST({c.days_prior_observation} AS BIGINT) AS prior_days"
+        for c in cohorts
+    )
+
+
 def _empty_sql() -> str:
     return (
-        "SELECT CAST(NULL AS BIGINT) AS rid, CAST(NULL AS BIGINT) AS cohort_definition_id, "
-        "CAST(NULL AS BIGINT) AS subject_id, CAST(NULL AS DATE) AS cohort_start_date, "
-        "CAST(NULL AS DATE) AS cohort_end_date, CAST(NULL AS STRING) AS person_sex "
+        "SELECT CAST(NULL AS BIGINT) AS rid, CAST(NULL AS BIGINT) AS requirement_id, "
+        "CAST(NULL AS BIGINT) AS subject_id, CAST(NULL AS STRING) AS person_sex, CAST(NULL AS INT) AS lvl, "
+        "CAST(NULL AS DATE) AS cohort_start_date, CAST(NULL AS DATE) AS cohort_end_date "
         "FROM (SELECT 1 AS x) t WHERE 1 = 0"
     )
 
@@ -299,7 +300,7 @@ def _requirements_sql(
     age_end = d.add_days(birthday("c.yob", "c.mob", "c.dday", "g.max_age_plus_one"), -1)
     # Requirements apply to the rows at level 5 (all shared steps passed): an equality the engines hash-join
     # on, the ages being checked on the pairs it makes and the dates computed on the pairs kept.
-    requirements = "SELECT DISTINCT 5 AS lvl, requirement_id, min_age, max_age_plus_one, prior_days FROM " + grid
+    requirements = f"SELECT DISTINCT 5 AS lvl, requirement_id, min_age, max_age_plus_one, prior_days FROM ({grid}) g"
     dated = (
         "SELECT g.requirement_id, c.subject_id, c.person_sex, c.t_start, c.op_start, g.prior_days, "
         f"{age_start} AS age_start, least({age_end}, c.op_end, {study_end}) AS ce "
@@ -325,21 +326,10 @@ def _requirements_sql(
         if tar_start != 0:
             fs = d.add_days("r.t_start", int(tar_start))
     return (
-        "SELECT r.requirement_id, r.subject_id, r.person_sex, "
+        f"SELECT {row_id(d)} AS rid, r.requirement_id, r.subject_id, r.person_sex, "
         f"CASE WHEN r.prior_start <= r.ce AND {entry_ok} AND {fs} <= {fe} THEN 9 "
         "WHEN r.prior_start <= r.ce THEN 7 ELSE 6 END AS lvl, "
         f"{fs} AS cohort_start_date, {fe} AS cohort_end_date FROM ({aged}) r"
-    )
-
-
-def _cohorts_sql(context: StudyContext, requirements: str, grid: str) -> str:
-    """The cohort rows (the rows of a requirement that enter, for each cohort of its sex), each with a unique
-    ``rid``."""
-    return (
-        f"SELECT {row_id(context.runner.dialect)} AS rid, g.cohort_definition_id, r.subject_id, "
-        "r.cohort_start_date, r.cohort_end_date, r.person_sex "
-        f"FROM {requirements} r JOIN {grid} g ON g.requirement_id = r.requirement_id "
-        "AND (g.sex = 'Both' OR g.sex = r.person_sex) WHERE r.lvl = 9"
     )
 
 
