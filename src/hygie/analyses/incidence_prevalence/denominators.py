@@ -6,11 +6,12 @@ starting the age group, the end of the prior observation and the study start, an
 the day before the birthday ending the age group, the end of observation (of the target record) and the study
 end; it is kept when it enters on or before it leaves. Semantics: docs/incidence-prevalence.md.
 
-The cohorts are computed once per study run and denominator name (``context.cache``) and live in a temporary
-table of the runner; ``Denominator.rows`` selects them: ``rid`` (unique per row), ``cohort_definition_id,
-subject_id, cohort_start_date, cohort_end_date, person_sex``. Three statements: the candidate rows expanded over
-the distinct (age group, prior observation) requirements, the cohort rows, and one query of the attrition
-counts (per step level, no ``count(DISTINCT)``) with each cohort's first entry and last exit.
+The cohorts are computed once per study run and denominator name (``context.cache``) in three statements: the
+candidate rows with the shared attrition steps; their expansion over the distinct (age group, prior observation)
+requirements, kept in a temporary table of the runner; and one query of the attrition counts (per step level,
+no ``count(DISTINCT)``) with each cohort's first entry and last exit. ``Denominator.rows`` selects the cohort
+rows: ``rid`` (unique per row), ``cohort_definition_id, subject_id, cohort_start_date, cohort_end_date,
+person_sex``.
 """
 
 from __future__ import annotations
