@@ -196,6 +196,27 @@ def test_b1_outcome_before_the_study_period_excludes_the_person(engine):
     assert result["incidence"] == []
 
 
+def test_b1_censor_cohort_as_the_package_applies_it(engine):
+    """A censor cohort ends follow-up at its start. As in IncidencePrevalence (the note's step 2, checked against
+    the package's code), the piece whose outcome falls after the censor date is dropped before the washout, so a
+    person whose first outcome comes after their censoring contributes no time (decision 0008)."""
+    cdm = (
+        Cdm()
+        .person(1, "2000-01-01")
+        .period(1, "2010-01-01", "2010-12-31")
+        .person(2, "2000-01-01")
+        .period(2, "2010-01-01", "2010-12-31")
+        .record("outcome", 1, "2010-09-01")
+        .record("censor", 1, "2010-07-01")
+        .record("censor", 2, "2010-07-01")
+    )
+    variants = [{"censor": {"cohort": "censor"}, "interval": "overall", "outcome_washout": w} for w in ("inf", 0)]
+    for result in engine.incidences(cdm, variants):
+        columns = ("incidence_start_date", "incidence_end_date", "denominator_count", "outcome_count", "person_days")
+        assert of(result["incidence"], *columns) == [(D("2010-01-01"), D("2010-07-01"), 1, 0, 182)]
+        assert {r["analysis_censor_cohort_name"] for r in result["incidence"]} == {"censor"}
+
+
 def repeated_outcomes() -> Cdm:
     cdm = Cdm().person(1, "2000-01-01").period(1, "2010-01-01", "2012-06-01")
     for day in ("2010-02-05", "2010-02-08", "2010-02-20"):

@@ -154,6 +154,29 @@ def test_denominator_target_cohort_is_checked(tmp_path):
     ]
 
 
+def test_strata_columns_must_be_sex_or_study_cohorts(tmp_path):
+    text = ISSUE_EXAMPLE.replace(
+        "      repeated_events: false\n",
+        "      repeated_events: false\n      strata: [[sex], [sex, gi_bleed], [smoker]]\n",
+    ).replace("# person | record\n", "# person | record\n      strata:\n        - [outcome_table, sexe]\n")
+    found = problems(write_study(tmp_path, text, **{"outcome.csv": OUTCOME_CSV}), kinds=incidence_kinds())
+    assert found == [
+        (
+            21,
+            "analyses[0].incidence.strata[2][0]",
+            "unknown strata column 'smoker' (use sex or a study cohort: gi_bleed, outcome_table)",
+        ),
+        (
+            33,
+            "analyses[1].prevalence.strata[0][1]",
+            "unknown strata column 'sexe' (use sex or a study cohort: gi_bleed, outcome_table)",
+        ),
+    ]
+    valid = text.replace("[smoker]", "[outcome_table]").replace("sexe]", "sex]")
+    study = load_study(write_study(tmp_path, valid, **{"outcome.csv": OUTCOME_CSV}), kinds=incidence_kinds())
+    assert study.analyses[0].spec.strata == [["sex"], ["sex", "gi_bleed"], ["outcome_table"]]
+
+
 def test_bad_dates_and_values_are_reported_together(tmp_path):
     text = (
         ISSUE_EXAMPLE.replace("[2010-01-01, null]", "[2010-13-01, null]")

@@ -34,7 +34,7 @@ from hygie.studies.model import (
     Study,
     StudyHeader,
 )
-from hygie.studies.references import references
+from hygie.studies.references import BUILT_IN_STRATA, STRATA_FIELD, references
 from hygie.studies.yaml_lines import Located, StudyProblem, YamlSyntaxError, key_path, read
 
 Loc = tuple[str | int, ...]
@@ -262,4 +262,10 @@ def _check_references(
         known = cohorts if kind == "cohort" else denominators
         if name not in known:
             listed = ", ".join(sorted(map(str, known))) or "none"
+            if where and where[-3:-2] == (STRATA_FIELD,):  # a strata column: a study cohort or a built-in one
+                built_in = ", ".join(sorted(BUILT_IN_STRATA))
+                check.add(
+                    (*loc, *where), f"unknown strata column {name!r} (use {built_in} or a study cohort: {listed})"
+                )
+                continue
             check.add((*loc, *where), f"unknown {kind} {name!r} (the study defines: {listed})")

@@ -3,7 +3,9 @@
 The convention (docs/studies.md; analyses follow it): a field named ``denominator``/``denominators`` names
 denominators; a field named ``cohort``, ``cohorts``, ``outcome(s)``, ``target(s)``, ``comparator(s)``,
 ``exposure(s)``, ``negative_controls``, ``censor_cohort`` or ending in ``_cohort``/``_cohorts`` names study
-cohorts. Only text values (or lists of text) count; nested sections are walked.
+cohorts. Only text values (or lists of text) count; nested sections are walked. A field named ``strata`` holding
+lists of lists of text (groups of strata columns) names study cohorts too, except the built-in columns
+(``sex``).
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ COHORT_FIELDS = frozenset(
 )
 
 
+STRATA_FIELD = "strata"
+BUILT_IN_STRATA = frozenset({"sex"})  # strata columns every denominator row has (incidence, prevalence)
+
+
 def _kind(field: str) -> Literal["cohort", "denominator"] | None:
     if field in DENOMINATOR_FIELDS:
         return "denominator"
@@ -47,7 +53,12 @@ def references(spec: BaseModel, path: tuple[str | int, ...] = ()) -> Iterator[Re
         value = getattr(spec, name)
         here = (*path, name)
         kind = _kind(name)
-        if kind is not None and isinstance(value, str):
+        if name == STRATA_FIELD and _groups_of_names(value):
+            for i, group in enumerate(value):
+                for j, item in enumerate(group):
+                    if item not in BUILT_IN_STRATA:
+                        yield (*here, i, j), "cohort", item
+        elif kind is not None and isinstance(value, str):
             yield here, kind, value
         elif kind is not None and isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
             for i, item in enumerate(value):
@@ -58,3 +69,9 @@ def references(spec: BaseModel, path: tuple[str | int, ...] = ()) -> Iterator[Re
             for i, item in enumerate(value):
                 if isinstance(item, BaseModel):
                     yield from references(item, (*here, i))
+
+
+def _groups_of_names(value: object) -> bool:
+    return isinstance(value, list | tuple) and all(
+        isinstance(group, list | tuple) and all(isinstance(v, str) for v in group) for group in value
+    )

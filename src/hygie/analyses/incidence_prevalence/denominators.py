@@ -6,9 +6,12 @@ starting the age group, the end of the prior observation and the study start, an
 the day before the birthday ending the age group, the end of observation (of the target record) and the study
 end; it is kept when it enters on or before it leaves. Semantics: docs/incidence-prevalence.md.
 
-The cohorts are computed once per study run and denominator name (``context.cache``) and live in a temporary
-table of the runner; ``Denominator.rows`` selects them: ``cohort_definition_id, subject_id, cohort_start_date,
-cohort_end_date, person_sex``.
+The cohorts are computed once per study run and denominator name (``context.cache``) in three statements: the
+candidate rows with the shared attrition steps; their expansion over the distinct (age group, prior observation)
+requirements, kept in a temporary table of the runner; and one query of the attrition counts (per step level,
+no ``count(DISTINCT)``) with each cohort's first entry and last exit. ``Denominator.rows`` selects the cohort
+rows: ``rid`` (unique per row), ``cohort_definition_id, subject_id, cohort_start_date, cohort_end_date,
+person_sex``.
 """
 
 from __future__ import annotations
@@ -16,13 +19,13 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 
 from hygie.analyses.base import ResultTable, StudyContext
 from hygie.analyses.incidence_prevalence.spec import DenominatorSpec
-from hygie.analyses.incidence_prevalence.sql_dates import add_years, date_literal, date_of_birth
+from hygie.analyses.incidence_prevalence.sql_dates import birth_parts, birthday, date_literal, row_id
 from hygie.errors import HygieError
 
 MALE, FEMALE = 8507, 8532
@@ -55,14 +58,29 @@ class Denominator:
     end_date: dt.date | None
     settings: pa.Table
     attrition: pa.Table
+    spans: dict[int, tuple[dt.date, dt.date]] = field(default_factory=dict)  # cohort id -> (first entry, last exit)
+    # No person has two rows in one cohort: rows count persons as they are (no deduplication needed).
+    one_row_per_person: bool = False
+
+    grid: str = ""  # SQL of the grid: cohort_definition_id, requirement_id, sex, ...
 
     @property
     def rows(self) -> str:
-        """SQL of the cohort rows (``table`` also keeps the rows that failed a requirement, for the attrition)."""
+        """SQL of the cohort rows: the rows of ``table`` (one per candidate row and requirement) entering a cohort,
+        for each cohort of the requirement and their sex; ``rid`` numbers (row, cohort) pairs uniquely."""
+        width = len(self.cohorts) + 1
         return (
-            "(SELECT cohort_definition_id, subject_id, cohort_start_date, cohort_end_date, person_sex "
-            f"FROM {self.table} WHERE s9)"
+            f"(SELECT r.rid * {width} + g.cohort_definition_id AS rid, g.cohort_definition_id, r.subject_id, "
+            "r.cohort_start_date, r.cohort_end_date, r.person_sex "
+            f"FROM {self.table} r JOIN ({self.grid}) g ON g.requirement_id = r.requirement_id "
+            "AND (g.sex = 'Both' OR g.sex = r.person_sex) WHERE r.lvl = 9)"
         )
+
+    def counts(self, cohort_id: int) -> tuple[int, int]:
+        """Records and subjects of one cohort (its last attrition step)."""
+        steps = {(r["denominator_cohort_id"], r["reason_id"]): r for r in self.attrition.to_pylist()}
+        last = max((r for (c, _), r in steps.items() if c == cohort_id), key=lambda r: r["reason_id"])
+        return int(last["number_records"]), int(last["number_subjects"])
 
     def cohort_name(self, cohort_id: int) -> str:
         return f"{self.name}_{cohort_id}"
@@ -146,50 +164,31 @@ def generate(context: StudyContext, name: str, spec: DenominatorSpec) -> Denomin
     cohorts = cohort_grid(spec)
     start, end = study_period(context, spec)
     table = context.temp_name("denominator")
+    # The same (age group, prior observation) serves every sex: dates are computed once per requirement.
+    requirement_ids = {r: i for i, r in enumerate(dict.fromkeys(_requirement(c) for c in cohorts), start=1)}
+    grid = _grid_sql(cohorts, requirement_ids)
     if start is None or end is None:  # no observation period at all
         runner.materialize(table, _empty_sql())
         attrition = _attrition_table(name, cohorts, {}, {}, spec)
         settings = _settings(name, cohorts, start, end, spec)
-        return Denominator(name, spec, table, cohorts, start, end, settings, attrition)
+        return Denominator(name, spec, table, cohorts, start, end, settings, attrition, grid=grid)
     target_id = context.cohort(spec.target.cohort).cohort_definition_id if spec.target else None
-    candidates = _candidates_sql(context, spec, start, end, target_id)
-    grid = context.temp_name("denominator_grid")
-    requirements = context.temp_name("denominator_requirements")
-    # The same (age group, prior observation) serves every sex: dates are computed once per requirement.
-    requirement_ids = {r: i for i, r in enumerate(dict.fromkeys(_requirement(c) for c in cohorts), start=1)}
-    runner.register(
-        grid,
-        pa.table(
-            {
-                "cohort_definition_id": pa.array([c.cohort_definition_id for c in cohorts], pa.int64()),
-                "requirement_id": pa.array([requirement_ids[_requirement(c)] for c in cohorts], pa.int64()),
-                "min_age": pa.array([c.min_age for c in cohorts], pa.int64()),
-                "max_age_plus_one": pa.array([c.max_age + 1 for c in cohorts], pa.int64()),
-                "sex": pa.array([c.sex for c in cohorts], pa.string()),
-                "prior_days": pa.array([c.days_prior_observation for c in cohorts], pa.int64()),
-            }
-        ),
-    )
-    spark = runner.dialect.name == "spark"
+    candidates = context.temp_name("denominator_candidates")
     try:
-        runner.materialize(requirements, _requirements_sql(context, candidates, grid, start, end))
-        # Every row of every cohort that met its age requirement, with the flags s8, s9: the cohort is s9.
-        runner.materialize(table, _cohorts_sql(context, requirements, grid, spec, target_id))
-        counts = runner.query(_counts_sql(candidates, requirements, table, spark)).to_pylist()
+        runner.materialize(candidates, _candidates_sql(context, spec, start, end, target_id))
+        runner.materialize(table, _requirements_sql(context, candidates, grid, spec, start, end, target_id))
+        counts = runner.query(_counts_sql(candidates, table)).to_pylist()
     finally:
-        runner.drop(requirements)
-        runner.drop(grid)
-    by_level: dict[str, dict[int, dict]] = {"shared": {}, "requirement": {}, "cohort": {}}
-    for r in counts:
-        by_level[r["level"]][int(r["k"])] = r
-    common = {k: v for k, v in by_level["shared"].get(0, {}).items() if v is not None}  # {}: no candidate
-    by_id = {}
+        runner.drop(candidates)
+    common, by_requirement = _steps(counts)
+    one_row_per_person = max((int(r["most"] or 0) for r in counts if r["level"] == "requirement"), default=0) <= 1
+    by_id, spans = {}, {}
     for c in cohorts:
-        parts = [
-            by_level["requirement"].get(requirement_ids[_requirement(c)], {}),
-            by_level["cohort"].get(c.cohort_definition_id, {}),
-        ]
-        by_id[c.cohort_definition_id] = {k: v for part in parts for k, v in part.items() if v is not None}
+        sexes = ("Male", "Female") if c.sex == "Both" else (c.sex,)
+        steps, first, last = _cohort_steps(by_requirement.get(requirement_ids[_requirement(c)], {}), sexes)
+        by_id[c.cohort_definition_id] = steps
+        if first is not None:
+            spans[c.cohort_definition_id] = (first, last)
     return Denominator(
         name,
         spec,
@@ -199,6 +198,9 @@ def generate(context: StudyContext, name: str, spec: DenominatorSpec) -> Denomin
         end,
         _settings(name, cohorts, start, end, spec),
         _attrition_table(name, cohorts, common, by_id, spec),
+        spans,
+        one_row_per_person,
+        grid,
     )
 
 
@@ -206,11 +208,22 @@ def _requirement(cohort: DenominatorCohort) -> tuple[int, int, int]:
     return (cohort.min_age, cohort.max_age, cohort.days_prior_observation)
 
 
+def _grid_sql(cohorts: tuple[DenominatorCohort, ...], requirement_ids: dict[tuple[int, int, int], int]) -> str:
+    """The cohorts of the grid as SQL literals (a few rows: no table to register)."""
+    return " UNION ALL ".join(
+        f"SELECT CAST({c.cohort_definition_id} AS BIGINT) AS cohort_definition_id, "
+        f"CAST({requirement_ids[_requirement(c)]} AS BIGINT) AS requirement_id, "
+        f"CAST({c.min_age} AS BIGINT) AS min_age, CAST({c.max_age + 1} AS BIGINT) AS max_age_plus_one, "
+        f"'{c.sex}' AS sex, CAST({c.days_prior_observation} AS BIGINT) AS prior_days"
+        for c in cohorts
+    )
+
+
 def _empty_sql() -> str:
     return (
-        "SELECT CAST(NULL AS BIGINT) AS cohort_definition_id, CAST(NULL AS BIGINT) AS subject_id, "
-        "CAST(NULL AS DATE) AS cohort_start_date, CAST(NULL AS DATE) AS cohort_end_date, "
-        "CAST(NULL AS STRING) AS person_sex, FALSE AS s8, FALSE AS s9 "
+        "SELECT CAST(NULL AS BIGINT) AS rid, CAST(NULL AS BIGINT) AS requirement_id, "
+        "CAST(NULL AS BIGINT) AS subject_id, CAST(NULL AS STRING) AS person_sex, CAST(NULL AS INT) AS lvl, "
+        "CAST(NULL AS DATE) AS cohort_start_date, CAST(NULL AS DATE) AS cohort_end_date "
         "FROM (SELECT 1 AS x) t WHERE 1 = 0"
     )
 
@@ -218,27 +231,25 @@ def _empty_sql() -> str:
 def _candidates_sql(
     context: StudyContext, spec: DenominatorSpec, start: dt.date, end: dt.date, target_id: int | None
 ) -> str:
-    """Candidate rows with the flags of the steps every cohort shares (s2..s5: year of birth, sex, age
-    possible from the year of birth, observation overlapping the study period)."""
+    """Candidate rows with ``lvl``, the last of the steps every cohort shares that they pass (1: starting
+    population; 2: year of birth; 3: sex; 4: age possible from the year of birth; 5: observation overlapping
+    the study period), the date of birth as INT parts (``yob``, ``mob``, ``dday``) and the sex."""
     d = context.runner.dialect
     low = min(c[0] for c in spec.age_groups)
     high = max(c[1] for c in spec.age_groups)
     study_start, study_end = date_literal(start), date_literal(end)
-    dob = date_of_birth("p.year_of_birth", "p.month_of_birth", "p.day_of_birth")
+    year, month, day = birth_parts("p.year_of_birth", "p.month_of_birth", "p.day_of_birth")
+    person = f"p.person_id AS subject_id, p.gender_concept_id, {year} AS yob, {month} AS mob, {day} AS dday"
     if target_id is None:
         source = (
-            "SELECT p.person_id AS subject_id, p.year_of_birth, p.gender_concept_id, "
-            f"CASE WHEN p.year_of_birth IS NULL THEN NULL ELSE {dob} END AS dob, "
-            "op.observation_period_start_date AS op_start, op.observation_period_end_date AS op_end, "
-            "CAST(NULL AS DATE) AS t_start "
+            f"SELECT {person}, op.observation_period_start_date AS op_start, "
+            "op.observation_period_end_date AS op_end, CAST(NULL AS DATE) AS t_start "
             "FROM person p LEFT JOIN observation_period op ON op.person_id = p.person_id"
         )
     else:
         # Only observation periods containing a target entry; they end when the target record ends.
         source = (
-            "SELECT p.person_id AS subject_id, p.year_of_birth, p.gender_concept_id, "
-            f"CASE WHEN p.year_of_birth IS NULL THEN NULL ELSE {dob} END AS dob, "
-            "op.observation_period_start_date AS op_start, "
+            f"SELECT {person}, op.observation_period_start_date AS op_start, "
             "CASE WHEN op.person_id IS NULL THEN NULL "
             "ELSE least(op.observation_period_end_date, t.cohort_end_date) END AS op_end, "
             "t.cohort_start_date AS t_start "
@@ -248,83 +259,61 @@ def _candidates_sql(
             "AND t.cohort_start_date >= op.observation_period_start_date "
             "AND t.cohort_start_date <= op.observation_period_end_date"
         )
-    s2 = "year_of_birth IS NOT NULL"
-    s3 = f"{s2} AND gender_concept_id IN ({MALE}, {FEMALE})"
-    last_day = d.add_days(add_years(d, "dob", high + 1), -1)
-    s4 = f"{s3} AND {add_years(d, 'dob', low)} <= {study_end} AND {last_day} >= {study_start}"
-    s5 = f"{s4} AND op_start IS NOT NULL AND op_start <= {study_end} AND op_end >= {study_start}"
+    last_day = d.add_days(birthday("yob", "mob", "dday", high + 1), -1)
+    age_ok = f"{birthday('yob', 'mob', 'dday', low)} <= {study_end} AND {last_day} >= {study_start}"
+    observed = f"op_start IS NOT NULL AND op_start <= {study_end} AND op_end >= {study_start}"
+    # A NULL condition (a missing date) fails its step, as a filter would.
+    level = (
+        "CASE WHEN yob IS NULL THEN 1 "
+        f"WHEN gender_concept_id IS NULL OR gender_concept_id NOT IN ({MALE}, {FEMALE}) THEN 2 "
+        f"WHEN NOT coalesce({age_ok}, FALSE) THEN 3 WHEN NOT coalesce({observed}, FALSE) THEN 4 ELSE 5 END"
+    )
+    # Ages reached in the first and last years of observation in the study period (see _requirements_sql).
+    first_year = d.year(f"greatest(op_start, {study_start})")
+    last_year = d.year(f"least(op_end, {study_end})")
     return (
-        f"SELECT c.*, ({s2}) AS s2, ({s3}) AS s3, ({s4}) AS s4, ({s5}) AS s5, "
+        f"SELECT c.subject_id, c.yob, c.mob, c.dday, c.op_start, c.op_end, c.t_start, {level} AS lvl, "
         f"CASE WHEN gender_concept_id = {MALE} THEN 'Male' WHEN gender_concept_id = {FEMALE} THEN 'Female' END "
-        f"AS person_sex FROM ({source}) c"
+        f"AS person_sex, {first_year} - yob AS first_age, {last_year} - yob AS last_age FROM ({source}) c"
     )
 
 
-def _per_subject(source: str, key: str, flags: tuple[str, ...], level: str, spark: bool) -> str:
-    """Records and subjects passing each flag, per ``key``. DuckDB counts distinct subjects directly; on Spark
-    two plain aggregations (per subject, then per ``key``) avoid the expand that ``count(DISTINCT ...)`` plans."""
-    counts = {}
-    if not spark:
-        for f in flags:
-            counts[f] = (
-                f"sum(CASE WHEN {f} THEN 1 ELSE 0 END)",
-                f"count(DISTINCT CASE WHEN {f} THEN subject_id END)",
-            )
-        source_sql = source
-    else:
-        inner = ", ".join(f"sum(CASE WHEN {f} THEN 1 ELSE 0 END) AS {f}" for f in flags)
-        source_sql = f"(SELECT {key}, subject_id, {inner} FROM {source} GROUP BY {key}, subject_id) t"
-        for f in flags:
-            counts[f] = (f"sum({f})", f"sum(CASE WHEN {f} > 0 THEN 1 ELSE 0 END)")
-    columns = []
-    for f in ALL_FLAGS:
-        records, subjects = counts.get(f, ("CAST(NULL AS BIGINT)", "CAST(NULL AS BIGINT)"))
-        columns.append(f"{records} AS {f}_records, {subjects} AS {f}_subjects")
-    return f"SELECT '{level}' AS level, {key} AS k, {', '.join(columns)} FROM {source_sql} GROUP BY {key}"
-
-
-ALL_FLAGS = ("s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9")
-
-
-def _counts_sql(candidates: str, requirements: str, cohorts: str, spark: bool) -> str:
-    """Records and subjects after each step: the shared steps, the age and prior-observation steps per
-    requirement, the sex and final steps per cohort."""
-    shared = f"(SELECT c.*, TRUE AS s1, CAST(0 AS BIGINT) AS k0 FROM ({candidates}) c) c"
-    per_requirement = f"(SELECT r.*, TRUE AS s6, prior_start <= ce AS s7 FROM {requirements} r) r"
-    return " UNION ALL ".join(
-        [
-            _per_subject(shared, "k0", ALL_FLAGS[:5], "shared", spark),
-            _per_subject(per_requirement, "requirement_id", ("s6", "s7"), "requirement", spark),
-            _per_subject(cohorts, "cohort_definition_id", ("s8", "s9"), "cohort", spark),
-        ]
-    )
-
-
-def _requirements_sql(context: StudyContext, candidates: str, grid: str, start: dt.date, end: dt.date) -> str:
+def _requirements_sql(
+    context: StudyContext,
+    candidates: str,
+    grid: str,
+    spec: DenominatorSpec,
+    start: dt.date,
+    end: dt.date,
+    target_id: int | None,
+) -> str:
     """Each candidate row that passed the shared steps, for each (age group, prior observation) whose age
-    requirement it meets during the study period (s6), with its dates."""
+    requirement it meets during the study period (step 6), with ``lvl``: 6, 7 when it also meets the prior
+    observation requirement, 9 when it then enters a cohort of the requirement's sex (the target criteria and
+    the observation left do not depend on sex); and its entry and exit dates.
+
+    Whole years of birth discard most (row, requirement) pairs before any date is computed: a birthday of age
+    ``a`` falls in year ``yob + a``, so an age group can only be met if ``yob + min_age`` is not after the
+    last year of observation and ``yob + max_age + 1`` not before the first."""
     d = context.runner.dialect
     study_start, study_end = date_literal(start), date_literal(end)
-    age_start = add_years(d, "c.dob", "g.min_age")
-    age_end = d.add_days(add_years(d, "c.dob", "g.max_age_plus_one"), -1)
-    requirements = f"SELECT DISTINCT requirement_id, min_age, max_age_plus_one, prior_days FROM {grid}"
-    return (
-        "SELECT * FROM ("
-        "SELECT g.requirement_id, c.subject_id, c.person_sex, c.t_start, "
-        f"greatest({age_start}, c.op_start, {study_start}) AS age_start, "
-        f"greatest({age_start}, {d.add_days('c.op_start', 'g.prior_days')}, {study_start}) AS prior_start, "
-        f"least({age_end}, c.op_end, {study_end}) AS ce "
-        f"FROM ({candidates}) c CROSS JOIN ({requirements}) g WHERE c.s5) r "
-        "WHERE age_start <= ce"  # rows failing the age requirement only count as not passing s6
+    age_start = birthday("c.yob", "c.mob", "c.dday", "g.min_age")
+    age_end = d.add_days(birthday("c.yob", "c.mob", "c.dday", "g.max_age_plus_one"), -1)
+    # Requirements apply to the rows at level 5 (all shared steps passed): an equality the engines hash-join
+    # on, the ages being checked on the pairs it makes and the dates computed on the pairs kept.
+    requirements = f"SELECT DISTINCT 5 AS lvl, requirement_id, min_age, max_age_plus_one, prior_days FROM ({grid}) g"
+    dated = (
+        "SELECT g.requirement_id, c.subject_id, c.person_sex, c.t_start, c.op_start, g.prior_days, "
+        f"{age_start} AS age_start, least({age_end}, c.op_end, {study_end}) AS ce "
+        f"FROM {candidates} c JOIN ({requirements}) g "
+        "ON g.lvl = c.lvl AND g.min_age <= c.last_age AND g.max_age_plus_one >= c.first_age"
     )
-
-
-def _cohorts_sql(
-    context: StudyContext, requirements: str, grid: str, spec: DenominatorSpec, target_id: int | None
-) -> str:
-    """The rows of each cohort of the grid (matching its sex), with the flags s8 (prior observation and sex)
-    and s9 (all requirements, target included) and the entry and exit dates."""
-    d = context.runner.dialect
+    aged = (
+        "SELECT requirement_id, subject_id, person_sex, t_start, ce, "
+        f"greatest(age_start, {d.add_days('op_start', 'prior_days')}, {study_start}) AS prior_start "
+        f"FROM ({dated}) r "
+        f"WHERE greatest(age_start, op_start, {study_start}) <= ce"  # rows failing only count as not passing s6
+    )
     fs, fe = "r.prior_start", "r.ce"
     entry_ok = "TRUE"
     if target_id is not None and spec.target is not None:
@@ -338,13 +327,86 @@ def _cohorts_sql(
         if tar_start != 0:
             fs = d.add_days("r.t_start", int(tar_start))
     return (
-        "SELECT g.cohort_definition_id, r.subject_id, r.person_sex, "
-        "r.prior_start <= r.ce AS s8, "
-        f"r.prior_start <= r.ce AND {entry_ok} AND {fs} <= {fe} AS s9, "
-        f"{fs} AS cohort_start_date, {fe} AS cohort_end_date "
-        f"FROM {requirements} r JOIN {grid} g ON g.requirement_id = r.requirement_id "
-        "AND (g.sex = 'Both' OR g.sex = r.person_sex)"
+        f"SELECT {row_id(d)} AS rid, r.requirement_id, r.subject_id, r.person_sex, "
+        f"CASE WHEN r.prior_start <= r.ce AND {entry_ok} AND {fs} <= {fe} THEN 9 "
+        "WHEN r.prior_start <= r.ce THEN 7 ELSE 6 END AS lvl, "
+        f"{fs} AS cohort_start_date, {fe} AS cohort_end_date FROM ({aged}) r"
     )
+
+
+def _levels(name: str, source: str, dates: bool) -> str:
+    """Records and subjects per (``k``, ``sex``, ``lvl``): a record counts at its own level, a subject at the
+    highest level of their records (steps are nested, so counting everything at or above a step gives the
+    records and distinct subjects passing it, without ``count(DISTINCT)``, which Spark plans as an expensive
+    expand). With ``dates``, the first entry and last exit of the rows at level 9; ``most``, the largest number
+    of rows at level 9 of one subject."""
+    first, last = "NULL", "NULL"
+    if dates:
+        first = "min(CASE WHEN lvl = 9 THEN cohort_start_date END)"
+        last = "max(CASE WHEN lvl = 9 THEN cohort_end_date END)"
+    return (
+        f"SELECT '{name}' AS level, k, sex, lvl, count(*) AS records, CAST(0 AS BIGINT) AS subjects, "
+        f"CAST({first} AS DATE) AS first, CAST({last} AS DATE) AS last, CAST(0 AS BIGINT) AS most "
+        f"FROM ({source}) s GROUP BY k, sex, lvl "
+        f"UNION ALL SELECT '{name}' AS level, k, sex, lvl, CAST(0 AS BIGINT) AS records, count(*) AS subjects, "
+        "CAST(NULL AS DATE) AS first, CAST(NULL AS DATE) AS last, max(n9) AS most "
+        f"FROM (SELECT k, sex, subject_id, max(lvl) AS lvl, sum(CASE WHEN lvl = 9 THEN 1 ELSE 0 END) AS n9 "
+        f"FROM ({source}) s GROUP BY k, sex, subject_id) t GROUP BY k, sex, lvl"
+    )
+
+
+def _counts_sql(candidates: str, requirements: str) -> str:
+    """Records and subjects per level: the shared steps, then per requirement and sex the age, prior
+    observation and final steps; and the first entry and last exit per requirement and sex."""
+    shared = f"SELECT CAST(0 AS BIGINT) AS k, CAST('' AS STRING) AS sex, subject_id, lvl FROM {candidates}"
+    per_requirement = (
+        "SELECT requirement_id AS k, person_sex AS sex, subject_id, lvl, cohort_start_date, cohort_end_date "
+        f"FROM {requirements}"
+    )
+    return f"{_levels('shared', shared, False)} UNION ALL {_levels('requirement', per_requirement, True)}"
+
+
+def _at_least(by_lvl: dict[int, list], step: int, i: int) -> int:
+    return sum(v[i] for lvl, v in by_lvl.items() if lvl >= step)
+
+
+def _steps(counts: list[dict]) -> tuple[dict, dict[int, dict[str, dict[int, list]]]]:
+    """The ``s<step>_records`` and ``s<step>_subjects`` of the shared steps, and per requirement and sex the
+    records, subjects, first entry and last exit at each level."""
+    shared: dict[int, list] = {}
+    by_requirement: dict[int, dict[str, dict[int, list]]] = {}
+    for r in counts:
+        if r["level"] == "shared":
+            cell = shared.setdefault(int(r["lvl"]), [0, 0, None, None])
+        else:
+            cell = by_requirement.setdefault(int(r["k"]), {}).setdefault(r["sex"], {})
+            cell = cell.setdefault(int(r["lvl"]), [0, 0, None, None])
+        cell[0] += int(r["records"])
+        cell[1] += int(r["subjects"])
+        if r["first"] is not None:
+            cell[2], cell[3] = r["first"], r["last"]
+    common = {}
+    if shared:  # no candidate at all: no counts (the attrition shows zeros)
+        for step in range(1, 6):
+            common[f"s{step}_records"] = _at_least(shared, step, 0)
+            common[f"s{step}_subjects"] = _at_least(shared, step, 1)
+    return common, by_requirement
+
+
+def _cohort_steps(
+    by_sex: dict[str, dict[int, list]], sexes: tuple[str, ...]
+) -> tuple[dict[str, int], dt.date | None, dt.date | None]:
+    """Steps 6 to 9 of a cohort from its requirement's levels: the age and prior observation steps count
+    every sex (they come before the sex step), the sex and final steps only the cohort's sexes."""
+    steps: dict[str, int] = {}
+    for step, level, own in ((6, 6, False), (7, 7, False), (8, 7, True), (9, 9, True)):
+        chosen = [by_lvl for sex, by_lvl in by_sex.items() if sex in sexes or not own]
+        steps[f"s{step}_records"] = sum(_at_least(by_lvl, level, 0) for by_lvl in chosen)
+        steps[f"s{step}_subjects"] = sum(_at_least(by_lvl, level, 1) for by_lvl in chosen)
+    ends = [v for sex in sexes for v in [by_sex.get(sex, {}).get(9)] if v is not None and v[2] is not None]
+    if not ends:
+        return steps, None, None
+    return steps, min(v[2] for v in ends), max(v[3] for v in ends)
 
 
 COMMON_REASONS = (

@@ -23,7 +23,7 @@ from hygie.analyses.incidence_prevalence.denominators import (
     check_known,
     denominator,
 )
-from hygie.analyses.incidence_prevalence.intervals import study_intervals
+from hygie.analyses.incidence_prevalence.intervals import Interval, study_intervals
 from hygie.analyses.incidence_prevalence.population import (
     Outcome,
     Strata,
@@ -164,12 +164,34 @@ def incidence_rows_sql(
         after = d.add_days("prev_oe", min(int(spec.outcome_washout) + 1, LONGEST_WASHOUT))
         wash_cs = f"CASE WHEN prev_oe IS NOT NULL AND {after} > cs THEN {after} ELSE cs END"
         wash_ok = f"censor_ok AND ({wash_cs}) <= ce"
+    strata_d = strata_cols.replace(", ", ", d.")
+    washed = f"""
+washed AS (
+  SELECT denominator_cohort_id, rid, subject_id, outcome_id, os, has_info, censor_ok{strata_cols},
+         {wash_ok} AS wash_ok, {wash_cs} AS cs, ce
+  FROM flagged)"""
     if spec.repeated_events or math.isinf(spec.outcome_washout):
-        final_ok = "wash_ok"
+        last = f"""{washed}
+SELECT denominator_cohort_id, rid, subject_id, outcome_id, cs, ce, os{strata_cols}, has_info, censor_ok,
+       wash_ok AS final_ok
+FROM washed"""
     else:
-        # Without repeated events: once a subject has an outcome, only their earliest piece(s) count.
-        final_ok = "wash_ok AND (NOT has_info OR events_post = 0 OR cs = first_cs)"
-    subject = "PARTITION BY denominator_cohort_id, outcome_id, subject_id, has_info"
+        # Without repeated events: once a subject has an outcome, only their earliest piece(s) count. The windows
+        # only look at the rows with outcome records (the others keep every piece that passed the washout).
+        subject = "PARTITION BY denominator_cohort_id, outcome_id, subject_id"
+        last = f"""{washed},
+counted AS (
+  SELECT *,
+         sum(CASE WHEN wash_ok AND os IS NOT NULL THEN 1 ELSE 0 END) OVER ({subject}) AS events_post,
+         min(CASE WHEN wash_ok THEN cs END) OVER ({subject}) AS first_cs
+  FROM washed WHERE has_info)
+SELECT denominator_cohort_id, rid, subject_id, outcome_id, cs, ce, os{strata_cols}, has_info, censor_ok,
+       wash_ok AND (events_post = 0 OR cs = first_cs) AS final_ok
+FROM counted
+UNION ALL
+SELECT denominator_cohort_id, rid, subject_id, outcome_id, cs, ce, os{strata_cols}, has_info, censor_ok,
+       wash_ok AS final_ok
+FROM washed WHERE NOT has_info"""
     return f"""
 WITH den AS ({denominator_rows_sql(context, den, strata)}),
 ids AS ({outcome_ids}),
@@ -189,7 +211,7 @@ pieces AS (
   UNION ALL
   SELECT rid, outcome_id, CAST(NULL AS DATE) AS os, oe AS prev_oe FROM seq WHERE back = 1),
 split AS (
-  SELECT d.denominator_cohort_id, d.rid, d.subject_id, d.cs, d.ce{strata_cols.replace(", ", ", d.")},
+  SELECT d.denominator_cohort_id, d.rid, d.subject_id, d.cs, d.ce{strata_d},
          i.outcome_id, p.os, p.prev_oe, p.rid IS NOT NULL AS has_info
   FROM den d CROSS JOIN ids i
   LEFT JOIN pieces p ON p.rid = d.rid AND p.outcome_id = i.outcome_id),
@@ -201,77 +223,91 @@ flagged AS (
   SELECT denominator_cohort_id, rid, subject_id, outcome_id, os, prev_oe, has_info{strata_cols},
          cs <= ce AND (os IS NULL OR os <= ce) AS censor_ok, cs,
          CASE WHEN os IS NOT NULL THEN os ELSE ce END AS ce
-  FROM censored),
-washed AS (
-  SELECT denominator_cohort_id, rid, subject_id, outcome_id, os, has_info, censor_ok{strata_cols},
-         {wash_ok} AS wash_ok, {wash_cs} AS cs, ce
-  FROM flagged),
-counted AS (
-  SELECT *,
-         sum(CASE WHEN wash_ok AND os IS NOT NULL THEN 1 ELSE 0 END) OVER ({subject}) AS events_post,
-         min(CASE WHEN wash_ok THEN cs END) OVER ({subject}) AS first_cs
-  FROM washed)
-SELECT denominator_cohort_id, rid, subject_id, outcome_id, cs, ce, os{strata_cols}, censor_ok,
-       {final_ok} AS final_ok
-FROM counted"""
+  FROM censored),{last}"""
 
 
-def pairs_sql(rows: str) -> str:
-    """Per (denominator cohort, outcome): the span of the counted pieces and the attrition before intervals
-    (records are denominator rows). Plain aggregations, per row, per subject, per pair: no ``count(DISTINCT)``,
-    which Spark plans as an expensive expand."""
+def pairs_sql(rows: str, one_row_per_person: bool = False) -> str:
+    """Per (denominator cohort, outcome): the span of the counted pieces and the records and subjects with a
+    piece surviving the censor cohort (2) and counting (3). A row without outcome records is a single piece:
+    only the rows with outcome records are grouped per row. Plain aggregations, no ``count(DISTINCT)``, which
+    Spark plans as an expensive expand."""
     pair = "denominator_cohort_id, outcome_id"
+    first, last = "CASE WHEN final_ok THEN cs END", "CASE WHEN final_ok THEN ce END"
+    c2, c3 = "CASE WHEN censor_ok THEN 1 ELSE 0 END", "CASE WHEN final_ok THEN 1 ELSE 0 END"
+    per_row = f"""
+    SELECT {pair}, subject_id, {first} AS first, {last} AS last, {c2} AS c2, {c3} AS c3
+    FROM {rows} WHERE NOT has_info
+    UNION ALL
+    SELECT {pair}, subject_id, min({first}) AS first, max({last}) AS last, max({c2}) AS c2, max({c3}) AS c3
+    FROM {rows} WHERE has_info GROUP BY {pair}, subject_id, rid"""
+    if one_row_per_person:  # rows are persons
+        return f"""
+SELECT {pair}, min(first) AS first, max(last) AS last, sum(c2) AS r2, sum(c2) AS s2, sum(c3) AS r3, sum(c3) AS s3
+FROM ({per_row}) per_row GROUP BY {pair}"""
     return f"""
 SELECT {pair}, min(first) AS first, max(last) AS last,
-       sum(n1) AS r1, count(*) AS s1, sum(n2) AS r2, sum(CASE WHEN n2 > 0 THEN 1 ELSE 0 END) AS s2,
+       sum(n2) AS r2, sum(CASE WHEN n2 > 0 THEN 1 ELSE 0 END) AS s2,
        sum(n3) AS r3, sum(CASE WHEN n3 > 0 THEN 1 ELSE 0 END) AS s3
 FROM (
-  SELECT {pair}, subject_id, min(first) AS first, max(last) AS last, count(*) AS n1, sum(c2) AS n2, sum(c3) AS n3
-  FROM (
-    SELECT {pair}, subject_id, rid, min(CASE WHEN final_ok THEN cs END) AS first,
-           max(CASE WHEN final_ok THEN ce END) AS last, max(CASE WHEN censor_ok THEN 1 ELSE 0 END) AS c2,
-           max(CASE WHEN final_ok THEN 1 ELSE 0 END) AS c3
-    FROM {rows} GROUP BY {pair}, subject_id, rid) per_row
+  SELECT {pair}, subject_id, min(first) AS first, max(last) AS last, sum(c2) AS n2, sum(c3) AS n3
+  FROM ({per_row}) per_row
   GROUP BY {pair}, subject_id) per_subject
 GROUP BY {pair}"""
 
 
-def aggregate_sql(context: StudyContext, rows: str, intervals: str, strata: Strata) -> str:
-    """Per interval and stratum (``kind`` 'rate'): subjects, person-days and outcomes of the pieces overlapping
-    the interval; per interval kind (``kind`` 'span'): the records and subjects overlapping the span of the
-    intervals, for the attrition. One statement: each round trip costs on Spark."""
+def aggregate_sql(
+    context: StudyContext, rows: str, intervals: str, strata: Strata, one_row_per_person: bool = False
+) -> str:
+    """Per interval (``interval_id``) and stratum: subjects, person-days and outcomes of the counted pieces
+    overlapping the interval.
+
+    Subjects are counted without ``count(DISTINCT)``: a piece counts its subject in an interval unless an
+    earlier piece of the subject (in the same stratum) also overlaps it — that is, unless the latest end of the
+    earlier pieces (``prev_end``, one window over the pieces before they are joined to the intervals) falls on
+    or after the interval's start."""
     d = context.runner.dialect
+    partitions = strata.partitions()
+    ends = "".join(
+        f", max(ce) OVER (PARTITION BY denominator_cohort_id, outcome_id, subject_id{''.join(', ' + c for c in cols)} "
+        f"ORDER BY cs, ce ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_end_{k}"
+        for k, cols in enumerate(partitions)
+    )
     t_start = "CASE WHEN r.cs > i.s THEN r.cs ELSE i.s END"
     t_end = "CASE WHEN r.ce < i.e THEN r.ce ELSE i.e END"
-    keys = "i.denominator_cohort_id, i.outcome_id, i.analysis_interval, i.s, i.e"
+    counted = f"(SELECT *{ends} FROM {rows} WHERE final_ok)"
+    if one_row_per_person:
+        # A row without outcome records is then its person's only piece: the windows only see the others.
+        alone = "".join(f", CAST(NULL AS DATE) AS prev_end_{k}" for k in range(len(partitions)))
+        counted = (
+            f"(SELECT *{ends} FROM {rows} WHERE final_ok AND has_info "
+            f"UNION ALL SELECT *{alone} FROM {rows} WHERE final_ok AND NOT has_info)"
+        )
     join = (
-        f"FROM {rows} r JOIN {intervals} i ON i.denominator_cohort_id = r.denominator_cohort_id "
-        "AND i.outcome_id = r.outcome_id AND r.ce >= i.s AND r.cs <= i.e WHERE r.final_ok"
+        f"FROM {counted} r JOIN {intervals} i ON i.denominator_cohort_id = r.denominator_cohort_id "
+        "AND i.outcome_id = r.outcome_id AND r.ce >= i.s AND r.cs <= i.e"
     )
     parts = []
     for group in strata.groups:
         name, level = strata.label_sql(group)
         extra = "".join(f", {c}" for c in strata.group_by(group))
+        prev_end = f"r.prev_end_{partitions.index(strata.partition_of(group))}"
         parts.append(
-            f"SELECT 'rate' AS kind, {keys}, {name} AS strata_name, {level} AS strata_level, "
-            "count(DISTINCT r.subject_id) AS denominator_count, "
+            f"SELECT i.interval_id, {name} AS strata_name, {level} AS strata_level, "
+            f"sum(CASE WHEN {prev_end} IS NULL OR {prev_end} < i.s THEN 1 ELSE 0 END) AS denominator_count, "
             f"sum({d.day_diff(t_start, t_end)} + 1) AS person_days, "
             f"sum(CASE WHEN r.os IS NOT NULL AND r.os >= {t_start} AND r.os <= {t_end} THEN 1 ELSE 0 END) "
-            f"AS outcome_count {join} GROUP BY {keys}{extra}"
+            f"AS outcome_count {join} GROUP BY i.interval_id{extra}"
         )
-    span = (
-        f"SELECT denominator_cohort_id, outcome_id, analysis_interval, min(s) AS s, max(e) AS e FROM {intervals} "
-        "GROUP BY denominator_cohort_id, outcome_id, analysis_interval"
-    )
-    parts.append(
-        "SELECT 'span' AS kind, i.denominator_cohort_id, i.outcome_id, i.analysis_interval, i.s, i.e, "
-        "CAST(NULL AS STRING) AS strata_name, CAST(NULL AS STRING) AS strata_level, "
-        "count(DISTINCT r.subject_id) AS denominator_count, CAST(NULL AS BIGINT) AS person_days, "
-        "count(DISTINCT r.rid) AS outcome_count "
-        f"{join.replace(intervals, f'({span})')} "
-        "GROUP BY i.denominator_cohort_id, i.outcome_id, i.analysis_interval, i.s, i.e"
-    )
     return " UNION ALL ".join(parts)
+
+
+def span_sql(rows: str, spans: str) -> str:
+    """Records and subjects with a counted piece overlapping the span of a unit's intervals (``interval_id``)."""
+    return (
+        "SELECT i.interval_id, count(DISTINCT r.subject_id) AS s4, count(DISTINCT r.rid) AS r4 "
+        f"FROM {rows} r JOIN {spans} i ON i.denominator_cohort_id = r.denominator_cohort_id "
+        "AND i.outcome_id = r.outcome_id AND r.ce >= i.s AND r.cs <= i.e WHERE r.final_ok GROUP BY i.interval_id"
+    )
 
 
 def estimate_incidence(context: StudyContext, den: Denominator, spec: IncidenceSpec) -> list[ResultTable]:
@@ -281,23 +317,47 @@ def estimate_incidence(context: StudyContext, den: Denominator, spec: IncidenceS
     censor = censor_id(context, spec)
     rows = context.temp_name("incidence_rows")
     intervals = context.temp_name("incidence_intervals")
+    spans_table = context.temp_name("incidence_spans")
     runner.materialize(rows, incidence_rows_sql(context, den, outcomes, strata, spec, censor))
     try:
-        steps = runner.query(pairs_sql(rows)).to_pylist()
-        chosen = [
-            (int(r["denominator_cohort_id"]), int(r["outcome_id"]), unit, interval)
-            for r in sorted(steps, key=lambda r: (r["denominator_cohort_id"], r["outcome_id"]))
-            if r["first"] is not None
-            for unit in spec.interval
-            for interval in study_intervals(r["first"], r["last"], unit, spec.complete_database_intervals)
-        ]
+        steps = runner.query(pairs_sql(rows, den.one_row_per_person)).to_pylist()
+        for r in steps:
+            r["r1"], r["s1"] = den.counts(int(r["denominator_cohort_id"]))
+        chosen: list[tuple[int, int, str, Interval]] = []
+        spans: list[tuple[int, int, str, Interval]] = []  # units whose intervals do not cover every counted day
+        complete = []
+        for r in sorted(steps, key=lambda r: (r["denominator_cohort_id"], r["outcome_id"])):
+            if r["first"] is None:
+                continue
+            pair = (int(r["denominator_cohort_id"]), int(r["outcome_id"]))
+            for unit in spec.interval:
+                cut = study_intervals(r["first"], r["last"], unit, spec.complete_database_intervals)
+                chosen += [(*pair, unit, interval) for interval in cut]
+                if not cut:
+                    continue
+                span = Interval(cut[0].start, cut[-1].end)
+                if span == Interval(r["first"], r["last"]):  # every counted piece overlaps the span
+                    complete.append({**_unit_key(*pair, unit), "r4": r["r3"], "s4": r["s3"]})
+                else:
+                    spans.append((*pair, unit, span))
         runner.register(intervals, intervals_table(chosen))
-        results = runner.query(aggregate_sql(context, rows, intervals, strata)).to_pylist()
+        results = runner.query(aggregate_sql(context, rows, intervals, strata, den.one_row_per_person)).to_pylist()
+        if spans:
+            runner.register(spans_table, intervals_table(spans))
+            for r in runner.query(span_sql(rows, spans_table)).to_pylist():
+                den_id, outcome_id, unit, _ = spans[int(r["interval_id"])]
+                complete.append({**_unit_key(den_id, outcome_id, unit), "r4": r["r4"], "s4": r["s4"]})
     finally:
         runner.drop(rows)
         runner.drop(intervals)
-    counts = [r for r in results if r["kind"] == "rate"]
-    complete = [{**r, "r4": r["outcome_count"], "s4": r["denominator_count"]} for r in results if r["kind"] == "span"]
+        runner.drop(spans_table)
+    counts = []
+    for r in results:
+        den_id, outcome_id, unit, interval = chosen[int(r["interval_id"])]
+        counts.append(
+            {**r, "denominator_cohort_id": den_id, "outcome_id": outcome_id, "analysis_interval": unit,
+             "s": interval.start, "e": interval.end}
+        )  # fmt: skip
     names = {o.cohort_definition_id: o.name for o in outcomes}
     return [
         ResultTable(
@@ -317,6 +377,10 @@ def estimate_incidence(context: StudyContext, den: Denominator, spec: IncidenceS
             description="Denominator records and persons left after each step of the incidence analysis.",
         ),
     ]
+
+
+def _unit_key(den_id: int, outcome_id: int, unit: str) -> dict:
+    return {"denominator_cohort_id": den_id, "outcome_id": outcome_id, "analysis_interval": unit}
 
 
 def _incidence_table(den: Denominator, names: dict[int, str], spec: IncidenceSpec, counts: list[dict]) -> pa.Table:

@@ -51,6 +51,15 @@ class Strata:
     def group_by(self, group: tuple[str, ...], alias: str = "r") -> list[str]:
         return [f"{alias}.{self.columns[v]}" for v in group]
 
+    def partition_of(self, group: tuple[str, ...]) -> tuple[str, ...]:
+        """The columns that can differ between the rows of one person within a group's stratum: the study
+        cohort flags (sex is the same on every row of a person)."""
+        return tuple(self.columns[v] for v in group if v != "sex")
+
+    def partitions(self) -> list[tuple[str, ...]]:
+        """The distinct ``partition_of`` of the groups (one window per partition counts distinct persons)."""
+        return list(dict.fromkeys(self.partition_of(g) for g in self.groups))
+
 
 def strata_of(strata: Sequence[Sequence[str]], include_overall: bool) -> Strata:
     """The strata variables of an analysis and the groups to report (the overall population first)."""
@@ -91,9 +100,7 @@ def denominator_rows_sql(context: StudyContext, den: Denominator, strata: Strata
         )
     extra = "".join(f", {item}" for item in items)
     return (
-        "SELECT d.cohort_definition_id AS denominator_cohort_id, "
-        "row_number() OVER (ORDER BY d.cohort_definition_id, d.subject_id, d.cohort_start_date, "
-        "d.cohort_end_date) AS rid, "
+        "SELECT d.cohort_definition_id AS denominator_cohort_id, d.rid, "
         f"d.subject_id, d.cohort_start_date AS cs, d.cohort_end_date AS ce{extra} "
         f"FROM {den.rows} d {' '.join(joins)}"
     )
@@ -119,6 +126,7 @@ def outcome_rows_sql(context: StudyContext, outcomes: Sequence[Outcome]) -> str:
 
 INTERVAL_SCHEMA = pa.schema(
     [
+        ("interval_id", pa.int64()),
         ("denominator_cohort_id", pa.int64()),
         ("outcome_id", pa.int64()),
         ("analysis_interval", pa.string()),
@@ -129,10 +137,19 @@ INTERVAL_SCHEMA = pa.schema(
 
 
 def intervals_table(rows: list[tuple[int, int, str, Interval]]) -> pa.Table:
+    """The intervals, numbered by their position in ``rows`` (``interval_id``): results are grouped by that
+    number alone and labelled in Python."""
     return pa.Table.from_pylist(
         [
-            {"denominator_cohort_id": d, "outcome_id": o, "analysis_interval": unit, "s": i.start, "e": i.end}
-            for d, o, unit, i in rows
+            {
+                "interval_id": k,
+                "denominator_cohort_id": d,
+                "outcome_id": o,
+                "analysis_interval": unit,
+                "s": i.start,
+                "e": i.end,
+            }
+            for k, (d, o, unit, i) in enumerate(rows)
         ],
         schema=INTERVAL_SCHEMA,
     )

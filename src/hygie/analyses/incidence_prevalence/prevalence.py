@@ -107,71 +107,104 @@ def _overlap(spec: PrevalenceSpec) -> str:
     return "r.ce >= i.s AND r.cs <= i.e"
 
 
-def cases_sql(context: StudyContext, den: Denominator, spec: PrevalenceSpec, strata: Strata, intervals: str) -> str:
-    """One row per (interval, subject, clipped start): whether an outcome overlaps the clipped row."""
+def rows_sql(context: StudyContext, den: Denominator, strata: Strata) -> str:
+    """The denominator rows with their strata, and what counting distinct persons and records needs without
+    ``count(DISTINCT)``: ``prev_end_<k>``, the latest exit of the person's earlier rows (ordered by entry, then
+    exit) within partition ``k`` of the strata (``Strata.partitions``; ``prev_end`` over the whole cohort), and
+    ``first_record``, false for a row identical to an earlier one (same person, entry and exit). When no person
+    has two rows in a cohort (``Denominator.one_row_per_person``), no window is needed."""
+    rows = denominator_rows_sql(context, den, strata)
+    if den.one_row_per_person:  # every row is its person's only one: nothing to deduplicate
+        ends = "".join(f", CAST(NULL AS DATE) AS prev_end_{k}" for k in range(len(strata.partitions())))
+        return f"SELECT r.*, CAST(NULL AS DATE) AS prev_end{ends}, TRUE AS first_record FROM ({rows}) r"
+    base = "PARTITION BY denominator_cohort_id, subject_id"
+    earlier = "ORDER BY cs, ce ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING"
+    ends = "".join(
+        f", max(ce) OVER ({base}{''.join(', ' + c for c in cols)} {earlier}) AS prev_end_{k}"
+        for k, cols in enumerate(strata.partitions())
+    )
+    return f"""
+SELECT r.*, max(ce) OVER ({base} {earlier}) AS prev_end{ends},
+       NOT coalesce(lag(cs) OVER ({base} ORDER BY cs, ce) = cs AND lag(ce) OVER ({base} ORDER BY cs, ce) = ce, FALSE)
+         AS first_record
+FROM ({rows}) r"""
+
+
+def counts_sql(context: StudyContext, spec: PrevalenceSpec, strata: Strata, rows: str, intervals: str) -> str:
+    """Per interval (``interval_id``) and stratum: the persons (or records) of the rows counting for the
+    interval (``kind`` 'denominator') and those with an outcome overlapping the row within the interval
+    (``kind`` 'outcome').
+
+    Outcomes are matched to the denominator rows once (``seg``: the part of each outcome record inside the
+    row), and only those parts are joined to the intervals. A person counts in an interval unless an earlier
+    row of theirs (in the same stratum) also counts there, i.e. unless ``prev_end`` reaches the interval's
+    start (its end, with full contribution: an earlier row counting there covers it too)."""
+    full = spec.type == "period" and spec.full_contribution
+    outcomes = outcomes_of(context, spec.outcomes)
     strata_cols = "".join(f", r.{c}" for c in strata.columns.values())
     clip_start = "CASE WHEN r.cs > i.s THEN r.cs ELSE i.s END"
-    clip_end = "CASE WHEN r.ce < i.e THEN r.ce ELSE i.e END"
-    keys = "b.denominator_cohort_id, b.outcome_id, b.analysis_interval, b.s, b.e, b.subject_id, b.ccs"
-    grouped = keys + "".join(f", b.{c}" for c in strata.columns.values())
-    return f"""
-WITH r AS ({denominator_rows_sql(context, den, strata)}),
-oc AS ({outcome_rows_sql(context, outcomes_of(context, spec.outcomes))}),
-b AS (
-  SELECT i.denominator_cohort_id, i.outcome_id, i.analysis_interval, i.s, i.e, r.subject_id{strata_cols},
-         {clip_start} AS ccs, {clip_end} AS cce
-  FROM r JOIN {intervals} i ON i.denominator_cohort_id = r.denominator_cohort_id AND {_overlap(spec)})
-SELECT {grouped}, max(CASE WHEN o.subject_id IS NOT NULL THEN 1 ELSE 0 END) AS has_outcome
-FROM b LEFT JOIN oc o ON o.subject_id = b.subject_id AND o.outcome_id = b.outcome_id
- AND o.os <= b.cce AND o.oe >= b.ccs
-GROUP BY {grouped}"""
-
-
-def aggregate_sql(cases: str, strata: Strata, level: str) -> str:
+    joined = (
+        f"FROM {rows} r JOIN {intervals} i ON i.denominator_cohort_id = r.denominator_cohort_id AND {_overlap(spec)}"
+    )
+    cases = f"""(
+  SELECT i.interval_id, r.subject_id, {clip_start} AS ccs{strata_cols}
+  FROM (SELECT r.*, o.outcome_id, CASE WHEN o.os > r.cs THEN o.os ELSE r.cs END AS ss,
+               CASE WHEN o.oe < r.ce THEN o.oe ELSE r.ce END AS se
+        FROM {rows} r JOIN ({outcome_rows_sql(context, outcomes)}) o
+          ON o.subject_id = r.subject_id AND o.os <= r.ce AND o.oe >= r.cs) r
+  JOIN {intervals} i ON i.denominator_cohort_id = r.denominator_cohort_id AND i.outcome_id = r.outcome_id
+   AND {_overlap(spec)} AND r.ss <= i.e AND r.se >= i.s)"""
     parts = []
-    keys = "c.denominator_cohort_id, c.outcome_id, c.analysis_interval, c.s, c.e"
-    if level == "person":
-        counts = (
-            "count(DISTINCT c.subject_id) AS denominator_count, "
-            "count(DISTINCT CASE WHEN c.has_outcome = 1 THEN c.subject_id END) AS outcome_count"
-        )
-    else:
-        counts = "count(*) AS denominator_count, sum(c.has_outcome) AS outcome_count"
     for group in strata.groups:
-        name, level_sql = strata.label_sql(group, "c")
-        extra = "".join(f", {col}" for col in strata.group_by(group, "c"))
+        name, level = strata.label_sql(group, "c")
+        keys = "c.interval_id" + "".join(f", {col}" for col in strata.group_by(group, "c"))
+        labels = f"{name} AS strata_name, {level} AS strata_level"
+        if spec.level == "person":
+            prev_end = f"r.prev_end_{strata.partitions().index(strata.partition_of(group))}"
+            first = f"CASE WHEN {prev_end} IS NULL OR {prev_end} < {'i.e' if full else 'i.s'} THEN 1 ELSE 0 END"
+            parts.append(
+                f"SELECT 'denominator' AS kind, c.interval_id, {labels}, sum(c.first) AS n "
+                f"FROM (SELECT i.interval_id, {first} AS first{strata_cols} {joined}) c GROUP BY {keys}"
+            )
+            unique = f"SELECT DISTINCT interval_id, subject_id{strata_cols.replace('r.', '')} FROM {cases} r"
+        else:
+            # A record is a person's row clipped to the interval, with its strata: identical ones count once.
+            parts.append(
+                f"SELECT 'denominator' AS kind, c.interval_id, {labels}, count(*) AS n "
+                f"FROM (SELECT DISTINCT i.interval_id, r.subject_id, {clip_start} AS ccs{strata_cols} {joined}) c "
+                f"GROUP BY {keys}"
+            )
+            unique = f"SELECT DISTINCT interval_id, subject_id, ccs{strata_cols.replace('r.', '')} FROM {cases} r"
         parts.append(
-            f"SELECT {keys}, {name} AS strata_name, {level_sql} AS strata_level, {counts} "
-            f"FROM {cases} c GROUP BY {keys}{extra}"
+            f"SELECT 'outcome' AS kind, c.interval_id, {labels}, count(*) AS n FROM ({unique}) c GROUP BY {keys}"
         )
     return " UNION ALL ".join(parts)
 
 
-def attrition_sql(context: StudyContext, den: Denominator, spec: PrevalenceSpec, intervals: str) -> str:
-    """Denominator records and subjects: all, overlapping the intervals' span, covering an interval."""
-    full = "r.cs <= i.s AND r.ce >= i.e"
-    return f"""
-WITH r AS (SELECT cohort_definition_id AS denominator_cohort_id, subject_id, cohort_start_date AS cs,
-                  cohort_end_date AS ce,
-                  concat(CAST(subject_id AS STRING), '|', CAST(cohort_start_date AS STRING), '|',
-                         CAST(cohort_end_date AS STRING)) AS record
-           FROM {den.rows}),
-bounds AS (SELECT denominator_cohort_id, outcome_id, analysis_interval, min(s) AS s, max(e) AS e
-           FROM {intervals} GROUP BY denominator_cohort_id, outcome_id, analysis_interval),
-spanned AS (
-  SELECT b.denominator_cohort_id, b.outcome_id, b.analysis_interval, r.subject_id, r.record,
-         r.cs, r.ce
-  FROM bounds b JOIN r ON r.denominator_cohort_id = b.denominator_cohort_id AND r.ce >= b.s AND r.cs <= b.e),
-covering AS (
-  SELECT DISTINCT i.denominator_cohort_id, i.outcome_id, i.analysis_interval, r.record
-  FROM {intervals} i JOIN r ON r.denominator_cohort_id = i.denominator_cohort_id AND {full})
-SELECT s.denominator_cohort_id, s.outcome_id, s.analysis_interval,
-       count(DISTINCT s.record) AS r2, count(DISTINCT s.subject_id) AS s2,
-       count(DISTINCT CASE WHEN c.record IS NOT NULL THEN s.record END) AS r3,
-       count(DISTINCT CASE WHEN c.record IS NOT NULL THEN s.subject_id END) AS s3
-FROM spanned s LEFT JOIN covering c ON c.denominator_cohort_id = s.denominator_cohort_id
- AND c.outcome_id = s.outcome_id AND c.analysis_interval = s.analysis_interval AND c.record = s.record
-GROUP BY s.denominator_cohort_id, s.outcome_id, s.analysis_interval"""
+def attrition_sql(spec: PrevalenceSpec, rows: str, intervals: str) -> str:
+    """Per (denominator cohort, interval unit): records and subjects overlapping the span of the intervals (2)
+    and, with full contribution, covering an interval (3). Records are distinct (person, entry, exit)."""
+    parts = [
+        f"""
+SELECT 'span' AS kind, b.denominator_cohort_id, b.analysis_interval,
+       sum(CASE WHEN r.first_record THEN 1 ELSE 0 END) AS records,
+       sum(CASE WHEN r.prev_end IS NULL OR r.prev_end < b.s THEN 1 ELSE 0 END) AS subjects
+FROM {rows} r JOIN (SELECT denominator_cohort_id, analysis_interval, min(s) AS s, max(e) AS e FROM {intervals}
+                    GROUP BY denominator_cohort_id, analysis_interval) b
+  ON b.denominator_cohort_id = r.denominator_cohort_id AND r.ce >= b.s AND r.cs <= b.e
+GROUP BY b.denominator_cohort_id, b.analysis_interval"""
+    ]
+    if spec.type == "period" and spec.full_contribution:
+        parts.append(
+            f"""
+SELECT 'covering' AS kind, denominator_cohort_id, analysis_interval,
+       sum(CASE WHEN first_record THEN 1 ELSE 0 END) AS records, count(DISTINCT subject_id) AS subjects
+FROM (SELECT DISTINCT i.denominator_cohort_id, i.analysis_interval, r.rid, r.subject_id, r.first_record
+      FROM {rows} r JOIN (SELECT DISTINCT denominator_cohort_id, analysis_interval, s, e FROM {intervals}) i
+        ON i.denominator_cohort_id = r.denominator_cohort_id AND r.cs <= i.s AND r.ce >= i.e) c
+GROUP BY denominator_cohort_id, analysis_interval"""
+        )
+    return " UNION ALL ".join(parts)
 
 
 def estimate_prevalence(context: StudyContext, den: Denominator, spec: PrevalenceSpec) -> list[ResultTable]:
@@ -179,33 +212,50 @@ def estimate_prevalence(context: StudyContext, den: Denominator, spec: Prevalenc
     strata = strata_of(spec.strata, spec.include_overall_strata)
     outcomes = outcomes_of(context, spec.outcomes)
     names = {o.cohort_definition_id: o.name for o in outcomes}
-    starting = {
-        int(r["cohort_definition_id"]): r
-        for r in runner.query(
-            "SELECT cohort_definition_id, min(cohort_start_date) AS first, max(cohort_end_date) AS last, "
-            f"count(*) AS r1, count(DISTINCT subject_id) AS s1 FROM {den.rows} GROUP BY cohort_definition_id"
-        ).to_pylist()
-    }
-    spans = {den_id: (r["first"], r["last"]) for den_id, r in starting.items()}
+    starting = {}
+    for den_id in sorted(den.spans):
+        records, subjects = den.counts(den_id)
+        starting[den_id] = {"r1": records, "s1": subjects}
     chosen = [
         (den_id, o.cohort_definition_id, unit, interval)
-        for den_id, (first, last) in sorted(spans.items())
+        for den_id, (first, last) in sorted(den.spans.items())
         for o in outcomes
         for unit in spec.interval
         for interval in prevalence_intervals(spec, unit, first, last)
     ]
+    rows = context.temp_name("prevalence_rows")
     intervals = context.temp_name("prevalence_intervals")
     runner.register(intervals, intervals_table(chosen))
     try:
-        cases = f"({cases_sql(context, den, spec, strata, intervals)})"
-        counts = runner.query(aggregate_sql(cases, strata, spec.level)).to_pylist()
-        steps = runner.query(attrition_sql(context, den, spec, intervals)).to_pylist()
+        runner.materialize(rows, rows_sql(context, den, strata))
+        found = runner.query(counts_sql(context, spec, strata, rows, intervals)).to_pylist()
+        reached = runner.query(attrition_sql(spec, rows, intervals)).to_pylist()
     finally:
+        runner.drop(rows)
         runner.drop(intervals)
+    cells: dict[tuple, dict] = {}
+    for r in found:
+        den_id, outcome_id, unit, interval = chosen[int(r["interval_id"])]
+        cell = cells.setdefault(
+            (int(r["interval_id"]), r["strata_name"], r["strata_level"]),
+            {"denominator_cohort_id": den_id, "outcome_id": outcome_id, "analysis_interval": unit,
+             "s": interval.start, "e": interval.end, "strata_name": r["strata_name"],
+             "strata_level": r["strata_level"], "denominator_count": 0, "outcome_count": 0},
+        )  # fmt: skip
+        cell[f"{r['kind']}_count"] = int(r["n"])
+    steps: dict[tuple, dict] = {}
+    for r in reached:
+        step = "2" if r["kind"] == "span" else "3"
+        for o in outcomes:  # the intervals do not depend on the outcome
+            key = (int(r["denominator_cohort_id"]), o.cohort_definition_id, r["analysis_interval"])
+            steps.setdefault(
+                key, dict(zip(("denominator_cohort_id", "outcome_id", "analysis_interval"), key, strict=True))
+            )
+            steps[key].update({f"r{step}": r["records"], f"s{step}": r["subjects"]})
     return [
         ResultTable(
             "prevalence",
-            _prevalence_table(den, names, spec, chosen, counts),
+            _prevalence_table(den, names, spec, chosen, list(cells.values())),
             counts=PREVALENCE_COUNTS,
             plot="prevalence",
             structure=PREVALENCE_STRUCTURE,
@@ -214,7 +264,7 @@ def estimate_prevalence(context: StudyContext, den: Denominator, spec: Prevalenc
         ),
         ResultTable(
             "prevalence_attrition",
-            _attrition_table(den, names, spec, starting, steps),
+            _attrition_table(den, names, spec, starting, list(steps.values())),
             counts=ATTRITION_COUNTS,
             plot="attrition",
             description="Denominator records and persons left after each step of the prevalence analysis.",
