@@ -363,6 +363,8 @@ def _open(settings: Settings, path: Path) -> Iterator[tuple[BackupHeader, tarfil
         try:
             with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]
                 yield header, tar
+            while reader.read(CHUNK_BYTES):  # tar stops at its end marker: authenticate up to the final chunk
+                pass
         except tarfile.TarError as e:
             raise BackupError(f"{path}: the archive inside is damaged ({e})") from None
 
