@@ -122,7 +122,8 @@ def _sex(raw: str | None) -> str | None:
 
 
 # Values shared by many records (dates, years, names, postcodes) are hashed once per run: a bounded memo per
-# field, so that unique values (local ids, NIRs) never fill memory. Tokens are the same with or without it.
+# field (tens of MB at most), so that unique values (local ids, NIRs) never fill memory. Tokens are the same
+# with or without it.
 MEMO_LIMIT = 200_000
 
 
