@@ -132,3 +132,18 @@ def test_bad_deposits(site, site_folder, settings, tmp_path):
     with pytest.raises(InputError, match="outside the clinical folder"):
         ingest(site, site_folder, settings, identities=site_folder / "cdm" / "identities.csv")
     assert SiteRegistry(settings).deposits(site).list() == []
+
+
+def test_person_keys_from_tokens_are_those_of_hashing_the_local_id(tmp_path):
+    """Person keys taken from the identity tokens equal keys hashed from the local id, spaces and all."""
+    from hygie.ingest.deposit import _person_keys, person_key
+    from hygie.ingest.pseudonymise import LinkageKey, TokenReport, tokenise
+
+    key = LinkageKey.generate(tmp_path / "linkage.key")
+    local_ids = ["42", "042", "P-7", " 9 ", "None", "x"]
+    records = [{"local_id": i, "birth_date": "1980-01-02", "sex": "F"} for i in local_ids[:-2]]
+    records += [{"local_id": None, "birth_date": "", "sex": ""}, {"local_id": "x", "birth_date": "", "sex": "M"}]
+    tokens = list(tokenise(records, key, TokenReport()))
+    keys = _person_keys(key, local_ids, tokens)
+    assert keys == [person_key(key, i) for i in local_ids]
+    assert len(set(keys)) == len(local_ids) and all(0 <= k < 2**63 for k in keys)

@@ -114,3 +114,43 @@ def test_cli(tmp_path):
     assert result.exit_code == 0, result.output
     assert "wrote 2 token record(s)" in result.stdout
     assert NIR not in result.stdout and "Dupont" not in result.stdout
+
+
+def test_shared_values_give_the_same_tokens_as_direct_hashing(key, monkeypatch):
+    """Dates, names and postcodes hashed once per run (a bounded memo) give exactly the tokens of direct hashing."""
+    from hygie.ingest import pseudonymise
+
+    records = [
+        {
+            "local_id": f"P{i}",
+            "nir": NIR if i % 3 == 0 else "",
+            "family_name": ["Dupont", "Dupond", " d'Arc ", "", None][i % 5],
+            "given_name": ["Émilie", "Jean", "", None][i % 4],
+            "birth_date": ["1985-03-07", "1985-07-03", "1985-13-40", "", None, "1990-05-05"][i % 6],
+            "sex": "FM"[i % 2],
+            "postcode": ["69003", " 54000 ", "", None][i % 4],
+        }
+        for i in range(60)
+    ]
+
+    def direct(r):
+        name = {f: normalise_name(r[f]) for f in ("family_name", "given_name")}
+        birth = None if not r["birth_date"] or r["birth_date"].startswith("1985-13") else r["birth_date"]
+        swapped = f"{birth[:4]}-{birth[8:10]}-{birth[5:7]}" if birth and int(birth[8:10]) <= 12 else None
+        return {
+            "birth_date_token": key.token("birth_date", birth),
+            "birth_date_swapped_token": key.token("birth_date", swapped if swapped != birth else None),
+            "birth_year_token": key.token("birth_year", birth[:4] if birth else None),
+            "family_name_token": key.token("family_name", name["family_name"]),
+            "family_name_soundex_token": key.token("family_name_soundex", soundex(name["family_name"])),
+            "given_name_token": key.token("given_name", name["given_name"]),
+            "given_name_soundex_token": key.token("given_name_soundex", soundex(name["given_name"])),
+            "postcode_token": key.token("postcode", (r["postcode"] or "").strip() or None),
+        }
+
+    expected = [direct(r) for r in records]
+    remembered = [{k: t[k] for k in expected[0]} for t in tokenise(records, key, TokenReport())]
+    monkeypatch.setattr(pseudonymise, "MEMO_LIMIT", 2)  # past the limit, values are hashed each time
+    bounded = [{k: t[k] for k in expected[0]} for t in tokenise(records, key, TokenReport())]
+    assert remembered == expected == bounded
+    assert expected[0]["birth_date_swapped_token"] == expected[1]["birth_date_token"]

@@ -80,7 +80,21 @@ def person_key(key: LinkageKey, local_id: str) -> int:
     """A site's local person id as a 63-bit keyed pseudonym (the same id always gives the same key)."""
     token = key.token("local_id", local_id)
     assert token is not None
-    return int(token[:16], 16) >> 1
+    return _person_key_of(token)
+
+
+def _person_key_of(local_id_token: str) -> int:
+    """The person key is the first 63 bits of the local id's token."""
+    return int(local_id_token[:16], 16) >> 1
+
+
+def _person_keys(key: LinkageKey, local_ids: list[str], tokens: list[dict]) -> list[int]:
+    """Person keys of identity records, from their local id tokens when tokenise hashed the same text (a local
+    id without surrounding spaces), else hashed again: the same keys, one HMAC fewer per identity."""
+    return [
+        _person_key_of(t["local_id_token"]) if i and i == i.strip() and t["local_id_token"] else person_key(key, i)
+        for i, t in zip(local_ids, tokens, strict=True)
+    ]
 
 
 def ingest(
@@ -341,7 +355,7 @@ class _DepositHooks(LoadHooks):
         keys = pa.table(
             {
                 "local_id": pa.array(self.local_ids, pa.string()),
-                "person_key": pa.array([person_key(self.key, i) for i in self.local_ids], pa.int64()),
+                "person_key": pa.array(_person_keys(self.key, self.local_ids, self.tokens), pa.int64()),
             }
         )
         con.register("_person_keys_arrow", keys)

@@ -20,7 +20,7 @@ import hashlib
 import hmac
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,33 +121,79 @@ def _sex(raw: str | None) -> str | None:
     return value if value in ("M", "F") else None
 
 
+# Values shared by many records (dates, years, names, postcodes) are hashed once per run: a bounded memo per
+# field (tens of MB at most), so that unique values (local ids, NIRs) never fill memory. Tokens are the same
+# with or without it.
+MEMO_LIMIT = 200_000
+
+
+class _Memo:
+    """``fn(value)`` remembered for up to MEMO_LIMIT distinct values; later values are computed each time."""
+
+    def __init__(self, fn: Callable[[str], tuple]) -> None:
+        self._fn = fn
+        self._seen: dict[str, tuple] = {}
+
+    def __call__(self, value: str) -> tuple:
+        found = self._seen.get(value)
+        if found is None:
+            found = self._fn(value)
+            if len(self._seen) < MEMO_LIMIT:
+                self._seen[value] = found
+        return found
+
+
+def _birth_tokens(key: LinkageKey, raw: str) -> tuple[str | None, str | None, str | None]:
+    """Tokens of a birth date, of its day/month swap and of its year (None when invalid or not applicable)."""
+    birth = _birth_date(raw)
+    if birth is None:
+        return (None, None, None)
+    swapped = _swapped(birth)
+    return (
+        key.token("birth_date", birth.isoformat()),
+        key.token("birth_date", swapped.isoformat() if swapped else None),
+        key.token("birth_year", str(birth.year)),
+    )
+
+
+def _name_tokens(key: LinkageKey, field: str, raw: str) -> tuple[str | None, str | None]:
+    """Tokens of a normalised name and of its Soundex code."""
+    name = normalise_name(raw)
+    return (key.token(field, name), key.token(f"{field}_soundex", soundex(name)))
+
+
 def tokenise(records: Iterable[dict[str, str | None]], key: LinkageKey, report: TokenReport) -> Iterator[dict]:
     """Token records for identity records (dicts with IDENTITY_COLUMNS); pure apart from ``report``."""
     assert report.missing is not None
+    births = _Memo(lambda raw: _birth_tokens(key, raw))
+    families = _Memo(lambda raw: _name_tokens(key, "family_name", raw))
+    givens = _Memo(lambda raw: _name_tokens(key, "given_name", raw))
+    postcodes = _Memo(lambda value: (key.token("postcode", value),))
     for r in records:
         report.records += 1
         raw_nir = (r.get("nir") or "").strip() or None
         nir = normalise_nir(raw_nir)
         if raw_nir and nir is None:
             report.invalid_nir += 1
-        birth = _birth_date(r.get("birth_date"))
-        swapped = _swapped(birth) if birth else None
-        family = normalise_name(r.get("family_name"))
-        given = normalise_name(r.get("given_name"))
+        raw_birth = r.get("birth_date")
+        birth, swapped, year = births(raw_birth) if raw_birth else (None, None, None)
+        raw_family, raw_given = r.get("family_name"), r.get("given_name")
+        family, family_soundex = families(raw_family) if raw_family is not None else (None, None)
+        given, given_soundex = givens(raw_given) if raw_given is not None else (None, None)
         postcode = (r.get("postcode") or "").strip() or None
         local_id = (r.get("local_id") or "").strip() or None
         values = {
             "local_id_token": key.token("local_id", local_id),
             "nir_token": key.token("nir", nir),
-            "birth_date_token": key.token("birth_date", birth.isoformat() if birth else None),
-            "birth_date_swapped_token": key.token("birth_date", swapped.isoformat() if swapped else None),
-            "birth_year_token": key.token("birth_year", str(birth.year) if birth else None),
+            "birth_date_token": birth,
+            "birth_date_swapped_token": swapped,
+            "birth_year_token": year,
             "sex": _sex(r.get("sex")),
-            "family_name_token": key.token("family_name", family),
-            "family_name_soundex_token": key.token("family_name_soundex", soundex(family)),
-            "given_name_token": key.token("given_name", given),
-            "given_name_soundex_token": key.token("given_name_soundex", soundex(given)),
-            "postcode_token": key.token("postcode", postcode),
+            "family_name_token": family,
+            "family_name_soundex_token": family_soundex,
+            "given_name_token": given,
+            "given_name_soundex_token": given_soundex,
+            "postcode_token": postcodes(postcode)[0] if postcode else None,
         }
         for name in (
             "local_id_token",
