@@ -488,6 +488,34 @@ OUTCOME_ATTRITION_SCHEMA = pa.schema(
 )
 
 
+def outcome_attrition_rows(
+    den: Denominator, cohort_id: int, outcome: tuple[int, str], interval: str, steps: list[tuple[str, dict, str]]
+) -> list[dict]:
+    """The attrition rows of one denominator cohort, outcome and interval. ``steps``: for each reason in order,
+    the reason, the counts row it reads and the step key of its ``r<step>``/``s<step>`` columns; exclusions are
+    the differences to the step before."""
+    rows, previous = [], None
+    for reason_id, (reason, source, step) in enumerate(steps, start=1):
+        records, subjects = int(source.get(f"r{step}") or 0), int(source.get(f"s{step}") or 0)
+        rows.append(
+            {
+                "denominator_cohort_id": cohort_id,
+                "outcome_cohort_id": outcome[0],
+                "denominator_cohort_name": den.cohort_name(cohort_id),
+                "outcome_cohort_name": outcome[1],
+                "analysis_interval": interval,
+                "reason_id": reason_id,
+                "reason": reason,
+                "number_records": records,
+                "number_subjects": subjects,
+                "excluded_records": 0 if previous is None else previous[0] - records,
+                "excluded_subjects": 0 if previous is None else previous[1] - subjects,
+            }
+        )
+        previous = (records, subjects)
+    return rows
+
+
 def _settings(
     name: str,
     cohorts: tuple[DenominatorCohort, ...],

@@ -22,6 +22,7 @@ from hygie.analyses.incidence_prevalence.denominators import (
     Denominator,
     check_known,
     denominator,
+    outcome_attrition_rows,
 )
 from hygie.analyses.incidence_prevalence.intervals import Interval, study_intervals
 from hygie.analyses.incidence_prevalence.population import (
@@ -449,25 +450,8 @@ def _attrition_table(
             pair = by_pair.get((cohort.cohort_definition_id, outcome_id), {})
             for unit in spec.interval:
                 last = by_interval.get((cohort.cohort_definition_id, outcome_id, unit), {})
-                previous = None
-                for reason_id, (step, reason) in enumerate(reasons, start=1):
-                    source = last if step == "4" else pair
-                    records = int(source.get(f"r{step}") or 0)
-                    subjects = int(source.get(f"s{step}") or 0)
-                    out.append(
-                        {
-                            "denominator_cohort_id": cohort.cohort_definition_id,
-                            "outcome_cohort_id": outcome_id,
-                            "denominator_cohort_name": den.cohort_name(cohort.cohort_definition_id),
-                            "outcome_cohort_name": outcome_name,
-                            "analysis_interval": unit,
-                            "reason_id": reason_id,
-                            "reason": reason,
-                            "number_records": records,
-                            "number_subjects": subjects,
-                            "excluded_records": 0 if previous is None else previous[0] - records,
-                            "excluded_subjects": 0 if previous is None else previous[1] - subjects,
-                        }
-                    )
-                    previous = (records, subjects)
+                reason_steps = [(reason, last if step == "4" else pair, step) for step, reason in reasons]
+                out += outcome_attrition_rows(
+                    den, cohort.cohort_definition_id, (outcome_id, outcome_name), unit, reason_steps
+                )
     return pa.Table.from_pylist(out, schema=OUTCOME_ATTRITION_SCHEMA)
