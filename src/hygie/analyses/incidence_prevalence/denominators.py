@@ -436,24 +436,35 @@ def _attrition_table(
             if flag == "s8" and cohort.sex == "Both":
                 continue  # no sex requirement, no step
             steps.append((reason_id, reason.format(sex=cohort.sex), flag))
-        previous = None
-        for reason_id, reason, flag in steps:
-            records = int(counts.get(f"{flag}_records") or 0)
-            subjects = int(counts.get(f"{flag}_subjects") or 0)
+        numbers = attrition_numbers(
+            [(int(counts.get(f"{flag}_records") or 0), int(counts.get(f"{flag}_subjects") or 0)) for *_, flag in steps]
+        )
+        for (reason_id, reason, _), step_numbers in zip(steps, numbers, strict=True):
             rows.append(
                 {
                     "denominator_cohort_id": cohort.cohort_definition_id,
                     "denominator_cohort_name": f"{name}_{cohort.cohort_definition_id}",
                     "reason_id": reason_id,
                     "reason": reason,
-                    "number_records": records,
-                    "number_subjects": subjects,
-                    "excluded_records": 0 if previous is None else previous[0] - records,
-                    "excluded_subjects": 0 if previous is None else previous[1] - subjects,
+                    **step_numbers,
                 }
             )
-            previous = (records, subjects)
     return pa.Table.from_pylist(rows, schema=ATTRITION_SCHEMA)
+
+
+def attrition_numbers(counts: list[tuple[int, int]]) -> list[dict[str, int]]:
+    """The number and excluded columns of successive attrition steps, from (records, subjects) per step:
+    exclusions are the differences to the step before (none at the first)."""
+    previous = counts[:1] + counts[:-1]
+    return [
+        {
+            "number_records": records,
+            "number_subjects": subjects,
+            "excluded_records": before_records - records,
+            "excluded_subjects": before_subjects - subjects,
+        }
+        for (records, subjects), (before_records, before_subjects) in zip(counts, previous, strict=True)
+    ]
 
 
 ATTRITION_SCHEMA = pa.schema(
@@ -492,28 +503,23 @@ def outcome_attrition_rows(
     den: Denominator, cohort_id: int, outcome: tuple[int, str], interval: str, steps: list[tuple[str, dict, str]]
 ) -> list[dict]:
     """The attrition rows of one denominator cohort, outcome and interval. ``steps``: for each reason in order,
-    the reason, the counts row it reads and the step key of its ``r<step>``/``s<step>`` columns; exclusions are
-    the differences to the step before."""
-    rows, previous = [], None
-    for reason_id, (reason, source, step) in enumerate(steps, start=1):
-        records, subjects = int(source.get(f"r{step}") or 0), int(source.get(f"s{step}") or 0)
-        rows.append(
-            {
-                "denominator_cohort_id": cohort_id,
-                "outcome_cohort_id": outcome[0],
-                "denominator_cohort_name": den.cohort_name(cohort_id),
-                "outcome_cohort_name": outcome[1],
-                "analysis_interval": interval,
-                "reason_id": reason_id,
-                "reason": reason,
-                "number_records": records,
-                "number_subjects": subjects,
-                "excluded_records": 0 if previous is None else previous[0] - records,
-                "excluded_subjects": 0 if previous is None else previous[1] - subjects,
-            }
-        )
-        previous = (records, subjects)
-    return rows
+    the reason, the counts row it reads and the step key of its ``r<step>``/``s<step>`` columns."""
+    numbers = attrition_numbers(
+        [(int(source.get(f"r{step}") or 0), int(source.get(f"s{step}") or 0)) for _, source, step in steps]
+    )
+    return [
+        {
+            "denominator_cohort_id": cohort_id,
+            "outcome_cohort_id": outcome[0],
+            "denominator_cohort_name": den.cohort_name(cohort_id),
+            "outcome_cohort_name": outcome[1],
+            "analysis_interval": interval,
+            "reason_id": reason_id,
+            "reason": reason,
+            **step_numbers,
+        }
+        for reason_id, ((reason, _, _), step_numbers) in enumerate(zip(steps, numbers, strict=True), start=1)
+    ]
 
 
 def _settings(
