@@ -155,6 +155,59 @@ def list_users() -> None:
     console.print(t)
 
 
+@app.command("review")
+@handle_errors
+def review(
+    name: str = typer.Argument(..., help="Username."),
+    role: str = typer.Option(..., "--role", help="The role reviewed."),
+    site: str | None = typer.Option(None, "--site", help="The site of a data_provider."),
+    project: str | None = typer.Option(None, "--project", help="The project of a researcher."),
+) -> None:
+    """Confirm after review that an account still needs a role: it stays in force for another year."""
+    from hygie.governance.access_review import REVIEW_PERIOD
+    from hygie.governance.accounts import Accounts
+
+    grant = grant_from_options(role, site, project)
+    with opened_store() as store:
+        Accounts(store).review(operator(), name, grant)
+    say(f"reviewed: {name} keeps {grant} for {REVIEW_PERIOD.days} more days")
+
+
+@app.command("reviews")
+@handle_errors
+def reviews(
+    check: bool = typer.Option(
+        False, "--check", help="Alert: list only grants due or lapsed, record the alert, exit 1 if any."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="JSON lines instead of a table."),
+) -> None:
+    """The periodic review of access rights: every grant with its deadline (due: within 30 days; lapsed:
+    suspended until reviewed)."""
+    import json
+
+    from hygie.governance.accounts import Accounts
+
+    with opened_store() as store:
+        accounts = Accounts(store)
+        found = accounts.review_alert(operator()) if check else accounts.grant_reviews()
+    if as_json:
+        for r in found:
+            print(json.dumps({
+                "user": r.username, "role": str(r.grant), "granted_at": r.granted_at.isoformat(),
+                "reviewed_at": r.reviewed_at.isoformat() if r.reviewed_at else None, "reviewed_by": r.reviewed_by,
+                "deadline": r.deadline.isoformat(), "status": r.status.value,
+            }))  # fmt: skip
+    else:
+        t = Table("user", "role", "granted", "last review", "deadline", "status")
+        for r in found:
+            last = f"{r.reviewed_at:%Y-%m-%d} by {r.reviewed_by}" if r.reviewed_at else ""
+            t.add_row(r.username, str(r.grant), f"{r.granted_at:%Y-%m-%d}", last, f"{r.deadline:%Y-%m-%d}", r.status)
+        console.print(t)
+    if check and found:
+        say(f"{len(found)} grant(s) need a review: `hygie user review NAME --role ...`")
+        raise typer.Exit(1)
+
+
 @app.command("totp-enrol")
 @handle_errors
 def totp_enrol(name: str = typer.Argument(..., help="Username.")) -> None:

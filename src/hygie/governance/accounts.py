@@ -32,12 +32,13 @@ from typing import Any
 import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import ColumnElement, FromClause, Row, Select, bindparam, delete, select, update
+from sqlalchemy import ColumnElement, FromClause, Row, Select, bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from hygie.errors import ConflictError, HygieError, NotFoundError
+from hygie.governance.access_review import ReviewStatus, in_force, review_deadline, review_status
 from hygie.governance.events import Detail, Event, EventSink, Outcome, default_sink
-from hygie.governance.models import ApiToken, Project, RoleGrant, TotpSecret, User, WebSession
+from hygie.governance.models import ApiToken, Project, RoleGrant, TotpSecret, User, UTCDateTime, WebSession
 from hygie.governance.permissions import Action, require
 from hygie.governance.roles import MFA_ROLES, Grant, Principal, Role
 from hygie.governance.store import Store
@@ -105,10 +106,31 @@ class TokenInfo:
     last_used_at: dt.datetime | None
 
 
+def _grant(row: RoleGrant) -> Grant:
+    return Grant(Role(row.role), site=row.site, project=row.project.name if row.project is not None else None)
+
+
+@dataclass(frozen=True)
+class GrantReview:
+    """A grant as the periodic review sees it."""
+
+    username: str
+    grant: Grant
+    granted_at: dt.datetime
+    reviewed_at: dt.datetime | None
+    reviewed_by: str | None
+    deadline: dt.datetime  # it lapses then unless reviewed
+    status: ReviewStatus
+
+
 def grants_of(user: User) -> frozenset[Grant]:
-    return frozenset(
-        Grant(Role(g.role), site=g.site, project=g.project.name if g.project is not None else None) for g in user.grants
-    )
+    """Every grant the account holds, in force or lapsed (listings show them all)."""
+    return frozenset(_grant(g) for g in user.grants)
+
+
+def grants_in_force(user: User, now: dt.datetime) -> frozenset[Grant]:
+    """The grants that count at ``now``: those whose periodic review has not lapsed."""
+    return frozenset(_grant(g) for g in user.grants if in_force(g.reviewed_at or g.granted_at, now))
 
 
 def _user_info(user: User) -> UserInfo:
@@ -145,10 +167,12 @@ def _get_user(session: Session, username: str) -> User:
 
 
 def principal_columns() -> tuple[ColumnElement[Any], ...]:
-    """What ``principal_from_rows`` reads: the account's name, state and second factor, one grant per row."""
+    """What ``principal_from_rows`` reads: the account's name, state and second factor, one grant per row with
+    its last attestation (review, or grant)."""
     u, g, p, t = User.__table__, RoleGrant.__table__, Project.__table__, TotpSecret.__table__
+    attested = func.coalesce(g.c.reviewed_at, g.c.granted_at, type_=UTCDateTime()).label("attested_at")
     return (u.c.username, u.c.active, t.c.user_id.is_not(None).label("mfa"), g.c.role, g.c.site,
-            p.c.name.label("project"))  # fmt: skip
+            p.c.name.label("project"), attested)  # fmt: skip
 
 
 def principal_joins(source: FromClause) -> FromClause:
@@ -161,12 +185,17 @@ def principal_joins(source: FromClause) -> FromClause:
     )
 
 
-def principal_from_rows(rows: Sequence[Row[Any]]) -> Principal:
+def principal_from_rows(rows: Sequence[Row[Any]], now: dt.datetime | None = None) -> Principal:
     """The principal of an account from the rows of ``principal_columns`` (at least one): no grant counts
-    while the account is disabled."""
+    while the account is disabled, nor once its periodic review has lapsed (``access_review``)."""
     first = rows[0]
+    now = now or utcnow()
     grants = (
-        frozenset(Grant(Role(r.role), site=r.site, project=r.project) for r in rows if r.role is not None)
+        frozenset(
+            Grant(Role(r.role), site=r.site, project=r.project)
+            for r in rows
+            if r.role is not None and in_force(r.attested_at, now)
+        )
         if first.active
         else frozenset()
     )
@@ -373,6 +402,61 @@ class Accounts:
             session.delete(row)
         self._emit(actor.name, "role.revoke", f"user:{username}", "ok", now, role=str(grant))
 
+    # -- periodic review of grants (access_review) ------------------------------------------------------------
+    def review(self, actor: Principal, username: str, grant: Grant, *, now: dt.datetime | None = None) -> None:
+        """Confirm, after review, that ``username`` still needs ``grant``: it is in force for another review
+        period from now (a lapsed grant comes back). Nobody reviews their own access."""
+        now = now or utcnow()
+        action = Action.PROJECT_MANAGE if grant.project else Action.USER_MANAGE
+        self._authorise_grant(actor, action, grant, username, now)
+        if actor.username == username:
+            self._emit(actor.name, "role.review", f"user:{username}", "denied", now, role=str(grant))
+            raise HygieError("nobody reviews their own access: another operator must review it")
+        with self.store.session() as session:
+            user = _get_user(session, username)
+            project = self._project(session, grant.project) if grant.project else None
+            key = _scope_key(grant, project.id if project else None)
+            row = session.scalar(
+                select(RoleGrant).where(
+                    RoleGrant.user_id == user.id, RoleGrant.role == grant.role.value, RoleGrant.scope_key == key
+                )
+            )
+            if row is None:
+                raise NotFoundError(f"{username} does not have the role {grant}")
+            was = review_status(row.reviewed_at or row.granted_at, now)
+            row.reviewed_at, row.reviewed_by = now, actor.name
+        self._emit(actor.name, "role.review", f"user:{username}", "ok", now, role=str(grant), was=was.value)
+
+    def grant_reviews(self, *, now: dt.datetime | None = None) -> list[GrantReview]:
+        """Every grant of every account with its review state at ``now``, most urgent first."""
+        now = now or utcnow()
+        with self.store.session() as session:
+            rows = session.scalars(select(RoleGrant)).all()
+            reviews = [
+                GrantReview(
+                    row.user.username,
+                    _grant(row),
+                    row.granted_at,
+                    row.reviewed_at,
+                    row.reviewed_by,
+                    review_deadline(row.reviewed_at or row.granted_at),
+                    review_status(row.reviewed_at or row.granted_at, now),
+                )
+                for row in rows
+            ]
+        return sorted(reviews, key=lambda r: (r.deadline, r.username, str(r.grant)))
+
+    def review_alert(self, actor: Principal, *, now: dt.datetime | None = None) -> list[GrantReview]:
+        """The grants that need a review (due or lapsed), recorded in the audit log as an alert when there are
+        any: the scheduled check an operator runs (``hygie user reviews --check``)."""
+        now = now or utcnow()
+        self._authorise(actor, Action.USER_MANAGE, "grants", now)
+        pending = [r for r in self.grant_reviews(now=now) if r.status is not ReviewStatus.CURRENT]
+        if pending:
+            lapsed = sum(r.status is ReviewStatus.LAPSED for r in pending)
+            self._emit(actor.name, "role.review_alert", "grants", "ok", now, due=len(pending) - lapsed, lapsed=lapsed)
+        return pending
+
     def _authorise_grant(self, actor: Principal, action: Action, grant: Grant, username: str, now: dt.datetime) -> None:
         if action is Action.PROJECT_MANAGE:
             from hygie.governance.projects import project_ref
@@ -449,7 +533,7 @@ class Accounts:
                 outcome = self._check_factors(user, password, totp, now)
                 if outcome == "ok":
                     user.failed_logins, user.locked_until, user.last_login_at = 0, None, now
-                    principal = Principal(user.username, grants_of(user), mfa=user.totp is not None)
+                    principal = Principal(user.username, grants_in_force(user, now), mfa=user.totp is not None)
                 else:
                     user.failed_logins += 1
                     if user.failed_logins >= MAX_FAILURES:
@@ -563,7 +647,7 @@ class Accounts:
             self._emit(username or "anonymous", "auth.token", f"user:{username or '?'}", "denied", now)
             raise AuthenticationError("authentication failed: unknown, revoked or expired token")
         assert row is not None
-        principal = self.principal(row.username)
+        principal = self.principal(row.username, now=now)
         last = row.last_used_at
         if last is None or now - last >= TOKEN_USE_RECORD:
             with self.store.session() as session:
@@ -578,11 +662,11 @@ class Accounts:
                 self._emit(principal.name, "auth.token", f"user:{principal.name}", "ok", now)
         return principal
 
-    def principal(self, username: str) -> Principal:
+    def principal(self, username: str, *, now: dt.datetime | None = None) -> Principal:
         """The principal of an account as it stands (for services acting on a user's behalf). Read on every
         request of the portal: one query on the tables (no ORM objects), its grants joined in."""
         with self.store.engine.connect() as connection:
             rows = connection.execute(_PRINCIPAL_QUERY, {"username": username}).all()
         if not rows:
             raise NotFoundError(f"no user named {username!r}")
-        return principal_from_rows(rows)
+        return principal_from_rows(rows, now)

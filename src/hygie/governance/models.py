@@ -96,6 +96,10 @@ class RoleGrant(Base):
     scope_key: Mapped[str] = mapped_column(String(80))
     granted_at: Mapped[dt.datetime]
     granted_by: Mapped[str] = mapped_column(String(64))
+    # The last periodic review (``access_review``): the grant lapses a review period after this, or after
+    # ``granted_at`` when it has never been reviewed.
+    reviewed_at: Mapped[dt.datetime | None]
+    reviewed_by: Mapped[str | None] = mapped_column(String(64))
 
     user: Mapped[User] = relationship(back_populates="grants")
     project: Mapped[Project | None] = relationship(back_populates="grants")
