@@ -212,6 +212,37 @@ def expire_due() -> None:
     say(f"expired: {', '.join(names)}" if names else "no project to expire")
 
 
+@app.command("teardown")
+@handle_errors
+def teardown(name: str = typer.Argument(..., help="Project name (revoked or expired).")) -> None:
+    """Delete an ended project's workspace (job folders) and record the proof of deletion."""
+    from hygie.jobs.teardown import teardown as tear_down
+
+    with opened_store() as store:
+        done = tear_down(store, operator(), name)
+    if done.record is None:
+        say(f"project {name}: nothing left to delete")
+    else:
+        say(f"project {name}: deleted {done.jobs} job folder(s), {done.files} file(s), {done.bytes} bytes; "
+            f"deletion record {done.record} (sha256 {done.digest}, in the audit log)")  # fmt: skip
+
+
+@app.command("teardown-due")
+@handle_errors
+def teardown_due(
+    after_days: int = typer.Option(30, "--after-days", min=0, help="Days after a project ended (default 30)."),
+) -> None:
+    """Tear down every project that ended at least --after-days ago and still has a workspace (for cron)."""
+    from hygie.jobs.teardown import teardown_due as tear_down_due
+
+    with opened_store() as store:
+        done = tear_down_due(store, operator(), after=dt.timedelta(days=after_days))
+    for t in done:
+        say(f"project {t.project}: deleted {t.jobs} job folder(s), {t.files} file(s); record sha256 {t.digest}")
+    if not done:
+        say("no project to tear down")
+
+
 @app.command("list")
 @handle_errors
 def list_projects() -> None:
