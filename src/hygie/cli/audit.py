@@ -129,6 +129,42 @@ def scan_identifiers(
     raise typer.Exit(EXIT_USER_ERROR)
 
 
+@app.command("alerts")
+@handle_errors
+@audited("audit.alerts", "audit-log")
+def alerts(
+    since: str | None = typer.Option(None, "--since", help="From this UTC date or time (ISO, e.g. 2026-11-01)."),
+    timezone: str = typer.Option("Europe/Paris", "--timezone", help="The hub's local time, for working hours."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON alert per line."),
+) -> None:
+    """Run the anomaly rules on the audit log: bulk downloads, repeated rejected outputs, repeated refusals,
+    activity outside working hours. Exits 1 when any alert is raised (for cron or monitoring)."""
+    from zoneinfo import ZoneInfoNotFoundError
+
+    from hygie.governance.alerts import AlertRules, find_alerts
+    from hygie.governance.audit import AuditLog
+
+    try:
+        rules = AlertRules(timezone=timezone)
+        found = find_alerts(AuditLog(settings()).entries(since=since), rules)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise HygieError(f"--timezone: unknown time zone {timezone!r} (e.g. Europe/Paris)") from None
+    audit_note(alerts=len(found), rules=sorted({a.rule for a in found}))
+    if as_json:
+        for a in found:
+            print_json({"rule": a.rule, "actor": a.actor, "count": a.count, "first": a.first.isoformat(),
+                        "last": a.last.isoformat(), "summary": a.summary})  # fmt: skip
+    elif found:
+        t = Table("rule", "actor", "events", "first (UTC)", "last (UTC)", "what")
+        for a in found:
+            t.add_row(a.rule, a.actor, str(a.count), f"{a.first:%Y-%m-%d %H:%M}", f"{a.last:%Y-%m-%d %H:%M}", a.summary)
+        console.print(t)
+    else:
+        console.print("no alert")
+    if found:
+        raise typer.Exit(1)
+
+
 @app.command("verify")
 @handle_errors
 def verify(
