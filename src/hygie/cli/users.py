@@ -164,8 +164,8 @@ def review(
     project: str | None = typer.Option(None, "--project", help="The project of a researcher."),
 ) -> None:
     """Confirm after review that an account still needs a role: it stays in force for another year."""
-    from hygie.governance.access_review import REVIEW_PERIOD
     from hygie.governance.accounts import Accounts
+    from hygie.governance.safe_people import REVIEW_PERIOD
 
     grant = grant_from_options(role, site, project)
     with opened_store() as store:
@@ -173,16 +173,55 @@ def review(
     say(f"reviewed: {name} keeps {grant} for {REVIEW_PERIOD.days} more days")
 
 
+@app.command("training")
+@handle_errors
+def training(
+    name: str = typer.Argument(..., help="Username."),
+    course: str = typer.Option(..., "--course", help="The course passed, e.g. 'SNDS data protection'."),
+    completed: str = typer.Option(..., "--completed", help="Date passed, YYYY-MM-DD."),
+    expires: str | None = typer.Option(None, "--expires", help="Valid through this date (default: 3 years)."),
+) -> None:
+    """Record a training the person passed (researchers need a valid one for their grants to count)."""
+    from hygie.governance.accounts import Accounts
+
+    with opened_store() as store:
+        info = Accounts(store).record_training(
+            operator(), name, course, _day(completed, "--completed"), _day(expires, "--expires") if expires else None
+        )
+    say(f"recorded: {name} passed {info.course!r} on {info.completed_on}, valid through {info.expires_on}")
+
+
+@app.command("trainings")
+@handle_errors
+def trainings(name: str | None = typer.Argument(None, help="Username (default: every account).")) -> None:
+    """Training records, with whether each is valid today."""
+    from hygie.governance.accounts import Accounts
+
+    with opened_store() as store:
+        found = Accounts(store).trainings(name)
+    t = Table("user", "course", "completed", "valid through", "valid today")
+    for r in found:
+        t.add_row(r.username, r.course, f"{r.completed_on}", f"{r.expires_on}", "yes" if r.valid else "no")
+    console.print(t)
+
+
+def _day(value: str, option: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise HygieError(f"{option} takes a date YYYY-MM-DD, not {value!r}") from None
+
+
 @app.command("reviews")
 @handle_errors
 def reviews(
     check: bool = typer.Option(
-        False, "--check", help="Alert: list only grants due or lapsed, record the alert, exit 1 if any."
+        False, "--check", help="Alert: list grants due, lapsed or untrained, record the alert, exit 1 if any."
     ),
     as_json: bool = typer.Option(False, "--json", help="JSON lines instead of a table."),
 ) -> None:
     """The periodic review of access rights: every grant with its deadline (due: within 30 days; lapsed:
-    suspended until reviewed)."""
+    suspended until reviewed) and, for roles that need it, whether a valid training covers it."""
     import json
 
     from hygie.governance.accounts import Accounts
@@ -195,16 +234,20 @@ def reviews(
             print(json.dumps({
                 "user": r.username, "role": str(r.grant), "granted_at": r.granted_at.isoformat(),
                 "reviewed_at": r.reviewed_at.isoformat() if r.reviewed_at else None, "reviewed_by": r.reviewed_by,
-                "deadline": r.deadline.isoformat(), "status": r.status.value,
+                "deadline": r.deadline.isoformat(), "status": r.status.value, "trained": r.trained,
             }))  # fmt: skip
     else:
-        t = Table("user", "role", "granted", "last review", "deadline", "status")
+        t = Table("user", "role", "granted", "last review", "deadline", "status", "training")
         for r in found:
             last = f"{r.reviewed_at:%Y-%m-%d} by {r.reviewed_by}" if r.reviewed_at else ""
-            t.add_row(r.username, str(r.grant), f"{r.granted_at:%Y-%m-%d}", last, f"{r.deadline:%Y-%m-%d}", r.status)
+            training = "" if r.trained is None else "valid" if r.trained else "MISSING OR EXPIRED"
+            t.add_row(
+                r.username, str(r.grant), f"{r.granted_at:%Y-%m-%d}", last, f"{r.deadline:%Y-%m-%d}", r.status, training
+            )
         console.print(t)
     if check and found:
-        say(f"{len(found)} grant(s) need a review: `hygie user review NAME --role ...`")
+        if not as_json:
+            say(f"{len(found)} grant(s) need attention: `hygie user review NAME --role ...`, `hygie user training ...`")
         raise typer.Exit(1)
 
 
