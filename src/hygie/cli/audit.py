@@ -227,6 +227,27 @@ def show_log(
     console.print(t)
 
 
+@app.command("purge")
+@handle_errors
+def purge_old(
+    retention_days: int | None = typer.Option(
+        None, "--retention-days", help="Keep this many days (365-1095; default HYGIE_AUDIT_RETENTION_DAYS or 365)."
+    ),
+) -> None:
+    """Remove the content of entries past the retention period; their hashes stay, so the log still verifies."""
+    from hygie.governance.audit import AuditLog
+    from hygie.governance.audit_retention import check_days, purge
+    from hygie.governance.audit_retention import retention_days as configured
+
+    days = check_days(retention_days) if retention_days is not None else configured()
+    done = purge(AuditLog(settings()), cli_actor(), days=days)
+    if done.entry is None:
+        console.print(f"nothing older than {days} days (cutoff {done.cutoff[:10]}) left to purge")
+    else:
+        console.print(f"purged the content of {done.purged} entries up to #{done.up_to} (older than {days} days); "
+                      f"recorded as entry #{done.entry.seq}, covered by a new checkpoint")  # fmt: skip
+
+
 @app.command("checkpoint")
 @handle_errors
 def checkpoint_now(
