@@ -7,9 +7,8 @@ import datetime as dt
 import typer
 from rich.table import Table
 
-from hygie.cli.output import console, handle_errors, print_json
+from hygie.cli.output import console, handle_errors, parse_day, print_json
 from hygie.cli.users import opened_store, operator, say
-from hygie.errors import HygieError
 from hygie.governance.projects import ProjectInfo, Projects, Scope
 
 app = typer.Typer(help="Projects: purpose, legal basis, scope, members, validity.", no_args_is_help=True)
@@ -20,12 +19,7 @@ def register(root: typer.Typer) -> None:
 
 
 def _date(value: str | None, option: str) -> dt.date | None:
-    if value is None:
-        return None
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise HygieError(f"{option} takes a date YYYY-MM-DD, not {value!r}") from None
+    return parse_day(value, option) if value is not None else None
 
 
 def _start_of(day: dt.date | None) -> dt.datetime | None:

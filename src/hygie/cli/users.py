@@ -16,7 +16,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from hygie.cli.output import console, handle_errors, settings
+from hygie.cli.output import console, handle_errors, parse_day, settings
 from hygie.errors import HygieError
 from hygie.governance.roles import Grant, Principal, Role, parse_role
 from hygie.governance.store import Store, current_revision, database_url, describe, engine_for, migrate, open_store
@@ -184,10 +184,9 @@ def training(
     """Record a training the person passed (researchers need a valid one for their grants to count)."""
     from hygie.governance.accounts import Accounts
 
+    until = parse_day(expires, "--expires") if expires else None
     with opened_store() as store:
-        info = Accounts(store).record_training(
-            operator(), name, course, _day(completed, "--completed"), _day(expires, "--expires") if expires else None
-        )
+        info = Accounts(store).record_training(operator(), name, course, parse_day(completed, "--completed"), until)
     say(f"recorded: {name} passed {info.course!r} on {info.completed_on}, valid through {info.expires_on}")
 
 
@@ -203,13 +202,6 @@ def trainings(name: str | None = typer.Argument(None, help="Username (default: e
     for r in found:
         t.add_row(r.username, r.course, f"{r.completed_on}", f"{r.expires_on}", "yes" if r.valid else "no")
     console.print(t)
-
-
-def _day(value: str, option: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise HygieError(f"{option} takes a date YYYY-MM-DD, not {value!r}") from None
 
 
 @app.command("reviews")

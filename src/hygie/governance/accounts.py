@@ -433,16 +433,7 @@ class Accounts:
         action = Action.PROJECT_MANAGE if grant.project else Action.USER_MANAGE
         self._authorise_grant(actor, action, grant, username, now)
         with self.store.session() as session:
-            user = _get_user(session, username)
-            project = self._project(session, grant.project) if grant.project else None
-            key = _scope_key(grant, project.id if project else None)
-            row = session.scalar(
-                select(RoleGrant).where(
-                    RoleGrant.user_id == user.id, RoleGrant.role == grant.role.value, RoleGrant.scope_key == key
-                )
-            )
-            if row is None:
-                raise NotFoundError(f"{username} does not have the role {grant}")
+            row = self._grant_row(session, username, grant)
             session.delete(row)
         self._emit(actor.name, "role.revoke", f"user:{username}", "ok", now, role=str(grant))
 
@@ -509,16 +500,7 @@ class Accounts:
             self._emit(actor.name, "role.review", f"user:{username}", "denied", now, role=str(grant))
             raise HygieError("nobody reviews their own access: another operator must review it")
         with self.store.session() as session:
-            user = _get_user(session, username)
-            project = self._project(session, grant.project) if grant.project else None
-            key = _scope_key(grant, project.id if project else None)
-            row = session.scalar(
-                select(RoleGrant).where(
-                    RoleGrant.user_id == user.id, RoleGrant.role == grant.role.value, RoleGrant.scope_key == key
-                )
-            )
-            if row is None:
-                raise NotFoundError(f"{username} does not have the role {grant}")
+            row = self._grant_row(session, username, grant)
             was = review_status(row.reviewed_at or row.granted_at, now)
             row.reviewed_at, row.reviewed_by = now, actor.name
         self._emit(actor.name, "role.review", f"user:{username}", "ok", now, role=str(grant), was=was.value)
@@ -569,6 +551,19 @@ class Accounts:
                 raise
         else:
             self._authorise(actor, action, f"user:{username}", now)
+
+    def _grant_row(self, session: Session, username: str, grant: Grant) -> RoleGrant:
+        user = _get_user(session, username)
+        project = self._project(session, grant.project) if grant.project else None
+        key = _scope_key(grant, project.id if project else None)
+        row = session.scalar(
+            select(RoleGrant).where(
+                RoleGrant.user_id == user.id, RoleGrant.role == grant.role.value, RoleGrant.scope_key == key
+            )
+        )
+        if row is None:
+            raise NotFoundError(f"{username} does not have the role {grant}")
+        return row
 
     @staticmethod
     def _project(session: Session, name: str) -> Project:

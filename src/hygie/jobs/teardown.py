@@ -29,6 +29,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from hygie.checksums import sha256_file
 from hygie.errors import ConflictError, HygieError, NotFoundError
 from hygie.governance.accounts import utcnow
 from hygie.governance.events import Event, EventSink, default_sink
@@ -53,14 +54,6 @@ class Teardown:
     digest: str | None  # its SHA-256, as written to the audit log
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _inventory(home: Path, folders: list[Path]) -> list[dict[str, object]]:
     """What each folder holds: path relative to the hub, size, SHA-256; folders and links as such."""
     found: list[dict[str, object]] = []
@@ -73,7 +66,7 @@ def _inventory(home: Path, folders: list[Path]) -> list[dict[str, object]]:
                 if path.is_symlink() or not path.is_file():
                     entry["kind"] = "link" if path.is_symlink() else "special"
                 else:
-                    entry |= {"bytes": path.stat().st_size, "sha256": _sha256(path)}
+                    entry |= {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
                 found.append(entry)
     return found
 
