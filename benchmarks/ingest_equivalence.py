@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -81,6 +82,7 @@ def _run(extracts: Path, keys: Path, out: Path) -> None:
         manifest = json.loads(json.dumps(obj.manifest, default=lambda o: getattr(o, "__dict__", str(o))))
         result[name] = {"tables": tables(obj), "manifest": manifest}
     out.write_text(json.dumps(result, indent=1, default=str))
+    shutil.rmtree(home, ignore_errors=True)
 
 
 def _leaves(x: Any, path: str = "") -> dict[str, Any]:
