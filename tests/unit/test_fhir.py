@@ -230,3 +230,19 @@ def test_keys_are_matched_as_written(site, export, settings):
         deposit.manifest.warnings
     )
     assert deposit.manifest.tables["condition_occurrence"].rows == 0
+
+
+def test_record_ids_follow_the_files(site, export, settings):
+    """Record ids are numbered in file order (resource type, then line), so that the same export always gives
+    the same rows the same ids, whatever order parallel joins produce rows in."""
+    base = RESOURCES["Observation"][0]
+    subjects = ["Patient/p2", f"urn:uuid:{UUID}"]
+    lines = [
+        json.dumps({**base, "id": f"o{i}", "subject": {"reference": subjects[i % 2]}, "valueQuantity": {"value": i}})
+        for i in range(3000)
+    ]
+    _write(export, "Observation", lines)
+    deposit = ingest(site, export, settings, synthetic=True).deposit
+    with DuckDBEngine(deposit, settings) as engine:
+        values = engine.sql("SELECT value_as_number FROM measurement ORDER BY measurement_id").fetchall()
+    assert [v for (v,) in values] == [float(i) for i in range(3000)]

@@ -333,6 +333,10 @@ def _encounters(con: duckdb.DuckDBPyConnection, encounters: str | None, extract:
     extract.tables["visit_occurrence"] = "_omop_visit_occurrence"
 
 
+# Record ids follow the files: resource type, then line (the row of the parsed table); a visit resolved twice
+# (two encounters with one id) breaks the tie. Numbering rows as they come out of parallel joins would give
+# the same rows different ids from one run to the next.
+FILE_ORDER = "ORDER BY _part, _position, visit_occurrence_id"
 MEDICATION_REFERENCE = "medication_reference"
 ENCOUNTER_REFERENCE = "coalesce(encounter, context)"
 
@@ -361,6 +365,7 @@ def _drugs(con: duckdb.DuckDBPyConnection, objects: dict[str, str], extract: Fhi
     ):
         if resource not in objects:
             continue
+        part = len(parts)
         table = f"_code_{resource.lower()}"
         _coded(con, objects[resource], table)
         via_reference = (
@@ -378,15 +383,15 @@ def _drugs(con: duckdb.DuckDBPyConnection, objects: dict[str, str], extract: Fhi
                    {EHR} AS drug_type_concept_id, {supply} AS days_supply,
                    v.visit_occurrence_id,
                    {pick.format("source_value")} AS drug_source_value,
-                   {pick.format("source_concept_id")} AS drug_source_concept_id
+                   {pick.format("source_concept_id")} AS drug_source_concept_id,
+                   {part} AS _part, r.rowid AS _position
             FROM {objects[resource]} r LEFT JOIN {table} c ON c.id = r.id {via_reference}
             LEFT JOIN _omop_visit_occurrence v ON v.fhir_id = {_ref(ENCOUNTER_REFERENCE)}
         """)
     if parts:
         con.execute(
-            "CREATE TEMP TABLE _omop_drug_exposure AS SELECT row_number() OVER () AS drug_exposure_id, * FROM ("
-            + " UNION ALL ".join(parts)
-            + ")"
+            f"CREATE TEMP TABLE _omop_drug_exposure AS SELECT row_number() OVER ({FILE_ORDER}) AS drug_exposure_id, "
+            "* EXCLUDE (_part, _position) FROM (" + " UNION ALL ".join(parts) + ")"
         )
         extract.tables["drug_exposure"] = "_omop_drug_exposure"
     for resource in ("medication", "medicationrequest", "medicationadministration", "medicationstatement"):
@@ -432,7 +437,7 @@ OBSERVATION_VALUES = """TRY_CAST(quantity_value AS DOUBLE) AS value_as_number,
 def _events(con: duckdb.DuckDBPyConnection, events: list[tuple], extract: FhirExtract) -> None:
     """Conditions, procedures and observations, routed to their table by the domain of their concept."""
     parts = []
-    for resource, objects, codes, default_table, start, end in events:
+    for part, (resource, objects, codes, default_table, start, end) in enumerate(events):
         values = (
             OBSERVATION_VALUES
             if resource == "Observation"
@@ -444,7 +449,7 @@ def _events(con: duckdb.DuckDBPyConnection, events: list[tuple], extract: FhirEx
                    {_ref("subject")} AS person_id,
                    c.concept_id, c.domain_id, c.source_value, c.source_concept_id,
                    {_date(start)} AS start_date, {_date(end)} AS end_date, v.visit_occurrence_id,
-                   {values}, {literal(default_table or "")} AS default_table
+                   {values}, {literal(default_table or "")} AS default_table, {part} AS _part, r.rowid AS _position
             FROM {objects} r LEFT JOIN {codes} c ON c.id = r.id
             LEFT JOIN _omop_visit_occurrence v ON v.fhir_id = {_ref(ENCOUNTER_REFERENCE)}
         """)
@@ -463,28 +468,30 @@ def _events(con: duckdb.DuckDBPyConnection, events: list[tuple], extract: FhirEx
         "WHERE vocabulary_id = 'UCUM' GROUP BY 1)"
     )
     shapes = {
-        "condition_occurrence": """row_number() OVER () AS condition_occurrence_id, person_id,
+        "condition_occurrence": """row_number() OVER ({order}) AS condition_occurrence_id, person_id,
             concept_id AS condition_concept_id, start_date AS condition_start_date, end_date AS condition_end_date,
             {ehr} AS condition_type_concept_id, visit_occurrence_id, source_value AS condition_source_value,
             source_concept_id AS condition_source_concept_id""",
-        "procedure_occurrence": """row_number() OVER () AS procedure_occurrence_id, person_id,
+        "procedure_occurrence": """row_number() OVER ({order}) AS procedure_occurrence_id, person_id,
             concept_id AS procedure_concept_id, start_date AS procedure_date, end_date AS procedure_end_date,
             {ehr} AS procedure_type_concept_id, visit_occurrence_id, source_value AS procedure_source_value,
             source_concept_id AS procedure_source_concept_id""",
-        "measurement": """row_number() OVER () AS measurement_id, person_id, concept_id AS measurement_concept_id,
-            start_date AS measurement_date, {ehr} AS measurement_type_concept_id, value_as_number,
+        "measurement": """row_number() OVER ({order}) AS measurement_id, person_id,
+            concept_id AS measurement_concept_id, start_date AS measurement_date,
+            {ehr} AS measurement_type_concept_id, value_as_number,
             coalesce(u.unit_concept_id, 0) AS unit_concept_id, visit_occurrence_id,
             source_value AS measurement_source_value, source_concept_id AS measurement_source_concept_id,
             unit_source_value, value_as_string AS value_source_value""",
-        "observation": """row_number() OVER () AS observation_id, person_id, concept_id AS observation_concept_id,
-            start_date AS observation_date, {ehr} AS observation_type_concept_id, value_as_number, value_as_string,
+        "observation": """row_number() OVER ({order}) AS observation_id, person_id,
+            concept_id AS observation_concept_id, start_date AS observation_date,
+            {ehr} AS observation_type_concept_id, value_as_number, value_as_string,
             coalesce(u.unit_concept_id, 0) AS unit_concept_id, visit_occurrence_id,
             source_value AS observation_source_value, source_concept_id AS observation_source_concept_id,
             unit_source_value""",
     }
     for table, shape in shapes.items():
         con.execute(f"""
-            CREATE TEMP TABLE _omop_{table} AS SELECT {shape.format(ehr=EHR)}
+            CREATE TEMP TABLE _omop_{table} AS SELECT {shape.format(ehr=EHR, order=FILE_ORDER)}
             FROM _fhir_events e LEFT JOIN {units} u ON u.unit_code = e.unit_source_value
             WHERE target = {literal(table)} AND start_date IS NOT NULL AND person_id IS NOT NULL
         """)
