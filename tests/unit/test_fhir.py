@@ -246,3 +246,15 @@ def test_record_ids_follow_the_files(site, export, settings):
     with DuckDBEngine(deposit, settings) as engine:
         values = engine.sql("SELECT value_as_number FROM measurement ORDER BY measurement_id").fetchall()
     assert [v for (v,) in values] == [float(i) for i in range(3000)]
+
+
+def test_an_error_in_the_second_file_of_a_resource_type_names_that_file(site, export, settings):
+    base = RESOURCES["Observation"][0]
+    _write(export, "Observation", [json.dumps({**base, "id": f"o{i}"}) for i in range(5)])
+    (export / "fhir" / "Observation-2.ndjson").write_text(
+        "".join(json.dumps({**base, "id": f"p{i}"}) + "\n" for i in range(4))
+        + json.dumps({**base, "id": "bad", "encounter": ["Encounter/e1"]})
+        + "\n"
+    )
+    with pytest.raises(InputError, match=r"^Observation-2\.ndjson, row 5, column 'encounter': expected an object"):
+        ingest(site, export, settings)
