@@ -163,3 +163,98 @@ def test_wrong_resource_type_in_a_file(site, export, settings):
     (export / "fhir" / "Encounter.ndjson").write_text(json.dumps(RESOURCES["Patient"][1]) + "\n")
     with pytest.raises(InputError, match=r"Encounter\.ndjson: 1 line\(s\) are not Encounter resources"):
         ingest(site, export, settings)
+
+
+def _write(export, resource: str, lines: list[str]) -> None:
+    (export / "fhir" / f"{resource}.ndjson").write_text("".join(line + "\n" for line in lines))
+
+
+def test_unknown_fields_numbers_and_blank_lines_are_read_like_the_fields_hygie_knows(site, export, settings):
+    """Real exports carry fields hygie does not read (extensions, display, userSelected...), numbers where
+    text is read (a numeric id or code) and blank lines: none of them changes what is loaded."""
+    observation = dict(RESOURCES["Observation"][0])
+    observation.update(
+        id=12,  # a number: read as its text
+        extension=[{"url": "http://example.org/x", "valueBoolean": True}],
+        code={"coding": [{"system": "http://loinc.org", "code": "2160-0", "display": "Creatinine", "userSelected": 1}]},
+        valueQuantity={"value": 88.5, "unit": "umol/L", "code": "umol/L", "comparator": {"odd": [1, 2]}},
+    )
+    _write(export, "Observation", ["", json.dumps(observation, indent=None, separators=(", ", ": ")), "   "])
+    deposit = ingest(site, export, settings, synthetic=True).deposit
+    with DuckDBEngine(deposit, settings) as engine:
+        lab = engine.sql("SELECT measurement_source_value, value_as_number, unit_source_value FROM measurement")
+        assert lab.fetchall() == [("2160-0", 88.5, "umol/L")]
+
+
+def test_a_field_of_the_wrong_json_type_names_file_line_and_field(site, export, settings):
+    """Text where FHIR has an object (a reference written as a bare string) is an error, not a silent loss of
+    the patient; the message names the line (blank lines counted) and the field, never the value."""
+    good = RESOURCES["Observation"][0]
+    bad = {**good, "id": "o2", "subject": "Patient/p2-secret"}
+    _write(export, "Observation", [json.dumps(good), "", json.dumps(bad)])
+    with pytest.raises(InputError) as info:
+        ingest(site, export, settings)
+    assert str(info.value) == "Observation.ndjson, row 3, column 'subject': expected an object, found text"
+    assert "secret" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("change", "column", "reason"),
+    [
+        ({"code": {"coding": {"system": "http://loinc.org", "code": "2160-0"}}}, "code.coding", "expected a list"),
+        ({"code": {"coding": ["2160-0"]}}, "code.coding", "expected an object, found text"),
+        ({"valueQuantity": [88.5]}, "valueQuantity", "expected an object, found a list"),
+    ],
+)
+def test_codings_and_quantities_of_the_wrong_shape_are_named(site, export, settings, change, column, reason):
+    _write(export, "Observation", [json.dumps({**RESOURCES["Observation"][0], **change})])
+    with pytest.raises(InputError, match=rf"Observation\.ndjson, row 1, column '{column}': {reason}"):
+        ingest(site, export, settings)
+
+
+def test_a_repeated_key_is_named(site, export, settings):
+    line = json.dumps(RESOURCES["Patient"][1])[:-1] + ', "gender": "female"}'
+    _write(export, "Patient", [json.dumps(RESOURCES["Patient"][0]), line])
+    with pytest.raises(InputError, match=r"Patient\.ndjson, row 2, column 'gender': the key appears more than once"):
+        ingest(site, export, settings)
+
+
+def test_keys_are_matched_as_written(site, export, settings):
+    """FHIR keys are case-sensitive: ``Subject`` is not ``subject``, so the condition has no patient and is
+    set aside (counted), not attached to someone."""
+    condition = {**RESOURCES["Condition"][0]}
+    condition["Subject"] = condition.pop("subject")
+    _write(export, "Condition", [json.dumps(condition)])
+    deposit = ingest(site, export, settings, synthetic=True).deposit
+    assert "FHIR resources set aside for want of a date or a patient: Condition 1" in "\n".join(
+        deposit.manifest.warnings
+    )
+    assert deposit.manifest.tables["condition_occurrence"].rows == 0
+
+
+def test_record_ids_follow_the_files(site, export, settings):
+    """Record ids are numbered in file order (resource type, then line), so that the same export always gives
+    the same rows the same ids, whatever order parallel joins produce rows in."""
+    base = RESOURCES["Observation"][0]
+    subjects = ["Patient/p2", f"urn:uuid:{UUID}"]
+    lines = [
+        json.dumps({**base, "id": f"o{i}", "subject": {"reference": subjects[i % 2]}, "valueQuantity": {"value": i}})
+        for i in range(3000)
+    ]
+    _write(export, "Observation", lines)
+    deposit = ingest(site, export, settings, synthetic=True).deposit
+    with DuckDBEngine(deposit, settings) as engine:
+        values = engine.sql("SELECT value_as_number FROM measurement ORDER BY measurement_id").fetchall()
+    assert [v for (v,) in values] == [float(i) for i in range(3000)]
+
+
+def test_an_error_in_the_second_file_of_a_resource_type_names_that_file(site, export, settings):
+    base = RESOURCES["Observation"][0]
+    _write(export, "Observation", [json.dumps({**base, "id": f"o{i}"}) for i in range(5)])
+    (export / "fhir" / "Observation-2.ndjson").write_text(
+        "".join(json.dumps({**base, "id": f"p{i}"}) + "\n" for i in range(4))
+        + json.dumps({**base, "id": "bad", "encounter": ["Encounter/e1"]})
+        + "\n"
+    )
+    with pytest.raises(InputError, match=r"^Observation-2\.ndjson, row 5, column 'encounter': expected an object"):
+        ingest(site, export, settings)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 import pytest
 from typer.testing import CliRunner
 
@@ -154,3 +157,14 @@ def test_shared_values_give_the_same_tokens_as_direct_hashing(key, monkeypatch):
     bounded = [{k: t[k] for k in expected[0]} for t in tokenise(records, key, TokenReport())]
     assert remembered == expected == bounded
     assert expected[0]["birth_date_swapped_token"] == expected[1]["birth_date_token"]
+
+
+@pytest.mark.parametrize("raw", [bytes(range(32)), b"\xaa" * 64, b"\x01" * 131])
+def test_tokens_are_hmac_sha256_of_field_and_value(raw):
+    """Tokens are HMAC-SHA256 as the standard library computes it (keys shorter than, equal to and longer than
+    the hash block), so that pseudonyms stay the same whatever computes them."""
+    key = LinkageKey(raw)
+    for field, value in [("nir", "185057800608436"), ("family_name", "ÉMILIE D'ARC"), ("birth_date", "1985-03-07")]:
+        expected = hmac.new(raw, f"{field}|{value}".encode(), hashlib.sha256).hexdigest()[:32]
+        assert key.token(field, value) == expected
+    assert key.token("nir", None) is None

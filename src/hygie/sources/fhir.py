@@ -1,8 +1,11 @@
 """FHIR R4 Bulk Data (NDJSON, one or more files per resource type) -> OMOP CDM 5.4 tables + identities.
 
-Resources are parsed by DuckDB (``read_ndjson_objects``: parallel, no Python per line), each line once: the
-fields a mapping uses are extracted in one pass into a narrow table per resource type (``FIELDS``), so neither
-the documents nor repeated JSON parsing cost memory or time at scale. Mapping:
+Resources are parsed by DuckDB (``read_json`` with declared columns: parallel, no Python per line), each line
+once and straight into typed columns: only the fields a mapping uses (``FIELDS``) are kept, in a narrow table per
+resource type, so neither the documents nor repeated JSON parsing cost memory or time at scale. Keys are
+matched as written (FHIR is case-sensitive); unknown fields are ignored; a number or an object where text is
+expected is read as its JSON text; a field whose JSON type cannot be what FHIR says (text where an object or a
+list is expected, a repeated key) stops the deposit with its file, line and field. Mapping:
 Patient -> person (+ death from deceasedDateTime) and the identity records (never into a table);
 Encounter -> visit_occurrence; Condition -> condition_occurrence, or the table of its standard concept's
 domain; MedicationRequest / MedicationAdministration / MedicationStatement / Immunization -> drug_exposure
@@ -23,8 +26,8 @@ from pathlib import Path
 import duckdb
 
 from hygie.errors import InputError, Problem
-from hygie.sources.omop_files import first_line
-from hygie.sql import literal
+from hygie.sources.fhir_shape import CODINGS, IDENTIFIERS, JSON, Node, fhir_shape, read_problem
+from hygie.sql import ident, literal
 
 NIR_SYSTEM = "urn:oid:1.2.250.1.213.1.4.8"  # INS-NIR, the French national health number
 
@@ -79,30 +82,31 @@ def _files(folder: Path) -> dict[str, list[Path]]:
     return found
 
 
-# The fields each resource type's mapping reads: column -> JSON path; a path ending in "!" keeps JSON
-# (a list of codings, identifiers, categories), the others are text (as ``->>``).
-_COMMON = {
+# The fields each resource type's mapping reads: column -> JSON path (``$.a.b``, ``[0]`` for a list's first
+# item), read as text, or (path, type) for lists of codings and identifiers (typed) and JSON kept as is.
+Field = str | tuple[str, Node]
+_COMMON: dict[str, Field] = {
     "id": "$.id",
     "resource_type": "$.resourceType",
     "subject": "$.subject.reference",
     "encounter": "$.encounter.reference",
     "context": "$.context.reference",
 }
-_MEDICATION = {
+_MEDICATION: dict[str, Field] = {
     "medication_reference": "$.medicationReference.reference",
-    "coding": "$.medicationCodeableConcept.coding!",
+    "coding": ("$.medicationCodeableConcept.coding", CODINGS),
     "effective_date_time": "$.effectiveDateTime",
     "effective_start": "$.effectivePeriod.start",
     "effective_end": "$.effectivePeriod.end",
 }
-FIELDS: dict[str, dict[str, str]] = {
+FIELDS: dict[str, dict[str, Field]] = {
     "Patient": {
         "id": "$.id",
         "resource_type": "$.resourceType",
         "gender": "$.gender",
         "birth_date": "$.birthDate",
         "deceased_date_time": "$.deceasedDateTime",
-        "identifier": "$.identifier!",
+        "identifier": ("$.identifier", IDENTIFIERS),
         "family_name": "$.name[0].family",
         "given_name": "$.name[0].given[0]",
         "postcode": "$.address[0].postalCode",
@@ -115,7 +119,7 @@ FIELDS: dict[str, dict[str, str]] = {
     },
     "Condition": {
         **_COMMON,
-        "coding": "$.code.coding!",
+        "coding": ("$.code.coding", CODINGS),
         "onset_date_time": "$.onsetDateTime",
         "recorded_date": "$.recordedDate",
         "onset_start": "$.onsetPeriod.start",
@@ -124,12 +128,12 @@ FIELDS: dict[str, dict[str, str]] = {
     },
     "Procedure": {
         **_COMMON,
-        "coding": "$.code.coding!",
+        "coding": ("$.code.coding", CODINGS),
         "performed_date_time": "$.performedDateTime",
         "performed_start": "$.performedPeriod.start",
         "performed_end": "$.performedPeriod.end",
     },
-    "Medication": {"id": "$.id", "resource_type": "$.resourceType", "coding": "$.code.coding!"},
+    "Medication": {"id": "$.id", "resource_type": "$.resourceType", "coding": ("$.code.coding", CODINGS)},
     "MedicationRequest": {
         **_COMMON,
         **_MEDICATION,
@@ -140,10 +144,14 @@ FIELDS: dict[str, dict[str, str]] = {
     },
     "MedicationAdministration": {**_COMMON, **_MEDICATION},
     "MedicationStatement": {**_COMMON, **_MEDICATION},
-    "Immunization": {**_COMMON, "coding": "$.vaccineCode.coding!", "occurrence_date_time": "$.occurrenceDateTime"},
+    "Immunization": {
+        **_COMMON,
+        "coding": ("$.vaccineCode.coding", CODINGS),
+        "occurrence_date_time": "$.occurrenceDateTime",
+    },
     "Observation": {
         **_COMMON,
-        "coding": "$.code.coding!",
+        "coding": ("$.code.coding", CODINGS),
         "effective_date_time": "$.effectiveDateTime",
         "effective_start": "$.effectivePeriod.start",
         "issued": "$.issued",
@@ -153,34 +161,27 @@ FIELDS: dict[str, dict[str, str]] = {
         "value_string": "$.valueString",
         "value_text": "$.valueCodeableConcept.text",
         "value_code": "$.valueCodeableConcept.coding[0].code",
-        "category": "$.category!",
+        # Kept as JSON: a category is a measurement's when any of its texts is "laboratory" or "vital-signs".
+        "category": ("$.category", JSON),
     },
 }
 
 
 def _objects(con: duckdb.DuckDBPyConnection, files: list[Path], resource: str) -> str:
     """A temp table of one resource type's fields (``FIELDS``), one row per line, in file order; every line
-    is checked to be that type. Each document is parsed once (a list of paths extracts in one parse)."""
+    is checked to be that type. Each document is parsed once, into the declared columns only."""
     name = f"_fhir_{resource.lower()}"
     paths = "[" + ", ".join(literal(str(p)) for p in files) + "]"
-    fields = FIELDS[resource]
-    text = [(c, p) for c, p in fields.items() if not p.endswith("!")]
-    json_ = [(c, p.removesuffix("!")) for c, p in fields.items() if p.endswith("!")]
-    columns = [f"t[{i}] AS {c}" for i, (c, _) in enumerate(text, 1)]
-    columns += [f"j[{i}] AS {c}" for i, (c, _) in enumerate(json_, 1)]
-    extract = f"json_extract_string(json, [{', '.join(literal(p) for _, p in text)}]) AS t"
-    if json_:
-        extract += f", json_extract(json, [{', '.join(literal(p) for _, p in json_)}]) AS j"
+    shape = fhir_shape(FIELDS[resource])
+    columns = ", ".join(f"{expr} AS {ident(c)}" for c, expr in shape.selects.items())
+    declared = ", ".join(f"{literal(k)}: {literal(node.sql_type())}" for k, node in shape.root.children.items())
     try:
         con.execute(
-            f"CREATE TEMP TABLE {name} AS SELECT {', '.join(columns)} "
-            f"FROM (SELECT {extract} FROM read_ndjson_objects({paths}))"
+            f"CREATE TEMP TABLE {name} AS SELECT {columns} FROM read_json({paths}, format = 'newline_delimited', "
+            f"records = true, columns = {{{declared}}})"
         )
     except duckdb.Error as e:
-        message = first_line(e)
-        for p in files:
-            message = message.replace(str(p), p.name)
-        raise InputError(Problem(files[0].name, f"not valid NDJSON: {message}")) from None
+        raise InputError(read_problem(e, files, shape.root)) from None
     wrong = con.execute(
         f"SELECT count(*) FROM {name} WHERE resource_type IS DISTINCT FROM {literal(resource)}"
     ).fetchone()[0]
@@ -198,17 +199,13 @@ def _coded(con: duckdb.DuckDBPyConnection, objects: str, name: str) -> None:
     """``name``: per resource id, the chosen coding of the resource's CodeableConcept (its ``coding`` field):
     source code, vocabulary, source concept, standard concept and its domain."""
     systems = ", ".join(f"({literal(k)}, {literal(v)})" for k, v in CODE_SYSTEMS.items())
-    # Each coding is parsed once (system and code together); the first mapped coding, else the first coding, is
-    # chosen per resource by an aggregate (arg_min), not by sorting every coding in a window.
+    # The first mapped coding, else the first coding, is chosen per resource by an aggregate (arg_min), not by
+    # sorting every coding in a window.
     con.execute(f"""
         CREATE TEMP TABLE {name} AS
-        WITH listed AS (
-            SELECT id, CAST(coding AS JSON[]) AS cs FROM {objects}
-        ),
-        codings AS (
-            SELECT id, position, parts[1] AS system, parts[2] AS code
-            FROM (SELECT id, position, json_extract_string(coding, ['$.system', '$.code']) AS parts
-                  FROM (SELECT id, generate_subscripts(cs, 1) AS position, unnest(cs) AS coding FROM listed))
+        WITH codings AS (
+            SELECT id, position, coding.system AS system, coding.code AS code
+            FROM (SELECT id, generate_subscripts(coding, 1) AS position, unnest(coding) AS coding FROM {objects})
         ),
         known AS (
             SELECT c.*, s.vocabulary_id FROM codings c LEFT JOIN (VALUES {systems}) s(system, vocabulary_id)
@@ -306,8 +303,7 @@ def _patients(con: duckdb.DuckDBPyConnection, patients: str, extract: FhirExtrac
     extract.tables["death"] = "_omop_death"
     rows = con.execute(f"""
         SELECT id,
-               (SELECT i->>'value' FROM unnest(CAST(identifier AS JSON[])) t(i)
-                WHERE i->>'system' = {literal(NIR_SYSTEM)} LIMIT 1),
+               list_filter(identifier, i -> i.system = {literal(NIR_SYSTEM)})[1].value,
                family_name, given_name, birth_date,
                CASE gender WHEN 'male' THEN 'M' WHEN 'female' THEN 'F' END,
                postcode
@@ -337,6 +333,10 @@ def _encounters(con: duckdb.DuckDBPyConnection, encounters: str | None, extract:
     extract.tables["visit_occurrence"] = "_omop_visit_occurrence"
 
 
+# Record ids follow the files: resource type, then line (the row of the parsed table); a visit resolved twice
+# (two encounters with one id) breaks the tie. Numbering rows as they come out of parallel joins would give
+# the same rows different ids from one run to the next.
+FILE_ORDER = "ORDER BY _part, _position, visit_occurrence_id"
 MEDICATION_REFERENCE = "medication_reference"
 ENCOUNTER_REFERENCE = "coalesce(encounter, context)"
 
@@ -365,6 +365,7 @@ def _drugs(con: duckdb.DuckDBPyConnection, objects: dict[str, str], extract: Fhi
     ):
         if resource not in objects:
             continue
+        part = len(parts)
         table = f"_code_{resource.lower()}"
         _coded(con, objects[resource], table)
         via_reference = (
@@ -382,15 +383,15 @@ def _drugs(con: duckdb.DuckDBPyConnection, objects: dict[str, str], extract: Fhi
                    {EHR} AS drug_type_concept_id, {supply} AS days_supply,
                    v.visit_occurrence_id,
                    {pick.format("source_value")} AS drug_source_value,
-                   {pick.format("source_concept_id")} AS drug_source_concept_id
+                   {pick.format("source_concept_id")} AS drug_source_concept_id,
+                   {part} AS _part, r.rowid AS _position
             FROM {objects[resource]} r LEFT JOIN {table} c ON c.id = r.id {via_reference}
             LEFT JOIN _omop_visit_occurrence v ON v.fhir_id = {_ref(ENCOUNTER_REFERENCE)}
         """)
     if parts:
         con.execute(
-            "CREATE TEMP TABLE _omop_drug_exposure AS SELECT row_number() OVER () AS drug_exposure_id, * FROM ("
-            + " UNION ALL ".join(parts)
-            + ")"
+            f"CREATE TEMP TABLE _omop_drug_exposure AS SELECT row_number() OVER ({FILE_ORDER}) AS drug_exposure_id, "
+            "* EXCLUDE (_part, _position) FROM (" + " UNION ALL ".join(parts) + ")"
         )
         extract.tables["drug_exposure"] = "_omop_drug_exposure"
     for resource in ("medication", "medicationrequest", "medicationadministration", "medicationstatement"):
@@ -436,7 +437,7 @@ OBSERVATION_VALUES = """TRY_CAST(quantity_value AS DOUBLE) AS value_as_number,
 def _events(con: duckdb.DuckDBPyConnection, events: list[tuple], extract: FhirExtract) -> None:
     """Conditions, procedures and observations, routed to their table by the domain of their concept."""
     parts = []
-    for resource, objects, codes, default_table, start, end in events:
+    for part, (resource, objects, codes, default_table, start, end) in enumerate(events):
         values = (
             OBSERVATION_VALUES
             if resource == "Observation"
@@ -448,7 +449,7 @@ def _events(con: duckdb.DuckDBPyConnection, events: list[tuple], extract: FhirEx
                    {_ref("subject")} AS person_id,
                    c.concept_id, c.domain_id, c.source_value, c.source_concept_id,
                    {_date(start)} AS start_date, {_date(end)} AS end_date, v.visit_occurrence_id,
-                   {values}, {literal(default_table or "")} AS default_table
+                   {values}, {literal(default_table or "")} AS default_table, {part} AS _part, r.rowid AS _position
             FROM {objects} r LEFT JOIN {codes} c ON c.id = r.id
             LEFT JOIN _omop_visit_occurrence v ON v.fhir_id = {_ref(ENCOUNTER_REFERENCE)}
         """)
@@ -467,28 +468,30 @@ def _events(con: duckdb.DuckDBPyConnection, events: list[tuple], extract: FhirEx
         "WHERE vocabulary_id = 'UCUM' GROUP BY 1)"
     )
     shapes = {
-        "condition_occurrence": """row_number() OVER () AS condition_occurrence_id, person_id,
+        "condition_occurrence": """row_number() OVER ({order}) AS condition_occurrence_id, person_id,
             concept_id AS condition_concept_id, start_date AS condition_start_date, end_date AS condition_end_date,
             {ehr} AS condition_type_concept_id, visit_occurrence_id, source_value AS condition_source_value,
             source_concept_id AS condition_source_concept_id""",
-        "procedure_occurrence": """row_number() OVER () AS procedure_occurrence_id, person_id,
+        "procedure_occurrence": """row_number() OVER ({order}) AS procedure_occurrence_id, person_id,
             concept_id AS procedure_concept_id, start_date AS procedure_date, end_date AS procedure_end_date,
             {ehr} AS procedure_type_concept_id, visit_occurrence_id, source_value AS procedure_source_value,
             source_concept_id AS procedure_source_concept_id""",
-        "measurement": """row_number() OVER () AS measurement_id, person_id, concept_id AS measurement_concept_id,
-            start_date AS measurement_date, {ehr} AS measurement_type_concept_id, value_as_number,
+        "measurement": """row_number() OVER ({order}) AS measurement_id, person_id,
+            concept_id AS measurement_concept_id, start_date AS measurement_date,
+            {ehr} AS measurement_type_concept_id, value_as_number,
             coalesce(u.unit_concept_id, 0) AS unit_concept_id, visit_occurrence_id,
             source_value AS measurement_source_value, source_concept_id AS measurement_source_concept_id,
             unit_source_value, value_as_string AS value_source_value""",
-        "observation": """row_number() OVER () AS observation_id, person_id, concept_id AS observation_concept_id,
-            start_date AS observation_date, {ehr} AS observation_type_concept_id, value_as_number, value_as_string,
+        "observation": """row_number() OVER ({order}) AS observation_id, person_id,
+            concept_id AS observation_concept_id, start_date AS observation_date,
+            {ehr} AS observation_type_concept_id, value_as_number, value_as_string,
             coalesce(u.unit_concept_id, 0) AS unit_concept_id, visit_occurrence_id,
             source_value AS observation_source_value, source_concept_id AS observation_source_concept_id,
             unit_source_value""",
     }
     for table, shape in shapes.items():
         con.execute(f"""
-            CREATE TEMP TABLE _omop_{table} AS SELECT {shape.format(ehr=EHR)}
+            CREATE TEMP TABLE _omop_{table} AS SELECT {shape.format(ehr=EHR, order=FILE_ORDER)}
             FROM _fhir_events e LEFT JOIN {units} u ON u.unit_code = e.unit_source_value
             WHERE target = {literal(table)} AND start_date IS NOT NULL AND person_id IS NOT NULL
         """)
