@@ -202,3 +202,21 @@ def test_cli_prepare_builds_the_store(release: Release, settings: Settings) -> N
     assert query_store.store_path(release, settings).is_file()
     missing = CliRunner().invoke(app, ["release", "prepare", "nope"], catch_exceptions=False)
     assert missing.exit_code != 0 and "no release named 'nope'" in missing.output
+
+
+def test_what_a_build_killed_midway_leaves_holds_no_plaintext(release: Release, always: Settings) -> None:
+    """A builder killed before its checkpoint leaves a temporary database and its WAL: both are encrypted."""
+    target = query_store.store_path(release, always)
+    target.parent.mkdir(parents=True)
+    temp = target.with_name(f"{target.name}.1.cafe.tmp")
+    con = connect(always, allowed_dirs=[target.parent], writer=True)
+    try:
+        con.execute(f"ATTACH {literal(str(temp))} AS s (ENCRYPTION_KEY {literal(query_store._key(release, always))})")
+        con.execute("CREATE TABLE s.t (v VARCHAR)")
+        con.execute(f"INSERT INTO s.t SELECT '{MARKER}' || i FROM range(500) r(i)")  # in the WAL, not checkpointed
+        leftovers = sorted(p.name for p in target.parent.iterdir() if not p.name.startswith("."))
+        assert leftovers == [temp.name, f"{temp.name}.wal"]
+        assert (target.parent / f"{temp.name}.wal").stat().st_size > 1000  # the rows are there, encrypted
+        assert all(MARKER.encode() not in (target.parent / name).read_bytes() for name in leftovers)
+    finally:
+        con.close()
