@@ -14,6 +14,8 @@ so ``DuckDBEngine`` reads a copy of the release's CDM tables in a DuckDB databas
   count (not the wrapped data key, so a master-key rotation keeps the store valid). A store is used only if it
   opens with the derived key, names the same fingerprint and holds each table with the manifest's row count;
   otherwise it is removed and the release is read from Parquet (or the store rebuilt).
+* **clustered**: each clinical table's rows are ordered by its concept column (``CLUSTER_BY``), so a query
+  that selects a few concepts reads only the row groups that can hold them. Same rows, another order.
 * **published atomically**: built into a temporary file in the same folder, checked, fsync'ed, then renamed
   into place. A crash leaves only a temporary file, which no reader opens and the next builder removes.
   Builders take an exclusive lock on the folder; a reader that finds a build under way reads Parquet meanwhile.
@@ -53,12 +55,31 @@ from hygie.sql import ident, literal
 if TYPE_CHECKING:
     from hygie.releases.store import Release
 
-FORMAT = "hygie-query-store/1"
+FORMAT = "hygie-query-store/2"  # part of the fingerprint: a new format makes older stores stale
 META_TABLE = "_hygie_query_store"  # key/value facts about the store, written last
 ALIAS = "release_store"  # the attached database's name on a connection
 MODES = ("auto", "always", "off")
 # In ``auto`` mode, releases whose encrypted files are larger than this get a store (same scale as OpenSSL).
 BUILD_ABOVE_BYTES = OPENSSL_ABOVE_BYTES
+# Rows are stored clustered by the column queries select on, so that DuckDB's per-row-group min/max skips
+# what a filter on a few concepts cannot match (a cohort's first scan reads about a tenth of the bytes).
+CLUSTER_BY = {
+    "visit_occurrence": "visit_concept_id",
+    "visit_detail": "visit_detail_concept_id",
+    "condition_occurrence": "condition_concept_id",
+    "drug_exposure": "drug_concept_id",
+    "procedure_occurrence": "procedure_concept_id",
+    "device_exposure": "device_concept_id",
+    "measurement": "measurement_concept_id",
+    "observation": "observation_concept_id",
+    "specimen": "specimen_concept_id",
+    "drug_era": "drug_concept_id",
+    "dose_era": "drug_concept_id",
+    "condition_era": "condition_concept_id",
+    "concept": "concept_id",
+    "concept_ancestor": "ancestor_concept_id",
+    "concept_relationship": "concept_id_2",
+}
 _TEMP_SUFFIX = ".tmp"
 _LOCK = ".build.lock"
 
@@ -230,7 +251,8 @@ def build(release: Release, settings: Settings, *, _locked: bool = False) -> Bui
         tables = list(release.manifest.tables.values())
         for entry in tables:
             source = parquet_source(str(release.path / entry.file), "release_key")
-            con.execute(f"CREATE TABLE {ALIAS}.{ident(entry.name)} AS SELECT * FROM {source}")
+            order = _cluster_order(con, entry.name, source)
+            con.execute(f"CREATE TABLE {ALIAS}.{ident(entry.name)} AS SELECT * FROM {source}{order}")
         facts = {
             "format": FORMAT,
             "fingerprint": fingerprint(release),
@@ -262,6 +284,13 @@ def build(release: Release, settings: Settings, *, _locked: bool = False) -> Bui
         tables=len(tables),
         rows=sum(e.rows for e in tables),
     )
+
+
+def _cluster_order(con: duckdb.DuckDBPyConnection, table: str, source: str) -> str:
+    """`` ORDER BY`` clause clustering ``table`` by its concept column (then person), or nothing."""
+    columns = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+    keys = [c for c in (CLUSTER_BY.get(table), "person_id") if c in columns]
+    return f" ORDER BY {', '.join(ident(k) for k in keys)}" if table in CLUSTER_BY and keys else ""
 
 
 def _sweep(where: Path, *, keep: Path | None) -> None:
