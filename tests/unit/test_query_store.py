@@ -19,9 +19,12 @@ from hygie.engine import DuckDBEngine, query_store
 from hygie.engine.duckdb import connect
 from hygie.errors import HygieError
 from hygie.ingest.cdm_load import load_cdm
+from hygie.ingest.identifier_scan import scan
 from hygie.releases import Release, ReleaseStore
 from hygie.sql import literal
 from tests.cdm_files import write_cdm
+from tests.unit.test_deposit import NIR, site, site_folder  # noqa: F401 - fixtures
+from tests.unit.test_identifier_scan import LEAKY_OBSERVATION
 
 MARKER = "ZQXSTOREMARKER5521"
 CONDITIONS = f"""\
@@ -220,3 +223,21 @@ def test_what_a_build_killed_midway_leaves_holds_no_plaintext(release: Release, 
         assert all(MARKER.encode() not in (target.parent / name).read_bytes() for name in leftovers)
     finally:
         con.close()
+
+
+def test_the_identifier_scan_reads_the_store_and_finds_nothing_in_clear(
+    site,  # noqa: F811
+    site_folder,  # noqa: F811
+    always: Settings,
+    tmp_path: Path,
+) -> None:
+    """A NIR left in a release value is found by the scan in the decrypted table, never in the store's bytes."""
+    leaky = write_cdm(tmp_path / "leaky", observation__csv=LEAKY_OBSERVATION.format(nir=NIR))
+    release = load_cdm(leaky, "leaky", always, synthetic=True)
+    with DuckDBEngine(release, always) as engine:
+        assert engine.storage == "query store"
+        assert engine.sql(f"SELECT count(*) FROM observation WHERE value_as_string = '{NIR}'").fetchone()[0] == 1
+    findings, searched = scan(always, [site_folder / "identities.csv"])
+    assert ("observation.value_as_string", "nir", 1) in {(f.where, f.kind, f.count) for f in findings}
+    assert not any(f.file.startswith("query_stores") for f in findings)
+    assert searched > 0
