@@ -241,3 +241,12 @@ def test_the_identifier_scan_reads_the_store_and_finds_nothing_in_clear(
     assert ("observation.value_as_string", "nir", 1) in {(f.where, f.kind, f.count) for f in findings}
     assert not any(f.file.startswith("query_stores") for f in findings)
     assert searched > 0
+
+
+def test_a_build_that_cannot_be_done_leaves_the_release_readable(release: Release, always: Settings) -> None:
+    """Here the store's folder cannot be made (a file is in the way): the engine reads Parquet instead."""
+    always.query_stores_dir.mkdir(parents=True)
+    query_store.folder(release, always).write_text("not a folder")
+    with DuckDBEngine(release, always) as engine:
+        assert engine.storage == "parquet"
+        assert engine.sql("SELECT count(*) FROM condition_occurrence").fetchone()[0] == 3

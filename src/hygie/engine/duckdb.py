@@ -146,8 +146,12 @@ class DuckDBEngine:
 
         self.release = release
         self.scope = scope or DataScope()
-        use_store = query_store.wanted(release, settings)
-        store = query_store.ensure(release, settings) if use_store else None
+        store = None
+        if query_store.wanted(release, settings):
+            try:
+                store = query_store.ensure(release, settings)
+            except (duckdb.Error, OSError, MemoryError, query_store.QueryStoreError):
+                store = None  # a build that fails (disk full, a job's memory cap) costs speed, never the study
         # Large encrypted releases are read with OpenSSL: its fixed cost is repaid by the first large scan.
         encrypted_bytes = sum(e.bytes for e in release.manifest.tables.values()) if release.manifest.encryption else 0
         self.con = connect(
