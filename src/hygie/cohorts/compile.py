@@ -352,8 +352,17 @@ class _Compiler:
             f"FROM {grouped} GROUP BY person_id, grp"
         )
 
+    def at_most_one_event_per_person(self) -> bool:
+        """Whether a limit (primary, qualified or expression) already keeps at most one event per person."""
+        e = self.e
+        return (
+            e.primary_criteria.primary_criteria_limit.type != "All"
+            or (e.additional_criteria is not None and e.qualified_limit.type != "All")
+            or e.expression_limit.type != "All"
+        )
+
     def collapse(self, ends: str) -> str:
-        if self.e.expression_limit.type != "All":  # one period per person: nothing to merge
+        if self.at_most_one_event_per_person():  # one period per person: nothing to merge, padding cancels out
             return f"SELECT person_id, start_date, end_date FROM {ends}"
         pad = self.e.collapse_settings.era_pad
         padded = self.cte(f"SELECT person_id, start_date, {self.d.add_days('end_date', pad)} AS end_date FROM {ends}")
