@@ -2,19 +2,28 @@
 small definitions (per-definition overhead).
 
 Run: ``uv run python -m benchmarks.bench_cohorts [--patients 600000 | --release NAME] [--runs 5] [--small 1000]
-[--spark] [--profile]``. ``--patients`` (or ``HYGIE_BENCH_PATIENTS``) runs the ten on a generated CDM of that
-many persons (``benchmarks/cohort_cdm.py``: about 177 patient rows per person, built once and kept under
-``bench-results/data/``); otherwise on ``--release`` or the bundled GiBleed. The batch of small definitions and
-Spark always use GiBleed. ``main()`` returns the figures (and prints them as JSON): median wall and CPU seconds
-of several runs, per definition the ratio of hygie's time to the hand-written query's (both fetch Arrow; their
-row counts are compared too), the batch of ten, the process's peak RSS, and with ``--profile`` the seconds of
-each step of each definition.
+[--storage both|parquet|store] [--spark] [--profile]``. ``--patients`` (or ``HYGIE_BENCH_PATIENTS``) runs the
+ten on a generated CDM of that many persons (``benchmarks/cohort_cdm.py``: about 177 patient rows per person,
+built once and kept under ``bench-results/data/``); otherwise on ``--release`` or the bundled GiBleed. The
+batch of small definitions and Spark always use GiBleed. ``main()`` returns the figures (and prints them as
+JSON): median wall and CPU seconds of several runs, per definition the ratio of hygie's time to the
+hand-written query's (both fetch Arrow; their row counts are compared too), the batch of ten, the process's
+peak RSS, and with ``--profile`` the seconds of each step of each definition.
+
+Each storage a release can be read from (decision 0021) is measured in its own child process, hygie and the
+hand-written queries on the same connection, so on the same storage: ``parquet`` (the release's encrypted
+Parquet files) and ``store`` (its encrypted DuckDB query store, built first if missing: the build is timed).
+Per storage the first batch of ten in a fresh engine is reported apart ("cold": nothing cached but the OS's
+file cache), then the medians of the warm runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import dataclasses
 import json
+import multiprocessing
 import os
 import resource
 import statistics
@@ -41,6 +50,7 @@ from benchmarks.cohort_cdm import (
 from hygie.cohorts import builder as cb
 from hygie.cohorts.service import CohortDefinition, DuckDBRunner, run_batch
 from hygie.config import Settings
+from hygie.engine import query_store
 from hygie.engine.duckdb import DuckDBEngine
 from hygie.releases import Release, ReleaseStore
 
@@ -218,6 +228,9 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+STORAGES = {"parquet": "off", "store": "always"}  # --storage name -> Settings.query_store
+
+
 class TimingRunner:
     """A DuckDB runner that adds up the time of each kind of call (the profile of one cohort's generation)."""
 
@@ -286,6 +299,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--spark", action="store_true", help="also time the batches on Spark local mode (GiBleed)")
     parser.add_argument("--spark-small", type=int, default=50, help="size of the small batch on Spark")
     parser.add_argument("--profile", action="store_true", help="time each step of each typical definition")
+    parser.add_argument(
+        "--storage", choices=["both", *STORAGES], default="both", help="what the release is read from (0021)"
+    )
     args = parser.parse_args(argv if argv is not None else [])
     figures: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as scratch:
@@ -302,7 +318,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             release = _release(settings, args.release)
         else:
             release, settings = gibleed, gibleed_settings
-        figures["typical"] = run(release, settings, runs=args.runs, profile=args.profile)
+        storages = list(STORAGES) if args.storage == "both" else [args.storage]
+        figures["typical"] = {s: run_in_child(release, settings, runs=args.runs, profile=args.profile, storage=s)
+                              for s in storages}  # fmt: skip
+        if len(storages) == 2:
+            typical = figures["typical"]
+            typical["store_vs_parquet"] = _compare(typical["parquet"], typical["store"])
         if args.small:
             figures["small"] = run_small(gibleed, gibleed_settings, args.small)
         if args.spark:
@@ -311,16 +332,48 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return figures
 
 
-def run(release: Release, settings: Settings, *, runs: int, profile: bool = False) -> dict[str, Any]:
+def run_in_child(release: Release, settings: Settings, **options: Any) -> dict[str, Any]:
+    """``run`` in a fresh process: its peak RSS and caches are its own."""
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        return pool.submit(run, release, settings, **options).result()
+
+
+def _compare(parquet: dict[str, Any], store: dict[str, Any]) -> dict[str, Any]:
+    """How much less the query store costs than Parquet, hygie and hand-written alike (CPU: steadier)."""
+    keys = ("sum_hygie_cpu_s", "sum_hand_written_cpu_s", "sum_hygie_s", "sum_hand_written_s", "cold_batch_of_ten_s")
+    return {f"parquet_over_store_{k}": round(parquet[k] / store[k], 2) for k in keys if store.get(k)}
+
+
+def run(release: Release, settings: Settings, *, runs: int, profile: bool = False, storage: str = "parquet") -> dict:
     """The ten typical definitions, one at a time and in one batch, against the hand-written queries (whose
-    result is fetched as Arrow too, as hygie's is)."""
+    result is fetched as Arrow too, as hygie's is), both reading the release from ``storage``."""
+    settings = dataclasses.replace(settings, query_store=STORAGES[storage])
+    figures: dict[str, Any] = {"storage": storage}
+    if storage == "store" and not query_store.store_path(release, settings).is_file():
+        cpu, wall = time.process_time(), time.perf_counter()
+        built = query_store.build(release, settings)
+        figures["store_build"] = {
+            "wall_s": round(time.perf_counter() - wall, 1),
+            "cpu_s_this_process": round(time.process_time() - cpu, 1),
+            "store_mb": round(built.bytes / 1e6, 1),
+        }
+    if storage == "store":
+        figures["store_mb"] = round(query_store.store_path(release, settings).stat().st_size / 1e6, 1)
+    figures["parquet_mb"] = round(sum(e.bytes for e in release.manifest.tables.values()) / 1e6, 1)
+    definitions = [CohortDefinition(n, c.to_circe()) for n, c in typical_definitions().items()]
+    DuckDBEngine(release, settings).close()  # one-off imports (ibis) are not what "cold" measures
+    # Cold: a fresh engine and the batch of ten (also the warm-up of what follows).
+    cpu, wall = time.process_time(), time.perf_counter()
     engine = DuckDBEngine(release, settings)
+    runner = DuckDBRunner(engine.con)
+    run_batch(runner, definitions)
+    figures["cold_batch_of_ten_s"] = round(time.perf_counter() - wall, 3)
+    figures["cold_batch_of_ten_cpu_s"] = round(time.process_time() - cpu, 2)
     try:
-        runner = DuckDBRunner(engine.con)
-        definitions = [CohortDefinition(n, c.to_circe()) for n, c in typical_definitions().items()]
+        assert engine.storage == {"parquet": "parquet", "store": "query store"}[storage], engine.storage
         queries = hand_written()
         per_definition: dict[str, Any] = {}
-        run_batch(runner, definitions[:1])  # warm up: one-off imports and the first read of the files
         for definition in definitions:
             hand_s, hand_cpu, hand_rows = _median_wall_and_cpu(
                 lambda q=queries[definition.name]: engine.con.execute(q).to_arrow_table(), runs
@@ -345,17 +398,22 @@ def run(release: Release, settings: Settings, *, runs: int, profile: bool = Fals
         engine.close()
     hygie_total = sum(d["hygie_s"] for d in per_definition.values())
     hand_total = sum(d["hand_written_s"] for d in per_definition.values())
+    hygie_cpu_total = sum(d["hygie_cpu_s"] for d in per_definition.values())
+    hand_cpu_total = sum(d["hand_written_cpu_s"] for d in per_definition.values())
     return {
         "release": release.name,
         "engine": "duckdb",
-        "threads": os.cpu_count(),
+        **figures,
+        "threads": settings.threads or os.cpu_count(),
         "runs": runs,
         "definitions": per_definition,
         "sum_hygie_s": round(hygie_total, 3),
         "sum_hand_written_s": round(hand_total, 3),
         "ratio_of_sums": round(hygie_total / hand_total, 2),
-        "sum_hygie_cpu_s": round(sum(d["hygie_cpu_s"] for d in per_definition.values()), 2),
-        "sum_hand_written_cpu_s": round(sum(d["hand_written_cpu_s"] for d in per_definition.values()), 2),
+        "sum_hygie_cpu_s": round(hygie_cpu_total, 2),
+        "sum_hand_written_cpu_s": round(hand_cpu_total, 2),
+        "cpu_ratio_of_sums": round(hygie_cpu_total / hand_cpu_total, 2),
+        "max_cpu_ratio": max(d["cpu_ratio"] for d in per_definition.values()),
         "batch_of_ten_s": round(batch_s, 3),
         "batch_of_ten_cpu_s": round(batch_cpu, 2),
         "same_rows_as_hand_written": all(d["rows"] == d["hand_written_rows"] for d in per_definition.values()),

@@ -7,8 +7,9 @@ is unreadable without it and follows the same key rotations (``hygie keys rotate
 What goes in: releases, deposits, vocabularies, results, jobs, released outputs, the audit log and its
 checkpoints (copied under the log's lock, so a whole prefix of the log), and a consistent snapshot of the SQLite
 metadata store (SQLite's online backup). What stays out: ``keys/`` (master, audit signing and linkage keys
-are escrowed apart: a backup that carried its own key would protect nothing), and the work folders (staging,
-trash, tmp). A PostgreSQL metadata store is backed up with PostgreSQL's own tools; the header says which.
+are escrowed apart: a backup that carried its own key would protect nothing), the work folders (staging,
+trash, tmp), and the releases' query stores (derived from the release files, rebuilt on first use: decision
+0021). A PostgreSQL metadata store is backed up with PostgreSQL's own tools; the header says which.
 
 Integrity: chunk ``i`` is sealed with nonce ``i || final`` and the header's digest as associated data, so a
 flipped byte, a reordered, dropped or added chunk, a truncated file or an edited header are each refused. The
@@ -50,7 +51,7 @@ CHUNK_BYTES = 4 << 20
 MANIFEST_MEMBER = "hygie-backup-manifest.json"
 SQLITE_STORE = "metadata.db"
 # Never in a backup: keys are escrowed apart; the rest is work in progress or rebuilt on demand.
-EXCLUDED_TOP = frozenset({"keys", "staging", "trash", "tmp"})
+EXCLUDED_TOP = frozenset({"keys", "staging", "trash", "tmp", "query_stores"})
 _SQLITE_SIDECARS = (f"{SQLITE_STORE}-wal", f"{SQLITE_STORE}-shm", f"{SQLITE_STORE}-journal")
 
 

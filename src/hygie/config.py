@@ -17,6 +17,7 @@ class Settings:
     master_key_file: Path
     memory_limit: str = "4GB"  # a study's DuckDB working memory; beyond it DuckDB spills to `tmp`
     threads: int | None = None  # None: DuckDB's default (all cores)
+    query_store: str = "auto"  # DuckDB reads releases from a derived encrypted database: auto, always, off (0021)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -29,6 +30,7 @@ class Settings:
             master_key_file=Path(key_file).expanduser().absolute() if key_file else home / "keys" / "master.key",
             memory_limit=env.get("HYGIE_MEMORY_LIMIT", cls.memory_limit),
             threads=int(threads) if threads else None,
+            query_store=env.get("HYGIE_QUERY_STORE", cls.query_store),
         )
 
     # One folder per kind of state. Releases are published by renaming a staging folder into `releases`,
@@ -56,6 +58,11 @@ class Settings:
     @property
     def results_dir(self) -> Path:
         return self.home / "results"
+
+    @property
+    def query_stores_dir(self) -> Path:
+        """Derived, encrypted DuckDB copies of releases (rebuilt on demand, so not backed up)."""
+        return self.home / "query_stores"
 
     @property
     def tmp_dir(self) -> Path:

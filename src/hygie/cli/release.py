@@ -1,4 +1,4 @@
-"""``hygie release``: list, show, verify and delete warehouse releases."""
+"""``hygie release``: list, show, verify, prepare and delete warehouse releases."""
 
 from __future__ import annotations
 
@@ -141,6 +141,19 @@ def verify(name: str = typer.Argument(..., help="Release name.")) -> None:
     if problems:
         raise HygieError(f"release {name} is damaged:\n" + "\n".join(problems))
     console.print(f"[green]release {name}: every file matches its manifest[/]")
+
+
+@app.command("prepare")
+@handle_errors
+def prepare(name: str = typer.Argument(..., help="Release name.")) -> None:
+    """Build the release's query store now (an encrypted DuckDB copy; else built on first DuckDB use)."""
+    from hygie.engine import query_store
+
+    report = query_store.build(ReleaseStore(settings()).get(name), settings())
+    console.print(
+        f"query store of release {name}: {report.tables} tables, {report.rows:,} rows, "
+        f"{report.bytes / 1e6:,.1f} MB in {report.seconds:.1f} s"
+    )
 
 
 @app.command("delete")

@@ -275,44 +275,49 @@ class _Compiler:
         return self.cte(f"SELECT {EVENT_COLUMNS} FROM {ranked} WHERE included_ordinal = 1")
 
     def exits(self, included: str) -> str:
-        """Candidate exit dates per event; the earliest one on or after the start wins."""
+        """Each event's exit: the earliest candidate end (observation end, date offset, custom era end, first
+        censoring event) on or after its start; an event without one leaves the cohort.
+
+        Candidates are columns of one row per event (each join below matches at most one row: merged eras are
+        disjoint, censoring is grouped per event), so no union of candidate rows has to be grouped again."""
         e = self.e
-        ends: list[str] = []
         strategy = e.end_strategy
-        if strategy is None or strategy.date_offset is None:
-            ends.append(f"SELECT person_id, event_id, op_end_date AS end_date FROM {included}")
         if strategy is not None and strategy.date_offset is not None and strategy.custom_era is not None:
             raise UnsupportedFeature("", "$.EndStrategy", "an end strategy is either DateOffset or CustomEra")
+        candidates: list[str] = []
+        joins: list[str] = []
+        if strategy is None or strategy.date_offset is None:
+            candidates.append("I.op_end_date")
         if strategy is not None and strategy.date_offset is not None:
-            field = "start_date" if strategy.date_offset.date_field == "StartDate" else "end_date"
+            field = "I.start_date" if strategy.date_offset.date_field == "StartDate" else "I.end_date"
             shifted = self.d.add_days(field, strategy.date_offset.offset)
-            ends.append(
-                f"SELECT person_id, event_id, CASE WHEN {shifted} > op_end_date THEN op_end_date ELSE {shifted} END "
-                f"AS end_date FROM {included}"
-            )
+            candidates.append(f"CASE WHEN {shifted} > I.op_end_date THEN I.op_end_date ELSE {shifted} END")
         if strategy is not None and strategy.custom_era is not None:
             eras = self.custom_eras(included)
-            ends.append(
-                f"SELECT I.person_id, I.event_id, E.era_end AS end_date FROM {included} I JOIN {eras} E "
-                f"ON E.person_id = I.person_id AND I.start_date >= E.era_start AND I.start_date <= E.era_end"
+            joins.append(
+                f"LEFT JOIN {eras} E ON E.person_id = I.person_id AND I.start_date >= E.era_start "
+                f"AND I.start_date <= E.era_end"
             )
+            candidates.append("E.era_end")
         if e.censoring_criteria:
             parts = [
                 f"SELECT person_id, start_date FROM {self.events(plan_criterion(c, f'$.CensoringCriteria[{i}]'))}"
                 for i, c in enumerate(e.censoring_criteria)
             ]
             censor = self.cte("\nUNION ALL\n".join(parts))
-            ends.append(
-                f"SELECT I.person_id, I.event_id, MIN(C.start_date) AS end_date FROM {included} I JOIN {censor} C "
-                f"ON C.person_id = I.person_id AND C.start_date >= I.start_date AND C.start_date <= I.op_end_date "
-                f"GROUP BY I.person_id, I.event_id"
+            censored = self.cte(
+                f"SELECT I.person_id, I.event_id, MIN(C.start_date) AS censor_date FROM {included} I "
+                f"JOIN {censor} C ON C.person_id = I.person_id AND C.start_date >= I.start_date "
+                f"AND C.start_date <= I.op_end_date GROUP BY I.person_id, I.event_id"
             )
-        candidates = self.cte("\nUNION ALL\n".join(ends))
-        return self.cte(
-            f"SELECT I.person_id, I.start_date, MIN(C.end_date) AS end_date FROM {included} I JOIN {candidates} C "
-            f"ON C.person_id = I.person_id AND C.event_id = I.event_id AND C.end_date >= I.start_date "
-            f"GROUP BY I.person_id, I.event_id, I.start_date"
+            joins.append(f"LEFT JOIN {censored} X ON X.person_id = I.person_id AND X.event_id = I.event_id")
+            candidates.append("X.censor_date")
+        kept = [f"CASE WHEN {c} >= I.start_date THEN {c} END" for c in candidates]
+        end = kept[0] if len(kept) == 1 else f"LEAST({', '.join(kept)})"  # LEAST skips nulls (DuckDB, Spark)
+        ends = self.cte(
+            f"SELECT I.person_id, I.start_date, {end} AS end_date FROM {included} I" + "".join(" " + j for j in joins)
         )
+        return self.cte(f"SELECT person_id, start_date, end_date FROM {ends} WHERE end_date IS NOT NULL")
 
     def custom_eras(self, included: str) -> str:
         era = self.e.end_strategy.custom_era  # type: ignore[union-attr]
@@ -347,8 +352,17 @@ class _Compiler:
             f"FROM {grouped} GROUP BY person_id, grp"
         )
 
+    def at_most_one_event_per_person(self) -> bool:
+        """Whether a limit (primary, qualified or expression) already keeps at most one event per person."""
+        e = self.e
+        return (
+            e.primary_criteria.primary_criteria_limit.type != "All"
+            or (e.additional_criteria is not None and e.qualified_limit.type != "All")
+            or e.expression_limit.type != "All"
+        )
+
     def collapse(self, ends: str) -> str:
-        if self.e.expression_limit.type != "All":  # one period per person: nothing to merge
+        if self.at_most_one_event_per_person():  # one period per person: nothing to merge, padding cancels out
             return f"SELECT person_id, start_date, end_date FROM {ends}"
         pad = self.e.collapse_settings.era_pad
         padded = self.cte(f"SELECT person_id, start_date, {self.d.add_days('end_date', pad)} AS end_date FROM {ends}")
@@ -519,15 +533,30 @@ class _Compiler:
             if occurrence.count_column not in column:
                 reason = f"CountColumn {occurrence.count_column!r} is not supported yet"
                 raise UnsupportedFeature("", f"{path}.Occurrence.CountColumn", reason)
-            counted = f"COUNT(DISTINCT A.{column[occurrence.count_column]})"
+            counted_column = f"A.{column[occurrence.count_column]}"
+            counted = f"COUNT(DISTINCT {counted_column})"
         else:
-            counted = "COUNT(A.event_id)"
+            counted_column = "A.event_id"
+            counted = f"COUNT({counted_column})"
         op = {EXACTLY: "=", AT_MOST: "<=", AT_LEAST: ">="}[occurrence.type]
+        index = f"(SELECT DISTINCT {EVENT_COLUMNS} FROM {events}) P"
+        # A counted event is a match whose counted column is not null (COUNT skips nulls).
+        matched = f"EXISTS (SELECT 1 FROM {a} A WHERE {' AND '.join(on)} AND {counted_column} IS NOT NULL)"
+        if op in ("=", "<=") and occurrence.count == 0:
+            # "none": the index events that no counted event matches (an anti join, no pairs to count). EXCEPT
+            # keeps the grouping's meaning where one index event has several rows (overlapping periods).
+            return self.cte(
+                f"SELECT person_id, event_id FROM {events}\nEXCEPT\n"
+                f"SELECT P.person_id, P.event_id FROM {index} WHERE {matched}"
+            )
+        if op == ">=" and occurrence.count == 1:
+            # "at least one": a semi join, which stops at the first match instead of counting every pair.
+            return self.cte(f"SELECT DISTINCT P.person_id, P.event_id FROM {index} WHERE {matched}")
         # An index event without any match counts 0: when 0 fails the test, an inner join gives the same groups.
         zero_passes = {"=": occurrence.count == 0, "<=": occurrence.count >= 0, ">=": occurrence.count <= 0}[op]
         join = "LEFT JOIN" if zero_passes else "JOIN"
         return self.cte(
-            f"SELECT P.person_id, P.event_id FROM (SELECT DISTINCT {EVENT_COLUMNS} FROM {events}) P "
+            f"SELECT P.person_id, P.event_id FROM {index} "
             f"{join} {a} A ON {' AND '.join(on)} GROUP BY P.person_id, P.event_id "
             f"HAVING {counted} {op} {occurrence.count}"
         )

@@ -258,6 +258,9 @@ def run_batch(runner: SqlRunner, definitions: Sequence[CohortDefinition]) -> lis
         for row in resolved.to_pylist():
             by_key.setdefault(row["cohort_key"], {}).setdefault(row["codeset_id"], []).append(row["concept_id"])
         scripts = compile_batch(definitions, prefix, codesets, runner.dialect, by_key)
+        if any(codesets in sql for script in scripts for _, sql in script.steps):  # else every set is inlined
+            runner.register(codesets, resolved)
+            created.append(codesets)
         results = []
         for key, (definition, script) in enumerate(zip(definitions, scripts, strict=True)):
             for name, sql in script.steps:
@@ -277,9 +280,10 @@ def run_batch(runner: SqlRunner, definitions: Sequence[CohortDefinition]) -> lis
 def resolve_concept_sets(
     runner: SqlRunner, expressions: Sequence[CohortExpression], prefix: str, created: list[str]
 ) -> tuple[pa.Table, list[tuple[int, int, int]]]:
-    """Resolve every concept set of the batch into the table ``<prefix>_codesets`` (``cohort_key, codeset_id,
-    concept_id``); returns that table's rows and the listed concept ids absent from the vocabulary
-    (``cohort_key, codeset_id, concept_id``). Temporary tables made are appended to ``created``.
+    """Resolve every concept set of the batch: returns the rows of the codesets table (``cohort_key, codeset_id,
+    concept_id``; registered as ``<prefix>_codesets`` by the caller if a script reads it) and the listed concept
+    ids absent from the vocabulary (``cohort_key, codeset_id, concept_id``). Temporary tables made for the
+    lookups are appended to ``created``.
 
     At most three lookups, each filtered by the ids it needs: descendants, then the concepts (existence and
     validity), then 'Maps to' codes if an item asks for them.
@@ -306,11 +310,7 @@ def resolve_concept_sets(
     if targets:
         for row in lookup(maps_to_sql, "concept_id_2", targets, "targets"):
             mapped.setdefault(row["target"], set()).add(row["source"])
-    codesets = f"{prefix}_codesets"
-    table = resolve(items, descendants, concepts, mapped)
-    runner.register(codesets, table)
-    created.append(codesets)
-    return table, unknown_rows(items, concepts)
+    return resolve(items, descendants, concepts, mapped), unknown_rows(items, concepts)
 
 
 def _result(runner: SqlRunner, definition: CohortDefinition, script: CohortScript, warnings: list[str]) -> CohortResult:

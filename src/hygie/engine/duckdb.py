@@ -49,15 +49,16 @@ def connect(
     settings: Settings,
     *,
     allowed_dirs: Sequence[Path],
+    allowed_files: Sequence[Path] = (),
     writer: bool = False,
     database: str = ":memory:",
     lock: bool = True,
     openssl: bool = False,
 ) -> duckdb.DuckDBPyConnection:
     """Open a configured DuckDB connection that can touch files only below ``allowed_dirs`` (and its own
-    spill folder). ``writer=True`` loads the crypto needed to write encrypted Parquet; ``openssl=True`` loads
-    it for a reader (AES with hardware support: decrypting is about 2.5x cheaper than with DuckDB's built-in
-    mbedtls, for a one-off 0.3-0.8 s).
+    spill folder), and the single files ``allowed_files``. ``writer=True`` loads the crypto needed to write
+    encrypted files; ``openssl=True`` loads it for a reader (AES with hardware support: decrypting is about 2.5x
+    cheaper than with DuckDB's built-in mbedtls, for a one-off 0.3-0.8 s).
 
     With ``lock=False`` the caller must call ``lock_configuration(con)`` once its own set-up is done.
     """
@@ -85,6 +86,8 @@ def connect(
     # Below this line no file outside these folders can be read or written, and nothing can be installed.
     dirs = ", ".join(literal(str(d.resolve()) + "/") for d in [*allowed_dirs, settings.tmp_dir])
     con.execute(f"SET allowed_directories = [{dirs}]")  # a literal: binding a list would import pandas (3 s)
+    if allowed_files:
+        con.execute(f"SET allowed_paths = [{', '.join(literal(str(f.resolve())) for f in allowed_files)}]")
     con.execute("SET enable_external_access = false")
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")  # the CLI shows its own progress
@@ -121,7 +124,12 @@ def parquet_copy_options(key_name: str | None) -> str:
 
 
 class DuckDBEngine:
-    """A release opened read-only: one view per CDM table over its immutable (encrypted) Parquet files."""
+    """A release opened read-only: one view per CDM table, over the release's query store (a derived encrypted
+    DuckDB database, decision 0021) when it has one, else over its immutable encrypted Parquet files.
+
+    ``storage`` says which backs the views: ``"query store"`` or ``"parquet"``. Whether a missing store is
+    built first follows ``settings.query_store`` (``engine.query_store``).
+    """
 
     name = "duckdb"
 
@@ -133,26 +141,37 @@ class DuckDBEngine:
         writable_dirs: Sequence[Path] = (),
         scope: DataScope | None = None,
     ) -> None:
+        from hygie.engine import query_store
         from hygie.engine.scope import DataScope
 
         self.release = release
         self.scope = scope or DataScope()
+        store = None
+        if query_store.wanted(release, settings):
+            try:
+                store = query_store.ensure(release, settings)
+            except (duckdb.Error, OSError, MemoryError, query_store.QueryStoreError):
+                store = None  # a build that fails (disk full, a job's memory cap) costs speed, never the study
         # Large encrypted releases are read with OpenSSL: its fixed cost is repaid by the first large scan.
         encrypted_bytes = sum(e.bytes for e in release.manifest.tables.values()) if release.manifest.encryption else 0
         self.con = connect(
             settings,
             allowed_dirs=[release.path, *writable_dirs],
+            # The store and its (never written) WAL, not its folder: nothing can be written beside it.
+            allowed_files=[store, Path(f"{store}.wal")] if store else [],
             lock=False,
             openssl=encrypted_bytes > OPENSSL_ABOVE_BYTES,
         )
+        alias = query_store.attach(self.con, release, settings) if store else None
+        self.storage = "query store" if alias else "parquet"
         key_name = None
-        if release.manifest.encryption is not None:
+        if alias is None and release.manifest.encryption is not None:
             key_name = "release_key"
             register_key(self.con, key_name, release.data_key(settings))
         for entry in release.manifest.tables.values():
             if not self.scope.visible(entry.name):
                 continue  # outside the project's approved scope: the table does not exist for it
-            source = parquet_source(str(release.path / entry.file), key_name)
+            source = f'{alias}."{entry.name}"' if alias else parquet_source(str(release.path / entry.file), key_name)
             select = self.scope.view_sql(entry.name, source, release.manifest)
             self.con.execute(f'CREATE VIEW "{entry.name}" AS {select}')
         import ibis

@@ -30,6 +30,7 @@ import duckdb
 from hygie import __version__
 from hygie.checksums import sha256_file
 from hygie.config import Settings
+from hygie.engine import query_store
 from hygie.engine.duckdb import connect, parquet_copy_options, register_key
 from hygie.errors import ConflictError, HygieError, NotFoundError
 from hygie.keys import KeyError_, Keyring, WrappedKey, new_data_key
@@ -126,6 +127,8 @@ class ReleaseStore:
         results = self.settings.results_dir / name
         if self.kind == "release" and results.exists():
             shutil.rmtree(results)
+        if self.kind == "release":
+            query_store.remove(name, self.settings)  # derived from the release: it goes with it
 
     # -- building ---------------------------------------------------------------------------------------
     @contextlib.contextmanager
