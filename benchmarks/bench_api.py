@@ -3,19 +3,25 @@
 20 projects and signed-in users.
 
 Reads: the public registry (page and JSON), a researcher's project list (page and JSON, session cookie), and
-``/api/v1/me`` with a session cookie and with a bearer token. Reported per run: requests, throughput, latency
-percentiles overall, per endpoint and per server process, errors (anything but 200, or no answer), the load
-average when the run started, the CPU the server processes and the load generator used (per request), and how
-many of the clients' connections each server process holds. Targets (issue 8): p99 < 200 ms, 0 errors.
+``/api/v1/me`` with a session cookie and with a bearer token. Each client keeps one connection. First every
+client connects and waits for its first answer (the connect phase: reported as the time until all 200 had one,
+and the percentiles of those first answers); then all of them send requests back to back for 30 s (the measured
+phase). Reported for the measured phase: requests, throughput, latency percentiles overall, per endpoint and per
+server process, errors (anything but 200, or no answer), the CPU the server processes and the load generator
+used per request, and how many of the clients' connections each server process holds; and the load average
+when the run started. Targets (issue 8): p99 < 200 ms, 0 errors.
 
-The load generator (a minimal asyncio HTTP/1.1 client on uvloop) runs in this process, on the same cores as the
-server. Environment:
+The load generator (a minimal HTTP/1.1 client on asyncio streams, run on uvloop) runs in this process, on the
+same cores as the server. Environment:
 
 - ``HYGIE_BENCH_API_WORKERS``: server processes, one figure or a list (``1,2``); each is measured.
 - ``HYGIE_BENCH_API_RUNS``: runs of each setting (default 1); the medians are reported.
 - ``HYGIE_BENCH_API_BASELINE``: another checkout of hygie with its own ``.venv`` (e.g. ``/work/main``): its
-  ``hygie serve`` is measured in alternation with this one's on the same hub, and the ratios reported.
+  ``hygie serve`` is measured in alternation with this one's, on the same hub, and the ratios reported.
 - ``HYGIE_BENCH_API_CLIENTS`` (200) and ``HYGIE_BENCH_API_SECONDS`` (30).
+
+Rerun on a quiet machine: ``HYGIE_BENCH_API_WORKERS=1,2 HYGIE_BENCH_API_RUNS=3 HYGIE_BENCH_API_BASELINE=/work/main
+uv run python -m benchmarks.bench_api`` (about 9 minutes; progress on stderr, the report on stdout).
 """
 
 from __future__ import annotations
