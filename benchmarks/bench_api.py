@@ -100,7 +100,7 @@ def _start(python: str, home: Path, port: int, workers: int, log: Path) -> subpr
     out = log.open("w")
     command = [python, "-m", "hygie", "serve", "--port", str(port), "--workers", str(workers)]
     process = subprocess.Popen(command, env=env, stdout=out, stderr=out)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 240  # importing the app takes seconds of CPU per process: minutes on a busy machine
     while time.monotonic() < deadline:
         try:
             with httpx.Client() as c:
