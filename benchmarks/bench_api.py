@@ -17,7 +17,7 @@ same cores as the server. Environment:
 - ``HYGIE_BENCH_API_WORKERS``: server processes, one figure or a list (``1,2``); each is measured.
 - ``HYGIE_BENCH_API_RUNS``: runs of each setting (default 1); the medians are reported.
 - ``HYGIE_BENCH_API_BASELINE``: another checkout of hygie with its own ``.venv`` (e.g. ``/work/main``): its
-  ``hygie serve`` is measured in alternation with this one's, on the same hub, and the ratios reported.
+  ``hygie serve`` is measured in alternation with this one's, on a copy of the same hub, and the ratios reported.
 - ``HYGIE_BENCH_API_CLIENTS`` (200) and ``HYGIE_BENCH_API_SECONDS`` (30).
 
 Rerun on a quiet machine: ``HYGIE_BENCH_API_WORKERS=1,2 HYGIE_BENCH_API_RUNS=3 HYGIE_BENCH_API_BASELINE=/work/main
@@ -31,6 +31,7 @@ import datetime as dt
 import os
 import re
 import resource
+import shutil
 import socket
 import statistics
 import subprocess
@@ -110,7 +111,8 @@ def _start(python: str, home: Path, port: int, workers: int, log: Path) -> subpr
                     return process
         except httpx.HTTPError:
             time.sleep(0.2)
-    process.kill()
+    process.terminate()  # not kill: uvicorn's supervisor stops its worker processes on SIGTERM
+    process.wait(timeout=30)
     raise RuntimeError(f"hygie serve did not start: {log.read_text()[-2000:]}")
 
 
@@ -365,12 +367,14 @@ def main() -> dict:
         servers["baseline"] = str(Path(BASELINE) / ".venv" / "bin" / "python")
     runs: dict[str, list[dict]] = {f"{code}/{w}": [] for w in WORKERS for code in servers}
     with tempfile.TemporaryDirectory(dir=RESULTS) as tmp:
-        home = Path(tmp) / "home"
-        secrets = _prepare(home)
+        secrets = _prepare(Path(tmp) / "this")
+        if BASELINE:  # its own copy: a baseline with a newer metadata schema migrates only its copy
+            shutil.copytree(Path(tmp) / "this", Path(tmp) / "baseline", symlinks=True)
         for i in range(RUNS):
             for workers in WORKERS:
                 for code, python in servers.items():  # alternating: both see the same machine
-                    run = measure(python, home, secrets, workers, Path(tmp) / f"serve-{code}-{workers}-{i}.log")
+                    log = Path(tmp) / f"serve-{code}-{workers}-{i}.log"
+                    run = measure(python, Path(tmp) / code, secrets, workers, log)
                     run["connect_all_answered_s"] = run["connect_phase"]["all_answered_s"]
                     short = {k: run[k] for k in SUMMARY}
                     print(f"run {i + 1}/{RUNS} {code} workers={workers}: {short}", file=sys.stderr, flush=True)
