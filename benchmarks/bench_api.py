@@ -75,6 +75,7 @@ def _prepare(home: Path) -> dict[str, str]:
         accounts.enrol_totp(console, "olivia")
         accounts.add_user(console, "rita", "researcher-password-long", full_name="Rita")
         rita_totp = accounts.enrol_totp(console, "rita").secret
+        accounts.record_training(console, "rita", "Data protection", dt.datetime.now(dt.UTC).date())
         until = dt.datetime.now(dt.UTC) + dt.timedelta(days=365)
         for i in range(PROJECTS):
             name = f"project-{i:02d}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass
 
@@ -42,6 +43,7 @@ def add_account(settings: Settings, username: str, *grants: Grant, totp: bool = 
     with open_store(settings) as store:
         accounts = Accounts(store)
         accounts.add_user(CONSOLE, username, password, full_name=username.title())
+        accounts.record_training(CONSOLE, username, "Data protection", dt.datetime.now(dt.UTC).date())
         for grant in grants:
             accounts.grant(CONSOLE, username, grant)
         secret = accounts.enrol_totp(CONSOLE, username).secret if totp else None

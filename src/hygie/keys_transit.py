@@ -7,54 +7,48 @@ KMS-side ``rotate`` keeps every release readable until ``min_decryption_version`
 
 Configuration: ``HYGIE_KMS_ADDR`` (default ``http://127.0.0.1:8200``), ``HYGIE_KMS_MOUNT`` (``transit``),
 ``HYGIE_KMS_KEY`` (``hygie``), the token in ``HYGIE_KMS_TOKEN_FILE`` (preferred) or ``HYGIE_KMS_TOKEN``.
-The KMS must be on the loopback interface unless ``HYGIE_KMS_ALLOW_REMOTE=1``, and then only over https:
-nothing else leaves the machine at run time.
+A KMS off the loopback interface must be reached over https and be on the hosts attested to be in the EU/EEA
+(``hygie.jurisdiction``, ``HYGIE_EU_HOSTS``).
 """
 
 from __future__ import annotations
 
 import base64
-import ipaddress
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from hygie.config import Settings
+from hygie.jurisdiction import check_endpoint, is_loopback
 from hygie.keys import KeyError_, WrappedKey
 
 DEFAULT_ADDR = "http://127.0.0.1:8200"
 TIMEOUT_SECONDS = 10.0
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 class TransitMasterKey:
     """A transit key of OpenBao or Vault, used through its HTTP API."""
 
     def __init__(
-        self, addr: str, token: str, *, mount: str = "transit", key: str = "hygie", allow_remote: bool = False
+        self,
+        addr: str,
+        token: str,
+        *,
+        mount: str = "transit",
+        key: str = "hygie",
+        environ: Mapping[str, str] | None = None,
     ):
         parts = urlsplit(addr)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise KeyError_(f"HYGIE_KMS_ADDR={addr!r}: expected http(s)://host:port")
-        if not _is_loopback(parts.hostname):
-            if not allow_remote:
-                raise KeyError_(
-                    f"HYGIE_KMS_ADDR={addr!r} is not on this machine's loopback interface; "
-                    "set HYGIE_KMS_ALLOW_REMOTE=1 to use a remote KMS (https only)"
-                )
+        if not is_loopback(parts.hostname):
             if parts.scheme != "https":
                 raise KeyError_(f"HYGIE_KMS_ADDR={addr!r}: a remote KMS must be reached over https")
+            check_endpoint("HYGIE_KMS_ADDR (the KMS)", parts.hostname, environ)
         if not token:
             raise KeyError_("no KMS token: set HYGIE_KMS_TOKEN_FILE (or HYGIE_KMS_TOKEN)")
         self.addr = addr.rstrip("/")
@@ -79,7 +73,7 @@ class TransitMasterKey:
             token,
             mount=env.get("HYGIE_KMS_MOUNT", "transit"),
             key=env.get("HYGIE_KMS_KEY", "hygie"),
-            allow_remote=env.get("HYGIE_KMS_ALLOW_REMOTE") == "1",
+            environ=env,
         )
 
     def _request(self, method: str, path: str, payload: dict[str, Any] | None, what: str) -> dict[str, Any]:

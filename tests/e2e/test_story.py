@@ -62,7 +62,11 @@ def test_operator_researcher_worker_two_checkers_download_and_the_negative_paths
     secret = page.locator("#totp-secret").inner_text()
     rachel = Account("rachel", "blue-meadow-password-42", secret, [])
 
-    page.goto(url + "/operator")
+    page.goto(url + "/operator")  # her grants count only once her training is recorded (safe people)
+    page.fill("#training-rachel input[name=course]", "Data protection on the hub")
+    page.fill("#training-rachel input[name=completed_on]", dt.date.today().isoformat())
+    page.click("#training-rachel button[type=submit]")
+    assert f"until {dt.date.today() + dt.timedelta(days=3 * 365)}" in page.locator("#users + table").inner_text()
     page.fill("#new-project input[name=name]", "flu")
     page.fill("#new-project input[name=title]", "Flu burden")
     page.fill("#new-project textarea[name=purpose]", "Count GI bleeds and MIs")

@@ -87,6 +87,7 @@ def people(store):
     for name in ("rita", "oscar", "chloe", "carl", "rachel"):
         accounts.add_user(OPERATOR, name, PASSWORD)
         accounts.enrol_totp(OPERATOR, name)
+        accounts.record_training(OPERATOR, name, "Data protection", dt.datetime.now(dt.UTC).date())
     for name in ("chloe", "carl", "rachel"):
         accounts.grant(OPERATOR, name, Grant(Role.OUTPUT_CHECKER))
     return accounts

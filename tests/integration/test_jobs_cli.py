@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pyotp
@@ -22,6 +23,7 @@ def test_submit_run_request_review_download_from_the_command_line(settings, tmp_
         accounts = Accounts(store, events=MemorySink())
         for name in ("rita", "chloe", "carl"):
             accounts.add_user(OPERATOR, name, PASSWORD)
+        accounts.record_training(OPERATOR, "rita", "Data protection", dt.datetime.now(dt.UTC).date())
         secrets = {name: accounts.enrol_totp(OPERATOR, name).secret for name in ("rita", "chloe", "carl")}
         from hygie.governance.roles import Grant, Role
 

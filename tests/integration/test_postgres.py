@@ -123,4 +123,5 @@ def test_the_migration_files_are_part_of_the_package():
         "0001_governance_core.py",
         "0002_jobs_and_outputs.py",
         "0003_web_sessions.py",
+        "0004_safe_people.py",
     ]

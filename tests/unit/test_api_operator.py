@@ -52,6 +52,17 @@ def test_operator_api_with_a_token_creates_an_account_whose_totp_secret_is_retur
     assert users["carl"]["grants"] == ["output_checker"] and users["carl"]["second_factor"] is True
     again = c.post("/api/v1/users", json=new, headers=auth)
     assert again.status_code == 409
+    today = dt.datetime.now(dt.UTC).date()
+    training = {"course": "Data protection", "completed_on": today.isoformat()}
+    recorded = c.post("/api/v1/users/carl/trainings", json=training, headers=auth)
+    assert recorded.status_code == 201 and recorded.json()["valid"] is True
+    assert recorded.json()["expires_on"] == (today + dt.timedelta(days=3 * 365)).isoformat()
+    users = {u["username"]: u for u in c.get("/api/v1/users", headers=auth).json()}
+    assert users["carl"]["trained_until"] == recorded.json()["expires_on"] and users["olivia"]["trained_until"]
+    future = {"course": "Data protection", "completed_on": (today + dt.timedelta(days=2)).isoformat()}
+    refused = c.post("/api/v1/users/carl/trainings", json=future, headers=auth)
+    assert refused.status_code == 400 and "completed in the future" in refused.text
+    assert c.post("/api/v1/users/nobody/trainings", json=training, headers=auth).status_code == 404
     keys = c.get("/api/v1/keys", headers=auth).json()
     assert keys["kms"] == "file" and keys["master_key_mode"] == "0o600" and keys["wrapping_key"]
 

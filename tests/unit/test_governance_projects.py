@@ -80,6 +80,7 @@ def test_life_cycle_of_a_project(projects, accounts, sink):
     assert info.status == "draft" and info.releases == ("r1",) and info.sites == ("chu-a",)
     assert info.tables == ("condition_occurrence",) and info.window_start == dt.date(2010, 1, 1) and not info.members
     accounts.add_user(OPERATOR, "alice", PASSWORD)
+    accounts.record_training(OPERATOR, "alice", "Data protection", T0.date(), now=T0)  # researchers are trained
     projects.add_member(OPERATOR, "p1", "alice", now=T0)
     secret = accounts.enrol_totp(OPERATOR, "alice").secret
     alice = accounts.authenticate("alice", PASSWORD, pyotp.TOTP(secret).at(T0), now=T0)

@@ -18,6 +18,7 @@ import pytest
 
 from hygie.engine import DuckDBEngine
 from hygie.ingest.cdm_load import load_cdm
+from hygie.jurisdiction import JurisdictionError
 from hygie.keys import KeyError_, Keyring, WrappedKey
 from hygie.keys_rotation import rotate_master, status
 from hygie.keys_transit import TransitMasterKey
@@ -136,10 +137,14 @@ def test_releases_built_under_the_kms_and_rotated_by_it(kms, settings, tmp_path,
 
 def test_kms_configuration_errors(bao, tmp_path):
     addr, token = bao
-    with pytest.raises(KeyError_, match="not on this machine's loopback"):
-        TransitMasterKey("http://10.1.2.3:8200", token)
     with pytest.raises(KeyError_, match="over https"):
-        TransitMasterKey("http://10.1.2.3:8200", token, allow_remote=True)
+        TransitMasterKey("http://10.1.2.3:8200", token)
+    with pytest.raises(JurisdictionError, match="not among the hosts attested to be in the EU/EEA"):
+        TransitMasterKey("https://kms.example.com:8200", token, environ={})
+    with pytest.raises(JurisdictionError, match=r"HYGIE_EU_HOSTS: \.hds\.example\.fr"):
+        TransitMasterKey("https://kms.example.com:8200", token, environ={"HYGIE_EU_HOSTS": ".hds.example.fr"})
+    listed = TransitMasterKey("https://kms.hds.example.fr:8200", token, environ={"HYGIE_EU_HOSTS": ".hds.example.fr"})
+    assert listed.addr == "https://kms.hds.example.fr:8200"  # configured; nothing is contacted yet
     with pytest.raises(KeyError_, match="no KMS token"):
         TransitMasterKey(addr, "")
     with pytest.raises(KeyError_, match=r"HTTP 403"):

@@ -19,6 +19,7 @@ from hygie.config import Settings
 
 DEMO_PROJECT = "demo-project"
 DEMO_RELEASES = ("demo-emc2", "demo-gibleed")
+DEMO_TRAINING = "Demo: data protection on the hub (synthetic data)"
 # (username, role); the researcher's role is on the demo project.
 DEMO_ACCOUNTS = (
     ("demo-operator", "operator"),
@@ -79,6 +80,8 @@ def create_demo_accounts(
                 _write_secret(password_file, password)
                 accounts.add_user(console, username, password, full_name=username.replace("-", " ").title())
                 if role == "researcher":
+                    # Researchers' grants count only with a valid training record (safe_people).
+                    accounts.record_training(console, username, DEMO_TRAINING, dt.datetime.now(dt.UTC).date())
                     if has_project:
                         projects.add_member(console, DEMO_PROJECT, username)
                 else:

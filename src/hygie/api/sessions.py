@@ -101,7 +101,7 @@ class SessionStore:
         if now - row.last_seen_at >= self.touch:
             with self.store.session() as s:
                 s.execute(_TOUCH, {"key": key, "now": now})
-        return Session(principal_from_rows(rows), row.created_at, now)
+        return Session(principal_from_rows(rows, now), row.created_at, now)
 
     def delete(self, session_id: str | None) -> bool:
         """End one session (logout); whether it existed."""

@@ -129,6 +129,42 @@ def scan_identifiers(
     raise typer.Exit(EXIT_USER_ERROR)
 
 
+@app.command("alerts")
+@handle_errors
+@audited("audit.alerts", "audit-log")
+def alerts(
+    since: str | None = typer.Option(None, "--since", help="From this UTC date or time (ISO, e.g. 2026-11-01)."),
+    timezone: str = typer.Option("Europe/Paris", "--timezone", help="The hub's local time, for working hours."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON alert per line."),
+) -> None:
+    """Run the anomaly rules on the audit log: bulk downloads, repeated rejected outputs, repeated refusals,
+    activity outside working hours. Exits 1 when any alert is raised (for cron or monitoring)."""
+    from zoneinfo import ZoneInfoNotFoundError
+
+    from hygie.governance.alerts import AlertRules, find_alerts
+    from hygie.governance.audit import AuditLog
+
+    try:
+        rules = AlertRules(timezone=timezone)
+        found = find_alerts(AuditLog(settings()).entries(since=since), rules)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise HygieError(f"--timezone: unknown time zone {timezone!r} (e.g. Europe/Paris)") from None
+    audit_note(alerts=len(found), rules=sorted({a.rule for a in found}))
+    if as_json:
+        for a in found:
+            print_json({"rule": a.rule, "actor": a.actor, "count": a.count, "first": a.first.isoformat(),
+                        "last": a.last.isoformat(), "summary": a.summary})  # fmt: skip
+    elif found:
+        t = Table("rule", "actor", "events", "first (UTC)", "last (UTC)", "what")
+        for a in found:
+            t.add_row(a.rule, a.actor, str(a.count), f"{a.first:%Y-%m-%d %H:%M}", f"{a.last:%Y-%m-%d %H:%M}", a.summary)
+        console.print(t)
+    else:
+        console.print("no alert")
+    if found:
+        raise typer.Exit(1)
+
+
 @app.command("verify")
 @handle_errors
 def verify(
@@ -189,6 +225,27 @@ def show_log(
         details = ", ".join(f"{k}={v}" for k, v in e.details.items())
         t.add_row(str(e.seq), e.time[:19].replace("T", " "), e.actor, e.action, e.object, e.outcome, details)
     console.print(t)
+
+
+@app.command("purge")
+@handle_errors
+def purge_old(
+    retention_days: int | None = typer.Option(
+        None, "--retention-days", help="Keep this many days (365-1095; default HYGIE_AUDIT_RETENTION_DAYS or 365)."
+    ),
+) -> None:
+    """Remove the content of entries past the retention period; their hashes stay, so the log still verifies."""
+    from hygie.governance.audit import AuditLog
+    from hygie.governance.audit_retention import check_days, purge
+    from hygie.governance.audit_retention import retention_days as configured
+
+    days = check_days(retention_days) if retention_days is not None else configured()
+    done = purge(AuditLog(settings()), cli_actor(), days=days)
+    if done.entry is None:
+        console.print(f"nothing older than {days} days (cutoff {done.cutoff[:10]}) left to purge")
+    else:
+        console.print(f"purged the content of {done.purged} entries up to #{done.up_to} (older than {days} days); "
+                      f"recorded as entry #{done.entry.seq}, covered by a new checkpoint")  # fmt: skip
 
 
 @app.command("checkpoint")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import json
 import sys
@@ -63,6 +64,14 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(EXIT_INTERNAL_ERROR) from None
 
     return wrapper
+
+
+def parse_day(value: str, option: str) -> dt.date:
+    """A date option's value (YYYY-MM-DD), or an error naming the option."""
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise HygieError(f"{option} takes a date YYYY-MM-DD, not {value!r}") from None
 
 
 def warn(message: str) -> None:

@@ -7,9 +7,8 @@ import datetime as dt
 import typer
 from rich.table import Table
 
-from hygie.cli.output import console, handle_errors, print_json
+from hygie.cli.output import console, handle_errors, parse_day, print_json
 from hygie.cli.users import opened_store, operator, say
-from hygie.errors import HygieError
 from hygie.governance.projects import ProjectInfo, Projects, Scope
 
 app = typer.Typer(help="Projects: purpose, legal basis, scope, members, validity.", no_args_is_help=True)
@@ -20,12 +19,7 @@ def register(root: typer.Typer) -> None:
 
 
 def _date(value: str | None, option: str) -> dt.date | None:
-    if value is None:
-        return None
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise HygieError(f"{option} takes a date YYYY-MM-DD, not {value!r}") from None
+    return parse_day(value, option) if value is not None else None
 
 
 def _start_of(day: dt.date | None) -> dt.datetime | None:
@@ -210,6 +204,37 @@ def expire_due() -> None:
     with opened_store() as store:
         names = Projects(store).expire_due(operator())
     say(f"expired: {', '.join(names)}" if names else "no project to expire")
+
+
+@app.command("teardown")
+@handle_errors
+def teardown(name: str = typer.Argument(..., help="Project name (revoked or expired).")) -> None:
+    """Delete an ended project's workspace (job folders) and record the proof of deletion."""
+    from hygie.jobs.teardown import teardown as tear_down
+
+    with opened_store() as store:
+        done = tear_down(store, operator(), name)
+    if done.record is None:
+        say(f"project {name}: nothing left to delete")
+    else:
+        say(f"project {name}: deleted {done.jobs} job folder(s), {done.files} file(s), {done.bytes} bytes; "
+            f"deletion record {done.record} (sha256 {done.digest}, in the audit log)")  # fmt: skip
+
+
+@app.command("teardown-due")
+@handle_errors
+def teardown_due(
+    after_days: int = typer.Option(30, "--after-days", min=0, help="Days after a project ended (default 30)."),
+) -> None:
+    """Tear down every project that ended at least --after-days ago and still has a workspace (for cron)."""
+    from hygie.jobs.teardown import teardown_due as tear_down_due
+
+    with opened_store() as store:
+        done = tear_down_due(store, operator(), after=dt.timedelta(days=after_days))
+    for t in done:
+        say(f"project {t.project}: deleted {t.jobs} job folder(s), {t.files} file(s); record sha256 {t.digest}")
+    if not done:
+        say("no project to tear down")
 
 
 @app.command("list")

@@ -16,7 +16,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from hygie.cli.output import console, handle_errors, settings
+from hygie.cli.output import console, handle_errors, parse_day, settings
 from hygie.errors import HygieError
 from hygie.governance.roles import Grant, Principal, Role, parse_role
 from hygie.governance.store import Store, current_revision, database_url, describe, engine_for, migrate, open_store
@@ -153,6 +153,94 @@ def list_users() -> None:
             locked,
         )
     console.print(t)
+
+
+@app.command("review")
+@handle_errors
+def review(
+    name: str = typer.Argument(..., help="Username."),
+    role: str = typer.Option(..., "--role", help="The role reviewed."),
+    site: str | None = typer.Option(None, "--site", help="The site of a data_provider."),
+    project: str | None = typer.Option(None, "--project", help="The project of a researcher."),
+) -> None:
+    """Confirm after review that an account still needs a role: it stays in force for another year."""
+    from hygie.governance.accounts import Accounts
+    from hygie.governance.safe_people import REVIEW_PERIOD
+
+    grant = grant_from_options(role, site, project)
+    with opened_store() as store:
+        Accounts(store).review(operator(), name, grant)
+    say(f"reviewed: {name} keeps {grant} for {REVIEW_PERIOD.days} more days")
+
+
+@app.command("training")
+@handle_errors
+def training(
+    name: str = typer.Argument(..., help="Username."),
+    course: str = typer.Option(..., "--course", help="The course passed, e.g. 'SNDS data protection'."),
+    completed: str = typer.Option(..., "--completed", help="Date passed, YYYY-MM-DD."),
+    expires: str | None = typer.Option(None, "--expires", help="Valid through this date (default: 3 years)."),
+) -> None:
+    """Record a training the person passed (researchers need a valid one for their grants to count)."""
+    from hygie.governance.accounts import Accounts
+
+    until = parse_day(expires, "--expires") if expires else None
+    with opened_store() as store:
+        info = Accounts(store).record_training(operator(), name, course, parse_day(completed, "--completed"), until)
+    say(f"recorded: {name} passed {info.course!r} on {info.completed_on}, valid through {info.expires_on}")
+
+
+@app.command("trainings")
+@handle_errors
+def trainings(name: str | None = typer.Argument(None, help="Username (default: every account).")) -> None:
+    """Training records, with whether each is valid today."""
+    from hygie.governance.accounts import Accounts
+
+    with opened_store() as store:
+        found = Accounts(store).trainings(name)
+    t = Table("user", "course", "completed", "valid through", "valid today")
+    for r in found:
+        t.add_row(r.username, r.course, f"{r.completed_on}", f"{r.expires_on}", "yes" if r.valid else "no")
+    console.print(t)
+
+
+@app.command("reviews")
+@handle_errors
+def reviews(
+    check: bool = typer.Option(
+        False, "--check", help="Alert: list grants due, lapsed or untrained, record the alert, exit 1 if any."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="JSON lines instead of a table."),
+) -> None:
+    """The periodic review of access rights: every grant with its deadline (due: within 30 days; lapsed:
+    suspended until reviewed) and, for roles that need it, whether a valid training covers it."""
+    import json
+
+    from hygie.governance.accounts import Accounts
+
+    with opened_store() as store:
+        accounts = Accounts(store)
+        found = accounts.review_alert(operator()) if check else accounts.grant_reviews()
+    if as_json:
+        for r in found:
+            print(json.dumps({
+                "user": r.username, "role": str(r.grant), "granted_at": r.granted_at.isoformat(),
+                "reviewed_at": r.reviewed_at.isoformat() if r.reviewed_at else None, "reviewed_by": r.reviewed_by,
+                "deadline": r.deadline.isoformat(), "status": r.status.value, "trained": r.trained,
+            }))  # fmt: skip
+    else:
+        t = Table("user", "role", "granted", "last review", "deadline", "status", "training")
+        for r in found:
+            last = f"{r.reviewed_at:%Y-%m-%d} by {r.reviewed_by}" if r.reviewed_at else ""
+            training = "" if r.trained is None else "valid" if r.trained else "MISSING OR EXPIRED"
+            t.add_row(
+                r.username, str(r.grant), f"{r.granted_at:%Y-%m-%d}", last, f"{r.deadline:%Y-%m-%d}", r.status, training
+            )
+        console.print(t)
+    if check and found:
+        if not as_json:
+            say(f"{len(found)} grant(s) need attention: `hygie user review NAME --role ...`, `hygie user training ...`")
+        raise typer.Exit(1)
 
 
 @app.command("totp-enrol")

@@ -32,14 +32,31 @@ from typing import Any
 import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import ColumnElement, FromClause, Row, Select, bindparam, delete, select, update
+from sqlalchemy import ColumnElement, FromClause, Row, Select, bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from hygie.errors import ConflictError, HygieError, NotFoundError
 from hygie.governance.events import Detail, Event, EventSink, Outcome, default_sink
-from hygie.governance.models import ApiToken, Project, RoleGrant, TotpSecret, User, WebSession
+from hygie.governance.models import (
+    ApiToken,
+    Project,
+    RoleGrant,
+    TotpSecret,
+    TrainingRecord,
+    User,
+    UTCDateTime,
+    WebSession,
+)
 from hygie.governance.permissions import Action, require
-from hygie.governance.roles import MFA_ROLES, Grant, Principal, Role
+from hygie.governance.roles import MFA_ROLES, TRAINED_ROLES, Grant, Principal, Role
+from hygie.governance.safe_people import (
+    TRAINING_VALIDITY_DAYS,
+    ReviewStatus,
+    grant_counts,
+    review_deadline,
+    review_status,
+    trained,
+)
 from hygie.governance.store import Store
 from hygie.keys import Keyring, WrappedKey
 from hygie.releases import validate_name
@@ -105,9 +122,51 @@ class TokenInfo:
     last_used_at: dt.datetime | None
 
 
+def _grant(row: RoleGrant) -> Grant:
+    return Grant(Role(row.role), site=row.site, project=row.project.name if row.project is not None else None)
+
+
+@dataclass(frozen=True)
+class GrantReview:
+    """A grant as the periodic review sees it."""
+
+    username: str
+    grant: Grant
+    granted_at: dt.datetime
+    reviewed_at: dt.datetime | None
+    reviewed_by: str | None
+    deadline: dt.datetime  # it lapses then unless reviewed
+    status: ReviewStatus
+    trained: bool | None  # for roles that need training: whether a valid record covers today
+
+    @property
+    def needs_attention(self) -> bool:
+        return self.status is not ReviewStatus.CURRENT or self.trained is False
+
+
+@dataclass(frozen=True)
+class TrainingInfo:
+    username: str
+    course: str
+    completed_on: dt.date
+    expires_on: dt.date
+    valid: bool
+
+
 def grants_of(user: User) -> frozenset[Grant]:
+    """Every grant the account holds, in force or lapsed (listings show them all)."""
+    return frozenset(_grant(g) for g in user.grants)
+
+
+def trained_until(user: User) -> dt.date | None:
+    return max((t.expires_on for t in user.trainings), default=None)
+
+
+def grants_in_force(user: User, now: dt.datetime) -> frozenset[Grant]:
+    """The grants that count at ``now`` (``safe_people``: reviewed in time, trained where the role needs it)."""
+    until = trained_until(user)
     return frozenset(
-        Grant(Role(g.role), site=g.site, project=g.project.name if g.project is not None else None) for g in user.grants
+        _grant(g) for g in user.grants if grant_counts(Role(g.role), g.reviewed_at or g.granted_at, until, now)
     )
 
 
@@ -145,10 +204,14 @@ def _get_user(session: Session, username: str) -> User:
 
 
 def principal_columns() -> tuple[ColumnElement[Any], ...]:
-    """What ``principal_from_rows`` reads: the account's name, state and second factor, one grant per row."""
+    """What ``principal_from_rows`` reads: the account's name, state and second factor, one grant per row with
+    its last attestation (review, or grant)."""
     u, g, p, t = User.__table__, RoleGrant.__table__, Project.__table__, TotpSecret.__table__
+    tr = TrainingRecord.__table__
+    attested = func.coalesce(g.c.reviewed_at, g.c.granted_at, type_=UTCDateTime()).label("attested_at")
+    training = select(func.max(tr.c.expires_on)).where(tr.c.user_id == u.c.id).scalar_subquery()
     return (u.c.username, u.c.active, t.c.user_id.is_not(None).label("mfa"), g.c.role, g.c.site,
-            p.c.name.label("project"))  # fmt: skip
+            p.c.name.label("project"), attested, training.label("trained_until"))  # fmt: skip
 
 
 def principal_joins(source: FromClause) -> FromClause:
@@ -161,16 +224,26 @@ def principal_joins(source: FromClause) -> FromClause:
     )
 
 
-def principal_from_rows(rows: Sequence[Row[Any]]) -> Principal:
+def principal_from_rows(rows: Sequence[Row[Any]], now: dt.datetime | None = None) -> Principal:
     """The principal of an account from the rows of ``principal_columns`` (at least one): no grant counts
-    while the account is disabled."""
+    while the account is disabled, nor when ``safe_people`` says it does not (review lapsed, training missing)."""
     first = rows[0]
+    now = now or utcnow()
     grants = (
-        frozenset(Grant(Role(r.role), site=r.site, project=r.project) for r in rows if r.role is not None)
+        frozenset(
+            Grant(Role(r.role), site=r.site, project=r.project)
+            for r in rows
+            if r.role is not None and grant_counts(Role(r.role), r.attested_at, _as_date(r.trained_until), now)
+        )
         if first.active
         else frozenset()
     )
     return Principal(first.username, grants, mfa=bool(first.mfa))
+
+
+def _as_date(value: dt.date | str | None) -> dt.date | None:
+    """SQLite returns the aggregate of a DATE column as text."""
+    return dt.date.fromisoformat(value) if isinstance(value, str) else value
 
 
 def _principal_query() -> Select[Any]:
@@ -361,18 +434,110 @@ class Accounts:
         action = Action.PROJECT_MANAGE if grant.project else Action.USER_MANAGE
         self._authorise_grant(actor, action, grant, username, now)
         with self.store.session() as session:
-            user = _get_user(session, username)
-            project = self._project(session, grant.project) if grant.project else None
-            key = _scope_key(grant, project.id if project else None)
-            row = session.scalar(
-                select(RoleGrant).where(
-                    RoleGrant.user_id == user.id, RoleGrant.role == grant.role.value, RoleGrant.scope_key == key
-                )
-            )
-            if row is None:
-                raise NotFoundError(f"{username} does not have the role {grant}")
+            row = self._grant_row(session, username, grant)
             session.delete(row)
         self._emit(actor.name, "role.revoke", f"user:{username}", "ok", now, role=str(grant))
+
+    # -- safe people: training records, periodic review of grants (safe_people) --------------------------------
+    def record_training(
+        self,
+        actor: Principal,
+        username: str,
+        course: str,
+        completed_on: dt.date,
+        expires_on: dt.date | None = None,
+        *,
+        now: dt.datetime | None = None,
+    ) -> TrainingInfo:
+        """Record a course the person passed; valid through ``expires_on`` (default: three years)."""
+        now = now or utcnow()
+        self._authorise(actor, Action.USER_MANAGE, f"user:{username}", now)
+        course = course.strip()
+        if not course or len(course) > 120:
+            raise HygieError("the course needs a name of 1 to 120 characters")
+        if completed_on > now.date():
+            raise HygieError(f"the course cannot be completed in the future ({completed_on})")
+        expires_on = expires_on or completed_on + dt.timedelta(days=TRAINING_VALIDITY_DAYS)
+        if expires_on <= completed_on:
+            raise HygieError(f"the training expires ({expires_on}) before or when it was completed ({completed_on})")
+        with self.store.session() as session:
+            user = _get_user(session, username)
+            session.add(
+                TrainingRecord(
+                    user_id=user.id,
+                    course=course,
+                    completed_on=completed_on,
+                    expires_on=expires_on,
+                    recorded_at=now,
+                    recorded_by=actor.name,
+                )
+            )
+        self._emit(actor.name, "user.training", f"user:{username}", "ok", now, course=course,
+                   completed_on=completed_on.isoformat(), expires_on=expires_on.isoformat())  # fmt: skip
+        return TrainingInfo(username, course, completed_on, expires_on, trained(expires_on, now))
+
+    def trainings(self, username: str | None = None, *, now: dt.datetime | None = None) -> list[TrainingInfo]:
+        """Training records (of one account, or all), newest expiry first."""
+        now = now or utcnow()
+        with self.store.session() as session:
+            query = select(TrainingRecord, User.username).join(User, User.id == TrainingRecord.user_id)
+            if username is not None:
+                _get_user(session, username)
+                query = query.where(User.username == username)
+            rows = session.execute(query).all()
+            found = [
+                TrainingInfo(name, t.course, t.completed_on, t.expires_on, trained(t.expires_on, now))
+                for t, name in rows
+            ]
+        return sorted(found, key=lambda t: (t.username, t.expires_on), reverse=True)
+
+    def review(self, actor: Principal, username: str, grant: Grant, *, now: dt.datetime | None = None) -> None:
+        """Confirm, after review, that ``username`` still needs ``grant``: it is in force for another review
+        period from now (a lapsed grant comes back). Nobody reviews their own access."""
+        now = now or utcnow()
+        action = Action.PROJECT_MANAGE if grant.project else Action.USER_MANAGE
+        self._authorise_grant(actor, action, grant, username, now)
+        if actor.username == username:
+            self._emit(actor.name, "role.review", f"user:{username}", "denied", now, role=str(grant))
+            raise HygieError("nobody reviews their own access: another operator must review it")
+        with self.store.session() as session:
+            row = self._grant_row(session, username, grant)
+            was = review_status(row.reviewed_at or row.granted_at, now)
+            row.reviewed_at, row.reviewed_by = now, actor.name
+        self._emit(actor.name, "role.review", f"user:{username}", "ok", now, role=str(grant), was=was.value)
+
+    def grant_reviews(self, *, now: dt.datetime | None = None) -> list[GrantReview]:
+        """Every grant of every account with its review state at ``now``, most urgent first."""
+        now = now or utcnow()
+        with self.store.session() as session:
+            rows = session.scalars(select(RoleGrant)).all()
+            reviews = [
+                GrantReview(
+                    row.user.username,
+                    _grant(row),
+                    row.granted_at,
+                    row.reviewed_at,
+                    row.reviewed_by,
+                    review_deadline(row.reviewed_at or row.granted_at),
+                    review_status(row.reviewed_at or row.granted_at, now),
+                    trained(trained_until(row.user), now) if Role(row.role) in TRAINED_ROLES else None,
+                )
+                for row in rows
+            ]
+        return sorted(reviews, key=lambda r: (r.deadline, r.username, str(r.grant)))
+
+    def review_alert(self, actor: Principal, *, now: dt.datetime | None = None) -> list[GrantReview]:
+        """The grants that need attention (review due or lapsed, training missing or expired), recorded in the
+        audit log as an alert when there are any: the scheduled check an operator runs
+        (``hygie user reviews --check``)."""
+        now = now or utcnow()
+        self._authorise(actor, Action.USER_MANAGE, "grants", now)
+        pending = [r for r in self.grant_reviews(now=now) if r.needs_attention]
+        if pending:
+            counts = {s.value: sum(r.status is s for r in pending) for s in (ReviewStatus.DUE, ReviewStatus.LAPSED)}
+            untrained = sum(r.trained is False for r in pending)
+            self._emit(actor.name, "role.review_alert", "grants", "ok", now, **counts, untrained=untrained)
+        return pending
 
     def _authorise_grant(self, actor: Principal, action: Action, grant: Grant, username: str, now: dt.datetime) -> None:
         if action is Action.PROJECT_MANAGE:
@@ -387,6 +552,19 @@ class Accounts:
                 raise
         else:
             self._authorise(actor, action, f"user:{username}", now)
+
+    def _grant_row(self, session: Session, username: str, grant: Grant) -> RoleGrant:
+        user = _get_user(session, username)
+        project = self._project(session, grant.project) if grant.project else None
+        key = _scope_key(grant, project.id if project else None)
+        row = session.scalar(
+            select(RoleGrant).where(
+                RoleGrant.user_id == user.id, RoleGrant.role == grant.role.value, RoleGrant.scope_key == key
+            )
+        )
+        if row is None:
+            raise NotFoundError(f"{username} does not have the role {grant}")
+        return row
 
     @staticmethod
     def _project(session: Session, name: str) -> Project:
@@ -450,7 +628,7 @@ class Accounts:
                 outcome = self._check_factors(user, password, totp, now)
                 if outcome == "ok":
                     user.failed_logins, user.locked_until, user.last_login_at = 0, None, now
-                    principal = Principal(user.username, grants_of(user), mfa=user.totp is not None)
+                    principal = Principal(user.username, grants_in_force(user, now), mfa=user.totp is not None)
                 else:
                     user.failed_logins += 1
                     if user.failed_logins >= MAX_FAILURES:
@@ -566,7 +744,7 @@ class Accounts:
             self._emit(username or "anonymous", "auth.token", f"user:{username or '?'}", "denied", now)
             raise AuthenticationError("authentication failed: unknown, revoked or expired token")
         assert row is not None
-        principal = principal_from_rows(rows)
+        principal = principal_from_rows(rows, now)  # the same rows and rules as ``principal`` (grants, training)
         last = row.last_used_at
         if last is None or now - last >= TOKEN_USE_RECORD:
             with self.store.session() as session:
@@ -581,11 +759,11 @@ class Accounts:
                 self._emit(principal.name, "auth.token", f"user:{principal.name}", "ok", now)
         return principal
 
-    def principal(self, username: str) -> Principal:
+    def principal(self, username: str, *, now: dt.datetime | None = None) -> Principal:
         """The principal of an account as it stands (for services acting on a user's behalf). Read on every
         request of the portal: one query on the tables (no ORM objects), its grants joined in."""
         with self.store.engine.connect() as connection:
             rows = connection.execute(_PRINCIPAL_QUERY, {"username": username}).all()
         if not rows:
             raise NotFoundError(f"no user named {username!r}")
-        return principal_from_rows(rows)
+        return principal_from_rows(rows, now)

@@ -42,6 +42,10 @@ from hygie.governance.audit_merkle import CompactRange, compact_range_from_json,
 GENESIS = "0" * 64
 DEFAULT_CHECKPOINT_EVERY = 100
 ENTRY_FIELDS = ("seq", "time", "actor", "action", "object", "outcome", "details", "prev", "hash")
+# What is left of an entry past its retention period (``audit_retention``): its place in the chain and the tree,
+# not its content; ``purged_by`` is the seq of the ``audit.purge`` entry that removed the content.
+TOMBSTONE_FIELDS = ("seq", "time", "prev", "hash", "purged_by")
+PURGE_ACTION = "audit.purge"
 CHECKPOINT_FIELDS = ("origin", "size", "root", "time", "key_id", "signature")
 
 
@@ -251,13 +255,13 @@ class AuditLog:
             _append_line(self.log_file, canonical(entry.to_json()))
             latest = self._last_checkpoint()
             if seq - (latest.size if latest else 0) >= self.checkpoint_every:
-                self._checkpoint_locked()
+                self.checkpoint_while_locked()
         return entry
 
     def checkpoint(self) -> Checkpoint | None:
         """Sign a checkpoint of the whole log now (None when the log is empty)."""
         with self._locked():
-            return self._checkpoint_locked()
+            return self.checkpoint_while_locked()
 
     def locked(self) -> contextlib.AbstractContextManager[None]:
         """Hold the log's lock (no entry or checkpoint is written meanwhile): for consistent copies."""
@@ -285,10 +289,12 @@ class AuditLog:
     def origin(self, signer: Signer) -> str:
         return f"hygie-audit/{signer.key_id}"
 
-    def _checkpoint_locked(self) -> Checkpoint | None:
+    def checkpoint_while_locked(self, *, fresh: bool = False) -> Checkpoint | None:
+        """Sign the tree of the whole log if it grew; the caller holds ``locked()``. ``fresh``: ignore the last
+        checkpoint's hint (its byte offset is stale once a purge rewrote the file)."""
         latest = self._last_checkpoint_record()
         tree, offset = CompactRange(), 0
-        if latest is not None:
+        if latest is not None and not fresh:
             with contextlib.suppress(KeyError, ValueError, TypeError):
                 hint = latest["hint"]
                 candidate = compact_range_from_json(hint["range"])
@@ -351,7 +357,10 @@ class AuditLog:
         with self.log_file.open("rb") as f:
             for line in f:
                 try:
-                    entry = Entry.from_json(json.loads(line))
+                    data = json.loads(line)
+                    if "purged_by" in data:
+                        continue  # past its retention period: only its hash is left
+                    entry = Entry.from_json(data)
                 except (ValueError, KeyError, TypeError):
                     raise AuditError(f"{self.log_file}: unreadable entry; run `hygie audit verify`") from None
                 if since and entry.time < since:
@@ -432,8 +441,14 @@ class AuditLog:
         return Verification(n, len(stored), findings)
 
     def _walk(self, tree: CompactRange, sizes: set[int], roots: dict[int, str]) -> Iterator[Finding]:
-        """Check each line in order (the tree grows with the recomputed hashes); yield the first problem."""
+        """Check each line in order (the tree grows with the recomputed hashes); yield the first problem.
+
+        Purged entries (tombstones) are accepted only as a prefix of the log, each naming an ``audit.purge``
+        entry that comes later and covers it; their hashes are taken as stored (their content is gone), so the
+        chain and the Merkle roots still check, and checkpoints signed before the purge still verify."""
         prev = GENESIS
+        tombstones: dict[int, int] = {}  # seq of a purged entry -> seq of the purge entry it names
+        purges: dict[int, int] = {}  # seq of an audit.purge entry -> the last seq it purged
         with self.log_file.open("rb") as f:
             for expected, line in enumerate(f, start=1):
                 if not line.endswith(b"\n"):
@@ -441,13 +456,21 @@ class AuditLog:
                     return
                 try:
                     data = json.loads(line)
-                    if not isinstance(data, dict) or set(data) != set(ENTRY_FIELDS):
+                    if not isinstance(data, dict) or set(data) not in (set(ENTRY_FIELDS), set(TOMBSTONE_FIELDS)):
                         raise ValueError
                 except ValueError:
                     yield Finding(expected, "unreadable", "the line is not a well-formed audit entry")
                     return
+                purged = "purged_by" in data
+                if purged and len(tombstones) != expected - 1:
+                    yield Finding(expected, "modified", "a purged entry after entries that were kept: content removed")
+                    return
+                if purged:
+                    tombstones[expected] = data["purged_by"]
+                elif data["action"] == PURGE_ACTION and isinstance(data["details"].get("up_to"), int):
+                    purges[expected] = data["details"]["up_to"]
                 body = {k: v for k, v in data.items() if k != "hash"}
-                recomputed = entry_hash(body)
+                recomputed = data["hash"] if purged else entry_hash(body)
                 if data["seq"] != expected:
                     if isinstance(data["seq"], int) and data["seq"] > expected:
                         later = any(_seq_of(rest) == expected for rest in f)
@@ -473,6 +496,11 @@ class AuditLog:
                 tree.append(bytes.fromhex(recomputed))
                 if tree.size in sizes:
                     roots[tree.size] = tree.root().hex()
+        for seq, purge in tombstones.items():
+            if purges.get(purge, 0) < seq:
+                message = f"its content was removed, but no {PURGE_ACTION} entry {purge} covers it"
+                yield Finding(seq, "modified", message)
+                return
 
     def _read_checkpoints(self, key: Ed25519PublicKey | None) -> tuple[list[Checkpoint], list[Finding]]:
         if not self.checkpoint_file.exists():

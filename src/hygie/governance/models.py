@@ -67,6 +67,21 @@ class User(Base):
 
     grants: Mapped[list[RoleGrant]] = relationship(back_populates="user", cascade="all, delete-orphan")
     totp: Mapped[TotpSecret | None] = relationship(cascade="all, delete-orphan")
+    trainings: Mapped[list[TrainingRecord]] = relationship(cascade="all, delete-orphan")
+
+
+class TrainingRecord(Base):
+    """A course an account's person passed (``safe_people``: roles that reach data need a valid one)."""
+
+    __tablename__ = "training_records"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    course: Mapped[str] = mapped_column(String(120))
+    completed_on: Mapped[dt.date]
+    expires_on: Mapped[dt.date]  # valid through this day
+    recorded_at: Mapped[dt.datetime]
+    recorded_by: Mapped[str] = mapped_column(String(64))
 
 
 class TotpSecret(Base):
@@ -96,6 +111,10 @@ class RoleGrant(Base):
     scope_key: Mapped[str] = mapped_column(String(80))
     granted_at: Mapped[dt.datetime]
     granted_by: Mapped[str] = mapped_column(String(64))
+    # The last periodic review (``safe_people``): the grant lapses a review period after this, or after
+    # ``granted_at`` when it has never been reviewed.
+    reviewed_at: Mapped[dt.datetime | None]
+    reviewed_by: Mapped[str | None] = mapped_column(String(64))
 
     user: Mapped[User] = relationship(back_populates="grants")
     project: Mapped[Project | None] = relationship(back_populates="grants")

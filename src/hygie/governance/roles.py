@@ -24,6 +24,8 @@ class Role(StrEnum):
 GLOBAL_ROLES = frozenset({Role.OPERATOR, Role.OUTPUT_CHECKER, Role.AUDITOR})
 # Roles that reach data or let something out need a second factor (TRE checklist #2).
 MFA_ROLES = frozenset({Role.OPERATOR, Role.DATA_PROVIDER, Role.RESEARCHER, Role.OUTPUT_CHECKER})
+# Roles that reach patient-level data (through jobs) count only with a valid training record (TRE checklist #5).
+TRAINED_ROLES = frozenset({Role.RESEARCHER})
 
 
 @dataclass(frozen=True, order=True)

@@ -22,7 +22,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -108,8 +108,18 @@ def engine_for(url: str) -> Engine:
 
         return engine
     if parsed.get_backend_name() == "postgresql":
+        _check_hosts(parsed)
         return create_engine(parsed, pool_pre_ping=True)
     raise HygieError(f"unsupported metadata database {describe(url)}: use sqlite or postgresql+psycopg")
+
+
+def _check_hosts(parsed: URL) -> None:
+    """The PostgreSQL server must be on this machine or attested as EU/EEA-hosted (``hygie.jurisdiction``)."""
+    from hygie.jurisdiction import check_endpoint
+
+    for host in filter(None, [parsed.host, *str(parsed.query.get("host", "")).split(",")]):
+        if not host.startswith("/"):  # a Unix socket directory is on this machine
+            check_endpoint("HYGIE_DATABASE_URL (the metadata store)", host)
 
 
 def alembic_config(connection: Connection | None) -> Config:

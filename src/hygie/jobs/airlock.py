@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
 import shutil
@@ -24,6 +23,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from hygie.checksums import sha256_file
 from hygie.errors import ConflictError, HygieError, NotFoundError
 from hygie.governance.accounts import utcnow
 from hygie.governance.events import Detail, Event, EventSink, Outcome, default_sink
@@ -203,7 +203,7 @@ class Airlock:
             copied = staging / entry["name"]
             copied.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source / entry["name"], copied)
-            if _sha256(copied) != entry["sha256"]:
+            if sha256_file(copied) != entry["sha256"]:
                 shutil.rmtree(staging)
                 raise HygieError(f"output {request_id}: {entry['name']} changed after it was checked; not released")
             os.chmod(copied, 0o440)
@@ -247,7 +247,7 @@ class Airlock:
         written = []
         for entry in files:
             path = source / entry["name"]
-            if _sha256(path) != entry["sha256"]:
+            if sha256_file(path) != entry["sha256"]:
                 self._emit(actor.name, Action.OUTPUT_DOWNLOAD.value, f"output:{request_id}", "failed", now)
                 raise HygieError(f"output {request_id}: {entry['name']} does not match its recorded sha256")
             target = dest / entry["name"]
@@ -265,14 +265,6 @@ def _request(session: Session, request_id: int) -> OutputRequest:
     return row
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _rows(path: Path) -> int | None:
     if path.suffix == ".csv":
         with path.open("rb") as f:
@@ -286,7 +278,7 @@ def _rows(path: Path) -> int | None:
 
 def _describe_files(out: Path) -> list[dict[str, Any]]:
     return [
-        {"name": str(p.relative_to(out)), "bytes": p.stat().st_size, "sha256": _sha256(p), "rows": _rows(p)}
+        {"name": str(p.relative_to(out)), "bytes": p.stat().st_size, "sha256": sha256_file(p), "rows": _rows(p)}
         for p in sorted(out.rglob("*"))
         if p.is_file()
     ]

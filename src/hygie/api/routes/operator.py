@@ -81,6 +81,21 @@ class UserOut(BaseModel):
     grants: list[str]
     second_factor: bool
     locked_until: dt.datetime | None
+    trained_until: dt.date | None = None  # the latest expiry of the person's training records
+
+
+class TrainingIn(BaseModel):
+    course: str = Field(min_length=1, max_length=120)
+    completed_on: dt.date
+    expires_on: dt.date | None = None  # default: three years after completion
+
+
+class TrainingOut(BaseModel):
+    username: str
+    course: str
+    completed_on: dt.date
+    expires_on: dt.date
+    valid: bool
 
 
 class NewUser(BaseModel):
@@ -267,6 +282,10 @@ def keys_status(request: Request, c: Caller) -> KeysOut:
 
 def list_users(request: Request, c: Caller) -> list[UserOut]:
     allow(c, _action("user.manage"))
+    accounts = services.accounts(request)
+    trained: dict[str, dt.date] = {}
+    for t in accounts.trainings():
+        trained[t.username] = max(t.expires_on, trained.get(t.username, t.expires_on))
     return [
         UserOut(
             username=u.username,
@@ -276,8 +295,9 @@ def list_users(request: Request, c: Caller) -> list[UserOut]:
             grants=sorted(str(g) for g in u.grants),
             second_factor=u.totp_enrolled,
             locked_until=u.locked_until,
+            trained_until=trained.get(u.username),
         )
-        for u in services.accounts(request).list()
+        for u in accounts.list()
     ]
 
 
@@ -317,6 +337,14 @@ def grant_role(request: Request, c: Caller, username: str, grant: GrantIn) -> No
     services.accounts(request).grant(
         c.principal, username, Grant(parse_role(grant.role), site=grant.site or None, project=grant.project or None)
     )
+
+
+def record_training(request: Request, c: Caller, username: str, training: TrainingIn) -> TrainingOut:
+    t = services.accounts(request).record_training(
+        c.principal, username, training.course, training.completed_on, training.expires_on
+    )
+    return TrainingOut(username=t.username, course=t.course, completed_on=t.completed_on, expires_on=t.expires_on,
+                       valid=t.valid)  # fmt: skip
 
 
 def create_project(request: Request, c: Caller, new: NewProject) -> ProjectOut:
@@ -413,6 +441,18 @@ def grant_form(
     site = scope if role == "data_provider" else None
     project = scope if role == "researcher" else None
     grant_role(request, c, username, GrantIn(role=role, site=site, project=project))
+    return RedirectResponse("/operator#users", status_code=303)
+
+
+@router.post("/operator/users/{username}/trainings", include_in_schema=False, dependencies=[Depends(check_csrf)])
+def training_form(
+    request: Request,
+    c: SignedIn,
+    username: str,
+    course: Annotated[str, Form(min_length=1, max_length=120)],
+    completed_on: Annotated[dt.date, Form()],
+) -> Response:
+    record_training(request, c, username, TrainingIn(course=course, completed_on=completed_on))
     return RedirectResponse("/operator#users", status_code=303)
 
 
@@ -526,6 +566,14 @@ def create_user_api(request: Request, c: SignedIn, new: NewUser) -> NewUserOut:
 def grant_api(request: Request, c: SignedIn, username: str, grant: GrantIn) -> Response:
     grant_role(request, c, username, grant)
     return Response(status_code=204)
+
+
+@router.post(
+    "/api/v1/users/{username}/trainings", response_model=TrainingOut, status_code=201, tags=TAG,
+    dependencies=[Depends(check_csrf)], summary="Record a training the person passed (researchers need a valid one)",
+)  # fmt: skip
+def training_api(request: Request, c: SignedIn, username: str, training: TrainingIn) -> TrainingOut:
+    return record_training(request, c, username, training)
 
 
 @router.post(
