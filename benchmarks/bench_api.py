@@ -302,6 +302,7 @@ def _run_loop(coroutine: object) -> object:
 def measure(python: str, home: Path, secrets: dict[str, str], workers: int, log: Path) -> dict:
     """One run: start ``hygie serve`` with ``python``, sign in, load it, stop it."""
     port = _free_port()
+    started_utc = dt.datetime.now(dt.UTC).strftime("%H:%M:%S")
     load_average = round(os.getloadavg()[0], 2)
     server = _start(python, home, port, workers, log)
     try:
@@ -325,6 +326,7 @@ def measure(python: str, home: Path, secrets: dict[str, str], workers: int, log:
             per_process.setdefault(owner, []).extend(s for _, s in client)
     return {
         "workers": workers,
+        "started_utc": started_utc,
         "load_average_1min": load_average,
         "connect_phase": {"all_answered_s": round(measured["ready_s"], 2), **_percentiles(measured["first"])},
         "seconds": round(elapsed, 1),
