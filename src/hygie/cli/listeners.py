@@ -3,8 +3,8 @@ the kernel spreads new connections among them (by a hash of their addresses: 94-
 
 With uvicorn's default, one listening socket shared by every process, whichever process is awake when
 connections arrive takes them: a burst of connections ended up split unevenly (69/131 of 200), and the clients
-of the fuller process waited about twice as long (decision 0020). With a socket per process, the kernel assigns each connection to a
-process when it arrives (a hash of its addresses), and each process only ever waits on its own share.
+of the fuller process waited about twice as long (decision 0020). With a socket per process, the kernel assigns
+each connection to a process when it arrives, and each process only ever waits on its own share.
 
 Only processes of the same user can join a port's group of ``SO_REUSEPORT`` sockets. The supervisor keeps a
 socket bound to the port (not listening) for as long as it runs, so no other program can take the port
