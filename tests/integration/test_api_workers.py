@@ -33,7 +33,7 @@ def _serve(home: Path, log: Path, workers: int) -> tuple[subprocess.Popen, str]:
                 return process, f"http://127.0.0.1:{port}"
         except httpx.HTTPError:
             time.sleep(0.3)
-    process.kill()
+    _stop(process)  # SIGTERM: the supervisor stops its worker processes too (SIGKILL would orphan them)
     raise AssertionError(f"hygie serve did not start: {log.read_text()[-2000:]}")
 
 
