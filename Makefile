@@ -5,7 +5,7 @@ export UV_PYTHON_PREFERENCE := only-system
 # uv from PATH, else as a Python module (installed from PyPI by the `uv` target when missing).
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 
-.PHONY: demo test lint bench uv sync docs clean
+.PHONY: demo test lint bench bench-api uv sync docs clean
 
 uv:
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -27,6 +27,11 @@ test: lint
 
 bench: sync
 	$(UV) run --locked python -m benchmarks.run
+
+# The portal under load, 3 runs with 1 and 2 processes (BASELINE=<checkout with .venv> alternates its code): ~9 min.
+bench-api: sync
+	HYGIE_BENCH_API_WORKERS=1,2 HYGIE_BENCH_API_RUNS=3 HYGIE_BENCH_API_BASELINE=$(BASELINE) \
+		$(UV) run --locked python -m benchmarks.bench_api
 
 docs: sync
 	$(UV) run --locked hygie cdm schema --out docs/cdm-schema.md

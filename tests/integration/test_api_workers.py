@@ -25,7 +25,7 @@ def _serve(home: Path, log: Path, workers: int) -> tuple[subprocess.Popen, str]:
     command = [sys.executable, "-m", "hygie", "serve", "--port", str(port), "--workers", str(workers)]
     process = subprocess.Popen(command, env={**os.environ, "HYGIE_HOME": str(home)}, stdout=log.open("w"),
                                stderr=subprocess.STDOUT)  # fmt: skip
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180  # each process imports the app (seconds of CPU): slow on a busy machine
     while time.monotonic() < deadline:
         assert process.poll() is None, log.read_text()[-2000:]
         try:
@@ -33,7 +33,7 @@ def _serve(home: Path, log: Path, workers: int) -> tuple[subprocess.Popen, str]:
                 return process, f"http://127.0.0.1:{port}"
         except httpx.HTTPError:
             time.sleep(0.3)
-    process.kill()
+    _stop(process)  # SIGTERM: the supervisor stops its worker processes too (SIGKILL would orphan them)
     raise AssertionError(f"hygie serve did not start: {log.read_text()[-2000:]}")
 
 
@@ -75,3 +75,56 @@ def test_login_limits_are_divided_among_workers():
     assert (config.per_worker(1).login_attempts_per_ip, config.per_worker(1).login_failures_per_account) == (30, 5)
     assert (config.per_worker(2).login_attempts_per_ip, config.per_worker(2).login_failures_per_account) == (15, 3)
     assert config.per_worker(64).login_failures_per_account == 1
+
+
+def _listeners(port: int) -> list[str]:
+    """Inodes of the sockets listening on ``port`` (state 0A in /proc/net/tcp)."""
+    lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return [f[9] for f in (line.split() for line in lines) if f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port]
+
+
+def test_each_worker_listens_on_its_own_socket_and_connections_reach_both(settings, tmp_path):
+    process, base = _serve(settings.home, tmp_path / "serve.log", workers=2)
+    try:
+        port = int(base.rsplit(":", 1)[1])
+        deadline = time.monotonic() + 120
+        while len(_listeners(port)) < 2 and time.monotonic() < deadline:  # the second process may still start
+            time.sleep(0.2)
+        assert len(set(_listeners(port))) == 2
+        # The kernel spreads new connections by a hash of their addresses: 40 of them reach both processes.
+        owners = set()
+        for _ in range(40):
+            with socket.create_connection(("127.0.0.1", port)) as s:
+                s.sendall(b"GET /api/v1/registry HTTP/1.1\r\nHost: x\r\n\r\n")  # kept alive: still held
+                assert s.recv(12).startswith(b"HTTP/1.1 200")
+                owners.add(_peer_process(s.getsockname()[1], port))
+        assert None not in owners and len(owners) == 2
+    finally:
+        _stop(process)
+
+
+def _peer_process(client_port: int, port: int) -> int | None:
+    """The process holding the server side of the connection from ``client_port`` (None once it closed)."""
+    lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    port_of = lambda address: int(address.rsplit(":", 1)[1], 16)  # noqa: E731
+    inodes = {f[9] for f in (line.split() for line in lines) if port_of(f[1]) == port and port_of(f[2]) == client_port}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            links = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+        except OSError:
+            continue
+        if any(f"socket:[{i}]" in links for i in inodes):
+            return int(pid)
+    return None
+
+
+def test_a_port_in_use_is_a_clear_error(settings, tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        command = [sys.executable, "-m", "hygie", "serve", "--port", str(port), "--workers", "2"]
+        result = subprocess.run(command, env={**os.environ, "HYGIE_HOME": str(settings.home)}, capture_output=True,
+                                text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stdout + result.stderr

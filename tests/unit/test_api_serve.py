@@ -24,3 +24,19 @@ def test_tls_needs_both_certificate_and_key(home, tmp_path):
     cert.write_text("not used")
     result = CliRunner().invoke(app, ["serve", "--tls-cert", str(cert)])
     assert result.exit_code == 1 and "both --tls-cert and --tls-key" in result.output
+
+
+def test_a_server_process_opens_the_store_and_compiles_templates_before_it_serves(settings):
+    from fastapi.testclient import TestClient
+
+    from hygie.api import create_app
+    from hygie.api.pages import templates
+
+    templates.env.cache.clear()
+    application = create_app(settings)
+    hub = application.state.hub
+    assert "store" not in hub.__dict__  # nothing opened by building the app
+    with TestClient(application):  # runs the lifespan, as uvicorn does before listening
+        assert {"store", "sessions", "accounts"} <= hub.__dict__.keys()
+        compiled = {template.name for template in templates.env.cache.values()}
+        assert {"base.html", "registry.html", "login.html"} <= compiled

@@ -84,6 +84,7 @@ def create_app(settings: Settings, config: WebConfig | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        hub.warm_up()  # before the server listens: no client waits for it
         yield
         hub.close()
 

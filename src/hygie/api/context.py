@@ -5,6 +5,7 @@ decides a permission."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -67,6 +68,25 @@ class Hub:
         from hygie.governance.accounts import Accounts
 
         return Accounts(self.store, events=self.events)
+
+    def warm_up(self) -> None:
+        """Do at startup what a process's first requests would otherwise do while clients wait: open (and check
+        the schema of) the metadata store, import what the routes import lazily, compile the templates.
+
+        Before this, the first requests a fresh process answered paid for it, and under load they held up every
+        client of that process (seconds, on a busy machine). A store that cannot be opened now is opened on
+        first use, as before, so the public pages of a hub whose database is down still answer."""
+        import hygie.governance.permissions
+        import hygie.governance.projects  # noqa: F401
+        from hygie.api.pages import templates
+        from hygie.errors import HygieError
+
+        for name in templates.env.list_templates(extensions=["html"]):
+            templates.env.get_template(name)
+        try:
+            self.sessions, self.accounts  # noqa: B018 (cached properties: opened here, once)
+        except HygieError as e:
+            logging.getLogger(__name__).warning("metadata store not opened at startup (retried on use): %s", e)
 
     def close(self) -> None:
         if "store" in self.__dict__:

@@ -3,7 +3,6 @@ no referrer leaving the site, no MIME sniffing, and HSTS when the site is served
 
 from __future__ import annotations
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # Everything comes from the hub itself. Inline SVG plots are markup, not scripts or styles, so they pass.
@@ -41,6 +40,8 @@ class SecurityHeaders:
         self.headers = dict(BASE_HEADERS) | ({"Strict-Transport-Security": HSTS} if tls else {})
         # Pages show who is logged in and what they may see: never cached by the browser or a proxy.
         self.headers["Cache-Control"] = "no-store"
+        # Encoded once: every response gets them (the hub's busiest code path after routing).
+        self.raw = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in self.headers.items()]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -49,10 +50,10 @@ class SecurityHeaders:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in self.headers.items():
-                    if name not in headers:
-                        headers[name] = value
+                headers = list(message.get("headers", ()))
+                present = {name.lower() for name, _ in headers}
+                headers.extend(header for header in self.raw if header[0] not in present)
+                message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -252,10 +252,11 @@ def _principal_query() -> Select[Any]:
 
 
 def _token_query() -> Select[Any]:
+    """A token with its account and the account's grants (one row per grant), for ``principal_from_rows``."""
     t, u = ApiToken.__table__, User.__table__
     return (
-        select(t.c.id, t.c.revoked_at, t.c.expires_at, t.c.last_used_at, u.c.username, u.c.active)
-        .select_from(t.join(u, u.c.id == t.c.user_id))
+        select(t.c.id, t.c.revoked_at, t.c.expires_at, t.c.last_used_at, *principal_columns())
+        .select_from(principal_joins(t.join(u, u.c.id == t.c.user_id)))
         .where(t.c.token_hash == bindparam("token_hash"))
     )
 
@@ -725,11 +726,13 @@ class Accounts:
     def authenticate_token(self, token: str, *, now: dt.datetime | None = None) -> Principal:
         """The principal a token stands for; refused when unknown, revoked, expired or its account disabled.
 
-        The hub's hottest authentication path: one read of the token, its account and grants; a write (and an
-        ``auth.token`` audit event) only at the token's first use and then once per ``TOKEN_USE_RECORD``."""
+        The hub's hottest authentication path: one read of the token, its account and grants (one query); a
+        write (and an ``auth.token`` audit event) only at the token's first use and then once per
+        ``TOKEN_USE_RECORD``."""
         now = now or utcnow()
         with self.store.engine.connect() as connection:
-            row = connection.execute(_TOKEN_QUERY, {"token_hash": hash_token(token)}).first()
+            rows = connection.execute(_TOKEN_QUERY, {"token_hash": hash_token(token)}).all()
+        row = rows[0] if rows else None
         usable = (
             row is not None
             and row.revoked_at is None
@@ -741,7 +744,7 @@ class Accounts:
             self._emit(username or "anonymous", "auth.token", f"user:{username or '?'}", "denied", now)
             raise AuthenticationError("authentication failed: unknown, revoked or expired token")
         assert row is not None
-        principal = self.principal(row.username, now=now)
+        principal = principal_from_rows(rows, now)  # the same rows and rules as ``principal`` (grants, training)
         last = row.last_used_at
         if last is None or now - last >= TOKEN_USE_RECORD:
             with self.store.session() as session:

@@ -14,7 +14,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from markupsafe import Markup
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 from starlette.responses import Response
 
 from hygie.api.auth import Caller, allow, caller, current
@@ -133,6 +133,22 @@ def entries_html(request: Request, entries: list[RegistryEntry]) -> Markup:
     return html
 
 
+_ENTRIES = TypeAdapter(list[RegistryEntry])
+
+
+def entries_json(request: Request, entries: list[RegistryEntry]) -> bytes:
+    """The registry as the API returns it (``response_model`` documents it), serialised once per refresh."""
+    h = hub(request)
+    with _registry_lock:
+        cached = h.cache.get("registry_json")
+        if cached is not None and cached[0] is entries:
+            return cached[1]
+    body = _ENTRIES.dump_json(entries)
+    with _registry_lock:
+        h.cache["registry_json"] = (entries, body)
+    return body
+
+
 @router.get("/", include_in_schema=False)
 async def home(request: Request) -> Response:
     entries = registry(request, caller(request))
@@ -150,5 +166,6 @@ async def optout(request: Request) -> Response:
     tags=["public"],
     summary="The public registry of projects (no account needed)",
 )
-async def registry_api(request: Request, c: Annotated[Caller, Depends(current)]) -> list[RegistryEntry]:
-    return registry(request, c)
+async def registry_api(request: Request, c: Annotated[Caller, Depends(current)]) -> Response:
+    entries = registry(request, c)
+    return Response(entries_json(request, entries), media_type="application/json")
