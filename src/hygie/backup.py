@@ -43,8 +43,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from hygie import __version__
 from hygie.config import Settings
+from hygie.durability import fsync_path
 from hygie.errors import ConflictError, HygieError, NotFoundError
-from hygie.keys import KeyError_, Keyring, WrappedKey, fsync_dir, new_data_key
+from hygie.keys import KeyError_, Keyring, WrappedKey, new_data_key
 
 MAGIC = b"HYGIE-BACKUP-1\n"
 CHUNK_BYTES = 4 << 20
@@ -284,7 +285,7 @@ def create_backup(settings: Settings, out: Path, *, step: Callable[[str], None] 
             raw.flush()
             os.fsync(raw.fileno())
         os.replace(tmp, out)
-        fsync_dir(out.parent)
+        fsync_path(out.parent)
     finally:
         tmp.unlink(missing_ok=True)
     return report
@@ -435,7 +436,7 @@ def restore_backup(settings: Settings, path: Path, target: Path) -> BackupReport
         if target.exists():
             target.rmdir()
         os.replace(work, target)
-        fsync_dir(target.parent)
+        fsync_path(target.parent)
     finally:
         if work.exists():
             _remove_tree(work)

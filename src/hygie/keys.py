@@ -27,6 +27,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from hygie.config import Settings
+from hygie.durability import fsync_path
 from hygie.errors import HygieError
 
 KEY_BYTES = 32
@@ -90,7 +91,7 @@ class FileMasterKey:
             os.link(tmp, path)  # a complete key appears at once, and never over an existing one
         finally:
             tmp.unlink()
-        fsync_dir(path.parent)
+        fsync_path(path.parent)
         return cls.load(path)
 
     @classmethod
@@ -194,11 +195,3 @@ class Keyring:
 
 def new_data_key() -> bytes:
     return os.urandom(KEY_BYTES)
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

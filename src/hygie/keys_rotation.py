@@ -30,8 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hygie.config import Settings
+from hygie.durability import fsync_path
 from hygie.errors import HygieError
-from hygie.keys import FileMasterKey, KeyError_, Keyring, MasterKey, WrappedKey, fsync_dir, pending_key_file
+from hygie.keys import FileMasterKey, KeyError_, Keyring, MasterKey, WrappedKey, pending_key_file
 from hygie.releases.manifest import MANIFEST_FILE, Manifest
 
 _TMP_PREFIX = ".manifest.rewrap."
@@ -156,7 +157,7 @@ def rotate_master(
     if keep_old is not None and current.exists():
         _copy_key(current, keep_old)
     os.replace(pending, current)  # the new key becomes the master key; the old one is gone
-    fsync_dir(current.parent)
+    fsync_path(current.parent)
     return RotationReport(old_id, new.key_id, rewrapped, already)
 
 
@@ -261,7 +262,7 @@ def _replace_wrapped_key(manifest_path: Path, wrapped: WrappedKey) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, manifest_path)
-    fsync_dir(manifest_path.parent)
+    fsync_path(manifest_path.parent)
 
 
 def _sweep_temporaries(folder: Path) -> None:

@@ -48,6 +48,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from hygie import __version__
 from hygie.config import Settings
+from hygie.durability import fsync_path
 from hygie.engine.duckdb import OPENSSL_ABOVE_BYTES, connect, parquet_source, register_key
 from hygie.errors import HygieError
 from hygie.sql import ident, literal
@@ -273,9 +274,9 @@ def build(release: Release, settings: Settings, *, _locked: bool = False) -> Bui
         raise
     con.close()
     temp.chmod(0o440)
-    _fsync(temp)
+    fsync_path(temp)
     os.rename(temp, target)  # the publishing step: readers see the whole store or none
-    _fsync(target.parent)
+    fsync_path(target.parent)
     _sweep(target.parent, keep=target)  # stores of an earlier release under the same name
     return BuildReport(
         path=target,
@@ -300,14 +301,6 @@ def _sweep(where: Path, *, keep: Path | None) -> None:
         other_store = keep is not None and p.suffix == ".duckdb" and p != keep
         if stale_temp or other_store:
             p.unlink(missing_ok=True)
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def remove(release_name: str, settings: Settings) -> None:

@@ -22,6 +22,7 @@ import json
 import os
 from dataclasses import dataclass
 
+from hygie.durability import fsync_path
 from hygie.errors import HygieError
 from hygie.governance.audit import GENESIS, PURGE_ACTION, AuditLog, Entry, canonical, entry_hash, utc_now
 
@@ -102,5 +103,6 @@ def purge(log: AuditLog, actor: str, *, days: int, now: dt.datetime | None = Non
         finally:
             os.close(fd)
         os.replace(partial, log.log_file)
+        fsync_path(log.folder)
         log.checkpoint_while_locked(fresh=True)  # the byte offsets of the last hint moved
     return Purge(len(fresh), up_to, cutoff, entry)

@@ -30,6 +30,7 @@ import duckdb
 from hygie import __version__
 from hygie.checksums import sha256_file
 from hygie.config import Settings
+from hygie.durability import fsync_path
 from hygie.engine import query_store
 from hygie.engine.duckdb import connect, parquet_copy_options, register_key
 from hygie.errors import ConflictError, HygieError, NotFoundError
@@ -47,14 +48,6 @@ def validate_name(name: str) -> str:
             "starting with a letter or digit"
         )
     return name
-
-
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -122,7 +115,7 @@ class ReleaseStore:
         self.settings.trash_dir.mkdir(parents=True, exist_ok=True)
         doomed = self.settings.trash_dir / f"{name}.{uuid.uuid4().hex}"
         os.rename(release.path, doomed)  # atomic: the release disappears in one step
-        _fsync_path(self.root)
+        fsync_path(self.root)
         shutil.rmtree(doomed)
         results = self.settings.results_dir / name
         if self.kind == "release" and results.exists():
@@ -287,7 +280,7 @@ class ReleaseBuilder:
         for f in self.staging.iterdir():
             if f.is_file():
                 f.chmod(0o440)  # published files are never written again
-                _fsync_path(f)
+                fsync_path(f)
         (self.staging / ".owner").unlink()
         manifest_path = self.staging / MANIFEST_FILE
         with manifest_path.open("w") as f:
@@ -295,13 +288,13 @@ class ReleaseBuilder:
             f.flush()
             os.fsync(f.fileno())
         manifest_path.chmod(0o440)
-        _fsync_path(self.staging)
+        fsync_path(self.staging)
         target = self.store.root / self.name
         try:
             os.rename(self.staging, target)  # the publishing step
         except OSError:
             raise ConflictError(f"{self.store.kind} {self.name!r} was published by someone else meanwhile") from None
-        _fsync_path(self.store.root)
+        fsync_path(self.store.root)
         return Release(target, manifest, self.store.kind)
 
 

@@ -18,6 +18,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from hygie.analyses.base import ResultTable
+from hygie.durability import fsync_path
 from hygie.errors import ConflictError, HygieError
 
 MANIFEST_FILE, REPORT_FILE = "manifest.json", "report.html"
@@ -94,8 +95,4 @@ def staged(out: Path, *, force: bool) -> Iterator[Path]:
 
 def _fsync_folder(folder: Path) -> None:
     for path in folder.iterdir():
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_path(path)
