@@ -33,7 +33,7 @@ import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy import ColumnElement, FromClause, Row, Select, bindparam, delete, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from hygie.errors import ConflictError, HygieError, NotFoundError
 from hygie.governance.events import Detail, Event, EventSink, Outcome, default_sink
@@ -165,9 +165,7 @@ def trained_until(user: User) -> dt.date | None:
 def grants_in_force(user: User, now: dt.datetime) -> frozenset[Grant]:
     """The grants that count at ``now`` (``safe_people``: reviewed in time, trained where the role needs it)."""
     until = trained_until(user)
-    return frozenset(
-        _grant(g) for g in user.grants if grant_counts(Role(g.role), g.reviewed_at or g.granted_at, until, now)
-    )
+    return frozenset(_grant(g) for g in user.grants if grant_counts(Role(g.role), g.attested_at, until, now))
 
 
 def _user_info(user: User) -> UserInfo:
@@ -502,7 +500,7 @@ class Accounts:
             raise HygieError("nobody reviews their own access: another operator must review it")
         with self.store.session() as session:
             row = self._grant_row(session, username, grant)
-            was = review_status(row.reviewed_at or row.granted_at, now)
+            was = review_status(row.attested_at, now)
             row.reviewed_at, row.reviewed_by = now, actor.name
         self._emit(actor.name, "role.review", f"user:{username}", "ok", now, role=str(grant), was=was.value)
 
@@ -510,7 +508,9 @@ class Accounts:
         """Every grant of every account with its review state at ``now``, most urgent first."""
         now = now or utcnow()
         with self.store.session() as session:
-            rows = session.scalars(select(RoleGrant)).all()
+            # Accounts, projects and training records in three queries, not three per grant.
+            loads = (selectinload(RoleGrant.user).selectinload(User.trainings), selectinload(RoleGrant.project))
+            rows = session.scalars(select(RoleGrant).options(*loads)).all()
             reviews = [
                 GrantReview(
                     row.user.username,
@@ -518,8 +518,8 @@ class Accounts:
                     row.granted_at,
                     row.reviewed_at,
                     row.reviewed_by,
-                    review_deadline(row.reviewed_at or row.granted_at),
-                    review_status(row.reviewed_at or row.granted_at, now),
+                    review_deadline(row.attested_at),
+                    review_status(row.attested_at, now),
                     trained(trained_until(row.user), now) if Role(row.role) in TRAINED_ROLES else None,
                 )
                 for row in rows

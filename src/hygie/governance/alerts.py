@@ -92,7 +92,7 @@ def _burst_alerts(
         times.sort()
         start, end = _densest(times, window)
         count = end - start + 1
-        if times and count >= threshold:
+        if count >= threshold:
             alerts.append(Alert(rule, actor, count, times[start], times[end], f"{count} {what} within {_span(window)}"))
     return alerts
 

@@ -21,10 +21,11 @@ import datetime as dt
 import json
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from hygie.durability import fsync_path
 from hygie.errors import HygieError
-from hygie.governance.audit import GENESIS, PURGE_ACTION, AuditLog, Entry, canonical, entry_hash, utc_now
+from hygie.governance.audit import PURGE_ACTION, AuditLog, Entry, canonical, entry_hash, utc_now
 
 MIN_DAYS = 365
 MAX_DAYS = 3 * 365
@@ -68,21 +69,22 @@ def purge(log: AuditLog, actor: str, *, days: int, now: dt.datetime | None = Non
         lines = log.log_file.read_bytes().splitlines(keepends=True)
         if lines and not lines[-1].endswith(b"\n"):
             raise HygieError(f"{log.log_file}: the last line is incomplete; run `hygie audit verify` first")
-        records = [json.loads(line) for line in lines]
-        old = 0
-        while old < len(records) and records[old]["time"] < cutoff:
-            old += 1
-        fresh = [r for r in records[:old] if "purged_by" not in r]
+        old: list[dict[str, Any]] = []  # the prefix past the period; the rest is kept as bytes, unparsed
+        for line in lines:
+            record = json.loads(line)
+            if record["time"] >= cutoff:
+                break
+            old.append(record)
+        fresh = sum("purged_by" not in r for r in old)
         if not fresh:
-            done = max((r["seq"] for r in records if "purged_by" in r), default=0)
-            return Purge(0, done, cutoff, None)
-        last = records[-1]
+            return Purge(0, old[-1]["seq"] if old else 0, cutoff, None)
+        last = json.loads(lines[-1])
         purge_seq = last["seq"] + 1
         tombstones = [
             r if "purged_by" in r else {k: r[k] for k in ("seq", "time", "prev", "hash")} | {"purged_by": purge_seq}
-            for r in records[:old]
+            for r in old
         ]
-        up_to = records[old - 1]["seq"]
+        up_to = old[-1]["seq"]
         body = {
             "seq": purge_seq,
             "time": utc_now(),
@@ -90,11 +92,12 @@ def purge(log: AuditLog, actor: str, *, days: int, now: dt.datetime | None = Non
             "action": PURGE_ACTION,
             "object": "audit-log",
             "outcome": "ok",
-            "details": {"up_to": up_to, "purged": len(fresh), "cutoff": cutoff, "retention_days": days},
-            "prev": last["hash"] if records else GENESIS,
+            "details": {"up_to": up_to, "purged": fresh, "cutoff": cutoff, "retention_days": days},
+            "prev": last["hash"],
         }
         entry = Entry.from_json({**body, "hash": entry_hash(body)})
-        rewritten = [canonical(r) + b"\n" for r in tombstones] + lines[old:] + [canonical(entry.to_json()) + b"\n"]
+        kept = lines[len(old) :]
+        rewritten = [canonical(r) + b"\n" for r in tombstones] + kept + [canonical(entry.to_json()) + b"\n"]
         partial = log.log_file.with_suffix(".purging")
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
@@ -105,4 +108,4 @@ def purge(log: AuditLog, actor: str, *, days: int, now: dt.datetime | None = Non
         os.replace(partial, log.log_file)
         fsync_path(log.folder)
         log.checkpoint_while_locked(fresh=True)  # the byte offsets of the last hint moved
-    return Purge(len(fresh), up_to, cutoff, entry)
+    return Purge(fresh, up_to, cutoff, entry)

@@ -116,6 +116,11 @@ class RoleGrant(Base):
     reviewed_at: Mapped[dt.datetime | None]
     reviewed_by: Mapped[str | None] = mapped_column(String(64))
 
+    @property
+    def attested_at(self) -> dt.datetime:
+        """When the grant was last confirmed: its last review, or its granting."""
+        return self.reviewed_at or self.granted_at
+
     user: Mapped[User] = relationship(back_populates="grants")
     project: Mapped[Project | None] = relationship(back_populates="grants")
 
