@@ -123,6 +123,11 @@ def parquet_copy_options(key_name: str | None) -> str:
     return f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880{enc})"
 
 
+def encrypted_bytes(release: Release) -> int:
+    """The size of a release's encrypted table files (0 for a plaintext release)."""
+    return sum(e.bytes for e in release.manifest.tables.values()) if release.manifest.encryption else 0
+
+
 class DuckDBEngine:
     """A release opened read-only: one view per CDM table, over the release's query store (a derived encrypted
     DuckDB database, decision 0021) when it has one, else over its immutable encrypted Parquet files.
@@ -153,14 +158,13 @@ class DuckDBEngine:
             except (duckdb.Error, OSError, MemoryError, query_store.QueryStoreError):
                 store = None  # a build that fails (disk full, a job's memory cap) costs speed, never the study
         # Large encrypted releases are read with OpenSSL: its fixed cost is repaid by the first large scan.
-        encrypted_bytes = sum(e.bytes for e in release.manifest.tables.values()) if release.manifest.encryption else 0
         self.con = connect(
             settings,
             allowed_dirs=[release.path, *writable_dirs],
             # The store and its (never written) WAL, not its folder: nothing can be written beside it.
             allowed_files=[store, Path(f"{store}.wal")] if store else [],
             lock=False,
-            openssl=encrypted_bytes > OPENSSL_ABOVE_BYTES,
+            openssl=encrypted_bytes(release) > OPENSSL_ABOVE_BYTES,
         )
         alias = query_store.attach(self.con, release, settings) if store else None
         self.storage = "query store" if alias else "parquet"

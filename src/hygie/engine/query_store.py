@@ -49,7 +49,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from hygie import __version__
 from hygie.config import Settings
 from hygie.durability import fsync_path
-from hygie.engine.duckdb import OPENSSL_ABOVE_BYTES, connect, parquet_source, register_key
+from hygie.engine.duckdb import OPENSSL_ABOVE_BYTES, connect, encrypted_bytes, parquet_source, register_key
 from hygie.errors import HygieError
 from hygie.sql import ident, literal
 
@@ -139,11 +139,7 @@ def wanted(release: Release, settings: Settings) -> bool:
         raise HygieError(f"HYGIE_QUERY_STORE={settings.query_store!r}: use one of {', '.join(MODES)}")
     if settings.query_store == "off" or not eligible(release):
         return False
-    return settings.query_store == "always" or _encrypted_bytes(release) > BUILD_ABOVE_BYTES
-
-
-def _encrypted_bytes(release: Release) -> int:
-    return sum(e.bytes for e in release.manifest.tables.values())
+    return settings.query_store == "always" or encrypted_bytes(release) > BUILD_ABOVE_BYTES
 
 
 # -- reading ----------------------------------------------------------------------------------------------------
