@@ -96,6 +96,8 @@ def create_app(settings: Settings, config: WebConfig | None = None) -> FastAPI:
         docs_url=None,  # Swagger UI and ReDoc load scripts from a CDN: not on a hub (CSP 'self')
         redoc_url=None,
         lifespan=lifespan,
+        # No OpenTelemetry: nothing leaves the hub, and checking for configured providers cost every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.hub = hub
     app.add_middleware(BodyLimit)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import Request
 
 from hygie.api.config import WebConfig
+from hygie.api.fragments import Fragments
 from hygie.api.ratelimit import LoginLimiter
 from hygie.config import Settings
 
@@ -35,6 +36,7 @@ class Hub:
     limiter: LoginLimiter = field(init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False)  # public data only
+    fragments: Fragments = field(default_factory=Fragments, init=False, repr=False)  # rendered once per objects
 
     def __post_init__(self) -> None:
         c = self.config

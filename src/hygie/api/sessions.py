@@ -7,8 +7,9 @@ after ``idle_seconds`` without a request or ``max_seconds`` after login, at logo
 or its password set (``Accounts``), never at a restart: every process of ``hygie serve --workers N`` reads the
 same table. ``last_seen_at`` is written at most once per ``TOUCH_SECONDS`` (a write per request would queue every
 reader behind SQLite's single writer), so a session may end up to that much *before* its idle limit, never after.
-The account behind a session and its grants are read with the session, in one query, on every request, so a
-revoked role takes effect on the next click.
+The account behind a session and its grants are read with the session, in one query, at every request unless
+nothing was committed to the store since the last read (``governance.readcache``), so a revoked role takes
+effect on the next click; the session's limits are checked against the clock at every request.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ import hashlib
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Row, bindparam, delete, func, insert, or_, select, update
 
-from hygie.governance.accounts import principal_columns, principal_from_rows, principal_joins
+from hygie.governance.accounts import AccountRows, principal_columns, principal_joins
 from hygie.governance.models import User, WebSession
 from hygie.governance.roles import Principal
 from hygie.governance.store import Store
@@ -90,18 +92,21 @@ class SessionStore:
             return None
         key = _digest(session_id)
         now = self.clock()
-        with self.store.engine.connect() as connection:
-            rows = connection.execute(_GET, {"key": key}).all()
-        if not rows:
+        account = self.store.reads.get(("session", key), lambda: AccountRows(self._read(key)))
+        if not account:
             return None
-        row = rows[0]
+        row = account.rows[0]
         if now - row.last_seen_at >= self.idle or now - row.created_at >= self.max:
             self._delete(key)
             return None
         if now - row.last_seen_at >= self.touch:
             with self.store.session() as s:
                 s.execute(_TOUCH, {"key": key, "now": now})
-        return Session(principal_from_rows(rows, now), row.created_at, now)
+        return Session(account.principal(now), row.created_at, now)
+
+    def _read(self, key: str) -> list[Row[Any]]:
+        with self.store.engine.connect() as connection:
+            return connection.execute(_GET, {"key": key}).all()
 
     def delete(self, session_id: str | None) -> bool:
         """End one session (logout); whether it existed."""

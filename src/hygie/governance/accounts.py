@@ -53,6 +53,7 @@ from hygie.governance.safe_people import (
     TRAINING_VALIDITY_DAYS,
     ReviewStatus,
     grant_counts,
+    next_change,
     review_deadline,
     review_status,
     trained,
@@ -237,6 +238,37 @@ def principal_from_rows(rows: Sequence[Row[Any]], now: dt.datetime | None = None
         else frozenset()
     )
     return Principal(first.username, grants, mfa=bool(first.mfa))
+
+
+class AccountRows:
+    """The rows of ``principal_columns`` for one account, as read, and the principal they give at a moment.
+
+    Kept by the store's read cache between requests (``readcache``): the principal is derived again whenever
+    ``now`` reaches the next moment a grant's standing may change (``safe_people.next_change``: a review deadline,
+    the end of a training), so the rules apply at every request exactly as if the rows were read again."""
+
+    __slots__ = ("_memo", "rows")
+
+    def __init__(self, rows: Sequence[Row[Any]]) -> None:
+        self.rows = rows
+        self._memo: tuple[Principal, dt.datetime, dt.datetime | None] | None = None  # (principal, from, until)
+
+    def __bool__(self) -> bool:
+        return bool(self.rows)
+
+    def principal(self, now: dt.datetime) -> Principal:
+        memo = self._memo
+        if memo is not None and memo[1] <= now and (memo[2] is None or now < memo[2]):
+            return memo[0]
+        principal = principal_from_rows(self.rows, now)
+        changes = [
+            m
+            for r in self.rows
+            if r.role is not None
+            and (m := next_change(Role(r.role), r.attested_at, _as_date(r.trained_until), now)) is not None
+        ]
+        self._memo = (principal, now, min(changes) if changes else None)  # one assignment: safe across threads
+        return principal
 
 
 def _as_date(value: dt.date | str | None) -> dt.date | None:
@@ -726,12 +758,13 @@ class Accounts:
     def authenticate_token(self, token: str, *, now: dt.datetime | None = None) -> Principal:
         """The principal a token stands for; refused when unknown, revoked, expired or its account disabled.
 
-        The hub's hottest authentication path: one read of the token, its account and grants (one query); a
-        write (and an ``auth.token`` audit event) only at the token's first use and then once per
-        ``TOKEN_USE_RECORD``."""
+        The hub's hottest authentication path: one read of the token, its account and grants (one query, spared
+        while nothing was committed to the store: ``governance.readcache``); a write (and an ``auth.token``
+        audit event) only at the token's first use and then once per ``TOKEN_USE_RECORD``."""
         now = now or utcnow()
-        with self.store.engine.connect() as connection:
-            rows = connection.execute(_TOKEN_QUERY, {"token_hash": hash_token(token)}).all()
+        digest = hash_token(token)
+        account = self.store.reads.get(("token", digest), lambda: AccountRows(self._token_rows(digest)))
+        rows = account.rows
         row = rows[0] if rows else None
         usable = (
             row is not None
@@ -744,7 +777,7 @@ class Accounts:
             self._emit(username or "anonymous", "auth.token", f"user:{username or '?'}", "denied", now)
             raise AuthenticationError("authentication failed: unknown, revoked or expired token")
         assert row is not None
-        principal = principal_from_rows(rows, now)  # the same rows and rules as ``principal`` (grants, training)
+        principal = account.principal(now)  # the same rows and rules as ``principal`` (grants, training)
         last = row.last_used_at
         if last is None or now - last >= TOKEN_USE_RECORD:
             with self.store.session() as session:
@@ -758,6 +791,10 @@ class Accounts:
             if moved:
                 self._emit(principal.name, "auth.token", f"user:{principal.name}", "ok", now)
         return principal
+
+    def _token_rows(self, digest: str) -> list[Row[Any]]:
+        with self.store.engine.connect() as connection:
+            return connection.execute(_TOKEN_QUERY, {"token_hash": digest}).all()
 
     def principal(self, username: str, *, now: dt.datetime | None = None) -> Principal:
         """The principal of an account as it stands (for services acting on a user's behalf). Read on every

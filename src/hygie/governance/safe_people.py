@@ -58,3 +58,15 @@ def trained(valid_until: dt.date | None, now: dt.datetime) -> bool:
 def grant_counts(role: Role, attested_at: dt.datetime, trained_until: dt.date | None, now: dt.datetime) -> bool:
     """Whether a stored grant counts at ``now``: reviewed in time and, for roles that need it, trained."""
     return in_force(attested_at, now) and (role not in TRAINED_ROLES or trained(trained_until, now))
+
+
+def next_change(
+    role: Role, attested_at: dt.datetime, trained_until: dt.date | None, now: dt.datetime
+) -> dt.datetime | None:
+    """The first moment after ``now`` at which ``grant_counts`` may answer otherwise for the same grant (its
+    review deadline, or the midnight UTC ending its training), or None if it never will."""
+    moments = [review_deadline(attested_at)]
+    if role in TRAINED_ROLES and trained_until is not None:
+        moments.append(dt.datetime.combine(trained_until + dt.timedelta(days=1), dt.time(), dt.UTC))
+    later = [m for m in moments if m > now]
+    return min(later) if later else None

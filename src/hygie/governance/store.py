@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from hygie.config import Settings
 from hygie.errors import HygieError
+from hygie.governance.readcache import ReadCache
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 _SERIALISED = "hygie_serialised"
@@ -54,6 +55,8 @@ class Store:
 
     def __post_init__(self) -> None:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # Rows read on every portal request, kept while nothing is committed to the store (``readcache``).
+        self.reads = ReadCache(self.engine)
 
     @contextlib.contextmanager
     def session(self, *, serialised: bool = False) -> Iterator[Session]:
@@ -70,6 +73,7 @@ class Store:
         return describe(self.engine.url.render_as_string(hide_password=False))
 
     def close(self) -> None:
+        self.reads.close()
         self.engine.dispose()
 
     def __enter__(self) -> Store:

@@ -13,21 +13,26 @@ import re
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import yaml
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.responses import RedirectResponse
-from pydantic import BaseModel, Field
+from markupsafe import Markup
+from pydantic import BaseModel, Field, TypeAdapter
 from starlette.responses import Response
 
 from hygie.api import services
 from hygie.api.auth import Caller, allow, check_csrf, may, signed_in
+from hygie.api.context import utcnow
 from hygie.api.pages import render
 from hygie.api.results import read_output
 from hygie.api.routes.operator import NAME, ProjectOut, project_out
 from hygie.errors import HygieError, InputError, NotFoundError, Problem
+
+if TYPE_CHECKING:
+    from hygie.governance.projects import ProjectInfo
 
 router = APIRouter()
 SignedIn = Annotated[Caller, Depends(signed_in)]
@@ -99,13 +104,33 @@ def output_out(o: Any) -> OutputOut:
     )  # fmt: skip
 
 
-def my_projects(request: Request, c: Caller) -> list[ProjectOut]:
+def my_projects(request: Request, c: Caller) -> tuple[ProjectInfo, ...]:
     from hygie.governance.permissions import Action, reachable_projects
 
     # Only the projects the caller's grants could open are read (all of them for an operator or an auditor);
-    # each is then decided.
+    # each is then decided, at every request.
     candidates = services.projects(request).list(reachable_projects(c.principal, Action.PROJECT_VIEW))
-    return [project_out(p) for p in candidates if may(c, Action.PROJECT_VIEW, p.ref)]
+    now = utcnow()
+    return tuple(p for p in candidates if may(c, Action.PROJECT_VIEW, p.ref, now=now))
+
+
+_PROJECTS_OUT = TypeAdapter(list[ProjectOut])
+
+
+def projects_json(request: Request, projects: tuple[ProjectInfo, ...]) -> bytes:
+    """The body of ``GET /api/v1/projects`` (``response_model`` documents it), serialised once for the same
+    project snapshots (``fragments``)."""
+    render = lambda: _PROJECTS_OUT.dump_json([project_out(p) for p in projects])  # noqa: E731
+    return services.hub(request).fragments.get("projects.json", projects, render)
+
+
+def projects_rows(request: Request, projects: tuple[ProjectInfo, ...]) -> Markup:
+    """The rows of the projects page, rendered once for the same project snapshots (``fragments``)."""
+    from hygie.api.pages import templates
+
+    template = templates.env.get_template("researcher/_project_rows.html")
+    render = lambda: Markup(template.render(projects=[project_out(p) for p in projects]))  # noqa: E731
+    return services.hub(request).fragments.get("projects.html", projects, render)
 
 
 def output_ref(request: Request, o: Any) -> Any:
@@ -175,7 +200,15 @@ async def submit_job(
 
 @router.get("/projects", include_in_schema=False)
 async def projects_page(request: Request, c: SignedIn) -> Response:
-    return render(request, "researcher/projects.html", projects=my_projects(request, c))
+    return render(request, "researcher/projects.html", rows=projects_rows(request, my_projects(request, c)))
+
+
+@router.get(
+    "/api/v1/projects", response_model=list[ProjectOut], tags=["researcher"], summary="Projects the caller may view"
+)
+async def projects_api(request: Request, c: SignedIn) -> Response:
+    # Defined next to the page: routes are matched in order, and these two are the most read of this router.
+    return Response(projects_json(request, my_projects(request, c)), media_type="application/json")
 
 
 @router.get("/projects/{name}", include_in_schema=False)
@@ -271,11 +304,6 @@ def _attachment(data: bytes, filename: str, media_type: str) -> Response:
 # -- API and downloads (shared by pages and tokens) ----------------------------------------------------------------
 
 TAG = ["researcher"]
-
-
-@router.get("/api/v1/projects", response_model=list[ProjectOut], tags=TAG, summary="Projects the caller may view")
-async def projects_api(request: Request, c: SignedIn) -> list[ProjectOut]:
-    return my_projects(request, c)
 
 
 @router.get("/api/v1/projects/{name}", response_model=ProjectOut, tags=TAG, summary="One project")

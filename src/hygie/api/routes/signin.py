@@ -36,6 +36,36 @@ def safe_next(target: str | None) -> str:
     return target
 
 
+class Me(BaseModel):
+    username: str
+    roles: list[str]
+    grants: list[str]
+    second_factor: bool
+    via: str
+
+
+def me_json(request: Request, c: Caller) -> bytes:
+    """The body of ``GET /api/v1/me``: serialised once per principal (the same object while the store is unchanged
+    and no rule's moment passed: ``governance.accounts.AccountRows``) and way of signing in."""
+
+    def render() -> bytes:
+        me = Me(username=c.username, roles=sorted(c.roles), grants=sorted(str(g) for g in c.principal.grants),
+                second_factor=c.principal.mfa, via=c.via)  # fmt: skip
+        return me.model_dump_json().encode()
+
+    return hub(request).fragments.get(f"me:{c.via}", (c.principal,), render)
+
+
+# The hub's most frequent reads (this one, the registry, a researcher's projects) are async: they are short reads
+# of the metadata store, cheaper on the event loop than through the thread pool, whose queue (two hops for a sync
+# endpoint with a response model) made most of the latency under load. Slow work (password hashing, uploads,
+# downloads, submissions, operator pages) stays in the thread pool. Defined first: routes are matched in order.
+# The response model documents the body, which is serialised once (no validation of what was just built).
+@router.get("/api/v1/me", response_model=Me, tags=["account"], summary="Who the token (or session) belongs to")
+async def me(request: Request, c: Annotated[Caller, Depends(signed_in)]) -> Response:
+    return Response(me_json(request, c), media_type="application/json")
+
+
 @router.get("/login", include_in_schema=False)
 def login_form(request: Request, next: str = "/") -> Response:
     return render(request, "login.html", next=safe_next(next))
@@ -86,26 +116,3 @@ def logout(request: Request) -> Response:
     response.delete_cookie(sessions.COOKIE, path="/")
     response.delete_cookie(csrf.COOKIE, path="/")
     return response
-
-
-class Me(BaseModel):
-    username: str
-    roles: list[str]
-    grants: list[str]
-    second_factor: bool
-    via: str
-
-
-# The hub's most frequent reads (this one, the registry, a researcher's projects) are async: they are short reads
-# of the metadata store, cheaper on the event loop than through the thread pool, whose queue (two hops for a sync
-# endpoint with a response model) made most of the latency under load. Slow work (password hashing, uploads,
-# downloads, submissions, operator pages) stays in the thread pool.
-@router.get("/api/v1/me", response_model=Me, tags=["account"], summary="Who the token (or session) belongs to")
-async def me(c: Annotated[Caller, Depends(signed_in)]) -> Me:
-    return Me(
-        username=c.username,
-        roles=sorted(c.roles),
-        grants=sorted(str(g) for g in c.principal.grants),
-        second_factor=c.principal.mfa,
-        via=c.via,
-    )
