@@ -147,3 +147,27 @@ def test_bearer_tokens_authenticate_the_api_and_bad_ones_are_refused(settings):
     assert me.status_code == 200 and me.json()["via"] == "token"
     bad = c.get("/api/v1/me", headers={"Authorization": "Bearer hyg_not-a-token"})
     assert bad.status_code == 401 and bad.json() == {"detail": "unknown, revoked or expired API token"}
+
+
+def test_a_revoked_token_or_role_is_refused_at_the_next_request(settings):
+    """The token's rows are kept between requests while the store is unchanged (``governance.readcache``); a
+    revocation committed by another process is seen at the very next request."""
+    from hygie.governance.accounts import Accounts
+    from hygie.governance.store import open_store
+    from tests.web_helpers import CONSOLE
+
+    operator(settings)
+    with open_store(settings) as store:
+        accounts = Accounts(store)
+        accounts.grant(CONSOLE, "olivia", Grant(Role.AUDITOR))
+        _, secret = accounts.create_token(CONSOLE, "olivia", "ci")
+    c = client(settings)
+    bearer = {"Authorization": f"Bearer {secret}"}
+    for _ in range(3):
+        assert c.get("/api/v1/me", headers=bearer).json()["roles"] == ["auditor", "operator"]
+    with open_store(settings) as store:  # another process of the hub
+        Accounts(store).revoke(CONSOLE, "olivia", Grant(Role.AUDITOR))
+    assert c.get("/api/v1/me", headers=bearer).json()["roles"] == ["operator"]
+    with open_store(settings) as store:
+        Accounts(store).revoke_token(CONSOLE, "olivia", "ci")
+    assert c.get("/api/v1/me", headers=bearer).status_code == 401
