@@ -89,15 +89,11 @@ def caller(request: Request) -> Caller:
     return result
 
 
-async def current(request: Request) -> Caller:
-    """Dependency form of ``caller``. Async on purpose: resolving a session or a token is two indexed reads of
-    the metadata store (a write at most once a minute per session, once per ``TOKEN_USE_RECORD`` per token),
-    cheaper inline than a hop through the thread pool (which queues under load)."""
-    return caller(request)
-
-
 async def signed_in(request: Request) -> Caller:
-    """Dependency of every non-public route."""
+    """Dependency of every non-public route (the busiest call it instead: FastAPI's resolution of a dependency
+    costs more than the rest of their request). Async on purpose: resolving a session or a token is a read of the
+    metadata store (usually spared: ``governance.readcache``), cheaper inline than a hop through the thread pool
+    (which queues under load)."""
     c = caller(request)
     if not c.signed_in:
         raise LoginRequired("sign in first")

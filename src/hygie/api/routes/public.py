@@ -10,14 +10,13 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from markupsafe import Markup
 from pydantic import BaseModel, TypeAdapter
 from starlette.responses import Response
 
-from hygie.api.auth import Caller, allow, caller, current
+from hygie.api.auth import Caller, allow, caller
 from hygie.api.context import hub
 from hygie.api.pages import render
 
@@ -166,6 +165,6 @@ async def optout(request: Request) -> Response:
     tags=["public"],
     summary="The public registry of projects (no account needed)",
 )
-async def registry_api(request: Request, c: Annotated[Caller, Depends(current)]) -> Response:
-    entries = registry(request, c)
+async def registry_api(request: Request) -> Response:
+    entries = registry(request, caller(request))
     return Response(entries_json(request, entries), media_type="application/json")

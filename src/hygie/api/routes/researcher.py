@@ -199,15 +199,17 @@ async def submit_job(
 
 
 @router.get("/projects", include_in_schema=False)
-async def projects_page(request: Request, c: SignedIn) -> Response:
+async def projects_page(request: Request) -> Response:
+    c = await signed_in(request)  # called, not a dependency: FastAPI's resolution of one cost more than the page
     return render(request, "researcher/projects.html", rows=projects_rows(request, my_projects(request, c)))
 
 
 @router.get(
     "/api/v1/projects", response_model=list[ProjectOut], tags=["researcher"], summary="Projects the caller may view"
 )
-async def projects_api(request: Request, c: SignedIn) -> Response:
+async def projects_api(request: Request) -> Response:
     # Defined next to the page: routes are matched in order, and these two are the most read of this router.
+    c = await signed_in(request)
     return Response(projects_json(request, my_projects(request, c)), media_type="application/json")
 
 

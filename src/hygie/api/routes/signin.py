@@ -62,8 +62,8 @@ def me_json(request: Request, c: Caller) -> bytes:
 # downloads, submissions, operator pages) stays in the thread pool. Defined first: routes are matched in order.
 # The response model documents the body, which is serialised once (no validation of what was just built).
 @router.get("/api/v1/me", response_model=Me, tags=["account"], summary="Who the token (or session) belongs to")
-async def me(request: Request, c: Annotated[Caller, Depends(signed_in)]) -> Response:
-    return Response(me_json(request, c), media_type="application/json")
+async def me(request: Request) -> Response:
+    return Response(me_json(request, await signed_in(request)), media_type="application/json")
 
 
 @router.get("/login", include_in_schema=False)
