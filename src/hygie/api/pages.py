@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.templating import Jinja2Templates
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 
 from hygie import __version__
 from hygie.api.auth import caller, csrf_token, finish
@@ -27,12 +27,10 @@ NAV = (
 
 
 def render(request: Request, name: str, *, status_code: int = 200, **context: Any) -> Response:
+    """The page ``name`` for this caller. Rendered with Jinja2 directly: no template reads ``request`` or
+    ``url_for``, which is all Starlette's ``TemplateResponse`` would add, at a tenth of a page's cost."""
     c = caller(request)
-    nav = [(label, path) for label, path, role in NAV if role in c.roles]
-    response = templates.TemplateResponse(
-        request,
-        name,
-        {"caller": c, "nav": nav, "csrf_token": csrf_token(request), **context},
-        status_code=status_code,
-    )
-    return finish(request, response)
+    roles = c.roles
+    nav = [(label, path) for label, path, role in NAV if role in roles]
+    body = templates.env.get_template(name).render(caller=c, nav=nav, csrf_token=csrf_token(request), **context)
+    return finish(request, HTMLResponse(body, status_code=status_code))
