@@ -83,6 +83,8 @@ def serve(
         # asyncio's loop accepts every waiting connection when the socket is ready; uvloop accepted one per loop
         # turn, so under load new connections waited seconds in the queue (decision 0020). Same CPU per request.
         "loop": "asyncio",
+        # uvicorn's httptools protocol writing each response in one piece, not head then body (decision 0020).
+        "http": "hygie.cli.protocol:OneWriteHttpToolsProtocol",
     }
     if workers == 1:
         uvicorn.run(worker_app(), **options)
