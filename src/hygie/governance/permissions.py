@@ -207,7 +207,11 @@ def decide(principal: Principal, action: Action, obj: Obj = None, *, now: dt.dat
         if grant.role in MFA_ROLES and not principal.mfa:
             refusal = refusal or f"{grant.role.value} needs a second factor (TOTP)"
             continue
-        failed = next((c for c in conditions if not c.holds(principal, grant, obj, now)), None)
+        failed = None
+        for condition in conditions:  # a loop, not next(genexpr): decided for every project of a listing
+            if not condition.holds(principal, grant, obj, now):
+                failed = condition
+                break
         if failed is None:
             return Decision(True, f"as {grant}")
         refusal = refusal or f"as {grant}: {failed.why_not}"

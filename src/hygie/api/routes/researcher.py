@@ -128,8 +128,10 @@ def projects_rows(request: Request, projects: tuple[ProjectInfo, ...]) -> Markup
     """The rows of the projects page, rendered once for the same project snapshots (``fragments``)."""
     from hygie.api.pages import templates
 
-    template = templates.env.get_template("researcher/_project_rows.html")
-    render = lambda: Markup(template.render(projects=[project_out(p) for p in projects]))  # noqa: E731
+    def render() -> Markup:
+        template = templates.env.get_template("researcher/_project_rows.html")
+        return Markup(template.render(projects=[project_out(p) for p in projects]))
+
     return services.hub(request).fragments.get("projects.html", projects, render)
 
 
