@@ -1,8 +1,9 @@
 """Who is calling: an API token (``Authorization: Bearer hyg_...``), a browser session cookie, or nobody.
 
 Authentication is the governance ``Accounts`` service's (passwords, TOTP, tokens); this module only carries
-its answer through a request. The principal behind a session is re-read from the metadata store on every
-request, so a revoked role or a disabled account takes effect on the next click. Permission questions go to
+its answer through a request. The principal behind a session or token is checked against the metadata store on
+every request (its rows are read again whenever anything was committed since: ``governance.readcache``), so a
+revoked role or token or a disabled account takes effect on the next click. Permission questions go to
 ``governance.permissions`` (``allow`` below is a thin call to ``require``), never to a rule written here.
 """
 
