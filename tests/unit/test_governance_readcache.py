@@ -115,3 +115,24 @@ def test_fragments_are_rendered_once_per_objects_by_identity():
     assert fragments.get("me", (b,), render) == 2  # a new snapshot (after a change) is rendered anew
     assert fragments.get("other", (a,), render) == 3
     assert fragments.get("me", (a,), render) == 4  # the oldest entries went beyond the size
+
+
+def test_a_forked_process_reads_with_a_connection_of_its_own(settings):
+    """A process forked after the cache opened its connection (a job runner, a worker) does not use the
+    parent's SQLite connection: it opens its own and keeps nothing of the parent's."""
+    import os
+
+    with open_store(settings) as store:
+        calls: list[int] = []
+        store.reads.get("k", _loader(calls, ["row"]))
+        parent_watch = store.reads._watch
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: report whether it read the store again, with its own connection
+            ok = store.reads.get("k", _loader(calls, ["row"])) == ["row"] and store.reads._watch is not parent_watch
+            os.write(write, b"1" if ok and len(calls) == 2 else b"0")
+            os._exit(0)
+        os.waitpid(pid, 0)
+        assert os.read(read, 1) == b"1"
+        store.reads.get("k", _loader(calls, ["row"]))
+        assert len(calls) == 1 and store.reads._watch is parent_watch  # the parent's cache is untouched

@@ -16,6 +16,7 @@ Misses are not kept (an unknown cookie or token costs a query, as before), and t
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Hashable
@@ -40,6 +41,7 @@ class ReadCache:
             else None
         )
         self._watch: sqlite3.Connection | None = None  # opened at first use (many stores are opened for one read)
+        self._pid = 0  # the process that opened ``_watch``
 
     @property
     def enabled(self) -> bool:
@@ -47,10 +49,14 @@ class ReadCache:
 
     def _data_version(self) -> int:
         """Under ``_lock``. Autocommit (isolation_level None): each PRAGMA sees the newest commit. The connection
-        never writes: its counter moves only for the commits of *other* connections, which is all of them."""
-        if self._watch is None:
+        never writes: its counter moves only for the commits of *other* connections, which is all of them. A
+        process forked from the one that opened it opens its own (SQLite connections do not cross a fork)."""
+        if self._watch is None or self._pid != os.getpid():
             assert self._database is not None
             self._watch = sqlite3.connect(self._database, isolation_level=None, check_same_thread=False, timeout=30)
+            self._pid = os.getpid()
+            self._entries.clear()
+            self._version = None
         return self._watch.execute("PRAGMA data_version").fetchone()[0]
 
     def get(self, key: Hashable, load: Callable[[], T], *, keep: Callable[[T], bool] = bool) -> T:
@@ -61,11 +67,16 @@ class ReadCache:
         with self._lock:
             # Read before loading: a commit that lands during ``load`` moves the version, so what ``load`` read
             # (new or old) is kept under the older version and dropped at the next request.
-            version = self._data_version()
-            if version != self._version:
+            try:
+                version: int | None = self._data_version()
+            except sqlite3.Error:  # the counter cannot be read: read the store itself, keep nothing
+                version = None
+            if version is None or version != self._version:
                 self._entries.clear()
                 self._version = version
             hit = self._entries.get(key, _MISSING)
+        if version is None:
+            return load()
         if hit is not _MISSING:
             return hit
         value = load()
