@@ -411,7 +411,9 @@ def _count_row_checks(con: duckdb.DuckDBPyConnection, found: list[Check]) -> dic
     counted: dict[str, int] = {}
     for table, group in by_table.items():
         counts = con.execute(
-            "SELECT " + ", ".join(f"count_if({where})" for _, where in group) + f" FROM {table} t "
+            "SELECT "
+            + ", ".join(f"count_if({where})" for _, where in group)
+            + f" FROM {table} t "
             + " ".join(joins_of[table])
         ).fetchone()
         counted.update({name: int(n or 0) for (name, _), n in zip(group, counts, strict=True)})  # NULL: no row
