@@ -92,7 +92,7 @@ def load_cdm(
                     table=source.table,
                     source=source.display,
                     source_sha256=digests[source.table],
-                    source_format=source.format,
+                    source_format=source.origin or source.format,
                     source_cdm_version=staged.cdm_version if staged else "5.3",
                     rows_read=staged.rows if staged else 0,
                     origin=origin,

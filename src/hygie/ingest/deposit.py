@@ -479,7 +479,7 @@ class _FhirHooks(_DepositHooks):
 
     def sources(self) -> list[SourceFile]:
         return [
-            SourceFile(self.export / table, table, "relation", relation=view, origin="converted from FHIR")
+            SourceFile(self.export / table, table, "relation", relation=view, origin="fhir")
             for table, view in self.relations.items()
         ]
 

@@ -40,13 +40,13 @@ class SourceFile:
     delimiter: str | None = None  # csv only
     key_name: str | None = None  # parquet only: the file is encrypted with this (registered) key
     relation: str | None = None  # relation only: the name of the view or table on the loader's connection
-    origin: str | None = None  # relation only: what the rows were converted from, as messages name it
+    origin: str | None = None  # relation only: the format the rows were converted from (e.g. "fhir")
 
     @property
     def display(self) -> str:
         """How errors name the file: its name only (the folder may name a site or a person)."""
         if self.format == "relation":
-            return f"{self.table} ({self.origin})"
+            return f"{self.table} (converted from {(self.origin or '').upper()})"
         return self.path.name
 
     def sha256(self) -> str:
