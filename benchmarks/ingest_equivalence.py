@@ -4,7 +4,9 @@
 ``EXTRACTS`` (written by ``hygie synth``) into a fresh hub with the linkage and pseudonym keys of ``KEYS``
 (created on first use: the same keys make runs comparable), builds a release, and writes per deposit and
 release: per table its row count and an order-free hash of every column (ids included), and the manifest.
-It also records CPU seconds per site and per step (the first word of each progress message). Compare two
+It also records CPU seconds per site and per step (the first word of each progress message), wall seconds per
+step, the peak RSS, and the linkage's precision and recall against ``EXTRACTS/truth``. ``HYGIE_THREADS``
+sets DuckDB's threads (1 makes CPU times steadier on a loaded machine). Compare two
 outputs with ``python -m benchmarks.ingest_equivalence --compare A.json B.json``: what differs besides what
 encryption makes random (data keys, file digests and sizes, times) is a change of output.
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -26,6 +29,10 @@ from typing import Any
 VOLATILE = ("created", "sha256", "size", "key", "bytes", "seconds", "path", "built_at", "deposit_id", "blob")
 
 
+# Top-level entries that are measurements, not outputs.
+TIMING = ("hygie", "cpu", "steps", "step_walls", "peak_rss_mb")
+
+
 def _run(extracts: Path, keys: Path, out: Path) -> None:
     keys.mkdir(parents=True, exist_ok=True)
     os.environ["HYGIE_LINKAGE_KEY_FILE"] = str(keys / "linkage.key")
@@ -35,20 +42,24 @@ def _run(extracts: Path, keys: Path, out: Path) -> None:
     from hygie.engine.duckdb import DuckDBEngine
     from hygie.ingest.build import build_release
     from hygie.ingest.deposit import ingest
+    from hygie.ingest.linkage_evaluation import evaluate
     from hygie.ingest.sites import SiteRegistry
     from hygie.ingest.vocabulary import install_vocabulary
 
     home = Path(tempfile.mkdtemp(prefix="hygie-eq-"))
-    settings = Settings.from_env({"HYGIE_HOME": str(home)})
+    threads = {"HYGIE_THREADS": os.environ["HYGIE_THREADS"]} if os.environ.get("HYGIE_THREADS") else {}
+    settings = Settings.from_env({"HYGIE_HOME": str(home), **threads})
     install_vocabulary(extracts / "vocabulary", "v", settings)
     steps: dict[str, float] = {}
-    mark: list[Any] = [None, time.process_time()]
+    walls: dict[str, float] = {}
+    mark: list[Any] = [None, time.process_time(), time.perf_counter()]
 
     def step(message: str) -> None:
-        now = time.process_time()
+        now, wall = time.process_time(), time.perf_counter()
         if mark[0]:
             steps[mark[0]] = round(steps.get(mark[0], 0) + now - mark[1], 3)
-        mark[0], mark[1] = message.split()[0], now
+            walls[mark[0]] = round(walls.get(mark[0], 0) + wall - mark[2], 3)
+        mark[0], mark[1], mark[2] = message.split()[0], now, wall
 
     registry = SiteRegistry(settings)
     cpu: dict[str, float] = {}
@@ -76,8 +87,12 @@ def _run(extracts: Path, keys: Path, out: Path) -> None:
                 found[table] = {"rows": n, **dict(zip(cols, sums, strict=True))}
         return found
 
-    print(json.dumps({"cpu": cpu, "steps": steps}), flush=True)
-    result: dict[str, Any] = {"hygie": hygie.__file__, "cpu": cpu, "steps": steps}
+    truth = extracts / "truth" / "linkage.csv"
+    linkage = evaluate(made["release"], settings, truth, {c: "s" + c for c in "abcd"}) if truth.is_file() else {}
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    timing = {"cpu": cpu, "steps": steps, "step_walls": walls, "peak_rss_mb": usage.ru_maxrss // 1024}
+    print(json.dumps({**timing, "linkage_quality": linkage}), flush=True)
+    result: dict[str, Any] = {"hygie": hygie.__file__, **timing, "linkage_quality": linkage}
     for name, obj in made.items():
         manifest = json.loads(json.dumps(obj.manifest, default=lambda o: getattr(o, "__dict__", str(o))))
         result[name] = {"tables": tables(obj), "manifest": manifest}
@@ -95,8 +110,8 @@ def _leaves(x: Any, path: str = "") -> dict[str, Any]:
 
 def compare(a: dict[str, Any], b: dict[str, Any]) -> tuple[int, list[tuple[str, Any, Any]]]:
     """Equal leaves, and the leaves that differ (paths that are random by design are left out)."""
-    left = {k: v for name in a if name not in ("hygie", "cpu", "steps") for k, v in _leaves(a[name], name).items()}
-    right = {k: v for name in b if name not in ("hygie", "cpu", "steps") for k, v in _leaves(b[name], name).items()}
+    left = {k: v for name in a if name not in TIMING for k, v in _leaves(a[name], name).items()}
+    right = {k: v for name in b if name not in TIMING for k, v in _leaves(b[name], name).items()}
     same, differ = 0, []
     for path in sorted(set(left) | set(right)):
         if any(word in path.rsplit("/", 1)[-1] for word in VOLATILE):

@@ -271,3 +271,22 @@ def test_rejected_rows_late_in_a_large_file_name_the_right_row(tmp_path, setting
             f"FROM {parquet_source(str(release.path / 'rejects.parquet'), 'r')} WHERE action = 'reject'"
         ).fetchall()
     assert found == [(180_000, "180000")]
+
+
+def test_rows_of_an_unknown_person_or_before_birth_are_flagged_and_kept(tmp_path, settings):
+    from hygie.releases.store import read_rejects
+
+    conditions = (
+        "condition_occurrence_id,person_id,condition_concept_id,condition_start_date,condition_type_concept_id\n"
+        "1,1,192671,2010-03-04,32020\n"
+        "2,99,192671,2012-07-08,32020\n"  # no such person
+        "3,2,192671,1960-01-01,32020\n"  # person 2 was born in 1961
+        "4,99,192671,1900-01-01,32020\n"  # no such person (so no birth to be before)
+    )
+    release = load_cdm(
+        write_cdm(tmp_path / "cdm", condition_occurrence__csv=conditions), "flags", settings, synthetic=True
+    )
+    entry = release.manifest.tables["condition_occurrence"]
+    assert (entry.rows, entry.flagged_rows, entry.rejected_rows) == (4, 3, 0)
+    flags = {(r["source_row"], r["check_name"]) for r in read_rejects(release, settings, table="condition_occurrence")}
+    assert flags == {(2, "orphan"), (3, "before_birth"), (4, "orphan")}

@@ -143,6 +143,9 @@ def test_fhir_export_becomes_a_deposit(site, export, settings):
     warnings = "\n".join(m.warnings)
     assert "FHIR resource types not mapped (counted, not loaded): AllergyIntolerance 1" in warnings
     assert "FHIR resources set aside for want of a date or a patient: Condition 1" in warnings
+    # Converted on the deposit's own connection: the lineage names the converted table, not a temporary file.
+    lineage = {e.table: (e.source, e.source_format) for e in m.lineage}
+    assert lineage["measurement"] == ("measurement (converted from FHIR)", "fhir")
     assert not ingest(site, export, settings, synthetic=True).created  # idempotent
 
 

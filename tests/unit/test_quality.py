@@ -80,3 +80,68 @@ def test_cli_report(tmp_path, home):
     assert "<table>" in html and "implausible_lab_values" in html and "http" not in html
     data = json.loads(runner.invoke(app, ["release", "quality", "q", "--json"]).stdout)
     assert {r["status"] for r in data} <= {"pass", "warning"}
+
+
+def _database(con, rows: dict[str, list[str]]) -> set[str]:
+    """Every CDM 5.4 table, empty, typed; ``rows``: VALUES tuples (in column order) of some of them."""
+    from hygie.cdm.schema import cdm_schema
+
+    for table in cdm_schema("5.4"):
+        cols = ", ".join(f'"{c.name}" {c.sql_type}' for c in table.columns)
+        con.execute(f'CREATE TABLE "{table.name}" ({cols})')
+        for values in rows.get(table.name, []):
+            names = ", ".join(f'"{c}"' for c in values.split("|")[0].split(","))
+            con.execute(f'INSERT INTO "{table.name}" ({names}) VALUES ({values.split("|")[1]})')
+    return {t.name for t in cdm_schema("5.4")}
+
+
+D2 = 2**48  # record ids of a release: deposit index * 2**48 + the site's id
+
+
+def _rows(deposits: tuple[int, int]) -> dict[str, list[str]]:
+    first, second = deposits
+    m = "measurement_id,person_id,measurement_concept_id,measurement_date,measurement_type_concept_id,"
+    m += "value_as_number,measurement_source_value,unit_source_value|"
+    return {
+        "person": [
+            "person_id,gender_concept_id,year_of_birth,race_concept_id,ethnicity_concept_id|1, 8532, 1980, 0, 0",
+            "person_id,gender_concept_id,year_of_birth,race_concept_id,ethnicity_concept_id|2, 8507, 2000, 0, 0",
+        ],
+        "concept": [
+            "concept_id,concept_name,domain_id,vocabulary_id,concept_class_id,standard_concept,concept_code,"
+            "valid_start_date,valid_end_date|3016723, 'Creatinine', 'Measurement', 'LOINC', 'Lab Test', 'S', "
+            "'2160-0', DATE '2000-01-01', DATE '2099-12-31'",
+        ],
+        "death": ["person_id,death_date,death_type_concept_id|2, DATE '2010-01-01', 32817"],
+        "measurement": [
+            m + f"{first * D2 + 1}, 1, 3016723, DATE '2010-01-01', 32817, 80, '2160-0', 'umol/L'",
+            m + f"{second * D2 + 1}, 1, 3016723, DATE '2010-01-01', 32817, 80000, '2160-0', 'umol/L'",
+            m + f"{first * D2 + 2}, 1, 3016723, DATE '2011-01-01', 32817, 1.1, '2160-0', 'mmol/L'",
+            m + f"{first * D2 + 3}, 2, 0, DATE '1990-01-01', 32817, NULL, '2160-0', NULL",
+            m + f"{first * D2 + 4}, 2, 3016723, DATE '2012-01-01', 32817, 5, 'other', 'x'",
+            m + f"{first * D2 + 5}, 2, 999, DATE '2012-01-01', 32817, 5, '718-7', 'g/dL'",
+        ],
+    }
+
+
+@pytest.mark.parametrize("deposits", [(1, 2), (1, 1)])
+def test_checks_counted_together_equal_each_check_run_alone(deposits):
+    """The shared scans (row checks with their denominators, lab checks, duplicates skipped when every id is
+    of one deposit) count what each check's own SQL counts."""
+    import duckdb
+
+    from hygie.ingest.quality import run
+
+    con = duckdb.connect()
+    tables = _database(con, _rows(deposits))
+    results = {r.name: r for r in run(con, tables)}
+    for check in checks(tables):
+        alone = (con.execute(check.failing).fetchone()[0], con.execute(check.applicable).fetchone()[0])
+        assert (results[check.name].failing, results[check.name].applicable) == alone, check.name
+    assert results["implausible_lab_values"].failing == 1  # 80,000 umol/L
+    assert results["lab_units_unknown"].failing == 1  # creatinine in mmol/L
+    assert results["measurement_standard_concepts"].applicable == 5
+    assert results["measurement_before_birth"].failing == 1
+    assert results["measurement_after_death"].failing == 2  # 2012, after a death in 2010
+    # One (person, concept, date) recorded by deposits 1 and 2; none when every id is of deposit 1.
+    assert results["measurement_duplicate_across_sites"].failing == (1 if deposits == (1, 2) else 0)

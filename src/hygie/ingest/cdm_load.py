@@ -64,8 +64,11 @@ def load_cdm(
     cdm54, cdm53 = cdm_schema("5.4"), cdm_schema("5.3")
     known = {t.name for t in [*cdm54, *cdm53] if groups is None or t.group in groups}
     hooks = hooks or LoadHooks()
-    files = sorted(discover(folder, known, key_name=hooks.source_key_name), key=_load_order)
-    deposit_manifest = read_deposit_manifest(folder)
+    files: list[SourceFile] = []
+    deposit_manifest = None
+    if not hooks.supplies_sources:
+        files = sorted(discover(folder, known, key_name=hooks.source_key_name), key=_load_order)
+        deposit_manifest = read_deposit_manifest(folder)
     digests = {f.table: hooks.file_digests.get(f.path.name) or f.sha256() for f in files}
     if deposit_manifest is not None:
         _check_against_manifest(files, digests, deposit_manifest)
@@ -74,6 +77,9 @@ def load_cdm(
     ) as builder:
         con = builder.con
         hooks.prepare(builder)
+        if hooks.supplies_sources:
+            files = sorted((f for f in hooks.sources() if f.table in known), key=_load_order)
+            digests = {f.table: hooks.file_digests[f.table] for f in files}
         con.execute(f"CREATE TEMP TABLE _issues ({ISSUE_COLUMNS})")
         has_person = any(f.table == "person" for f in files)
         # A vocabulary in the files, or one the hooks attached (an installed vocabulary, as `_concept`).
@@ -86,7 +92,7 @@ def load_cdm(
                     table=source.table,
                     source=source.display,
                     source_sha256=digests[source.table],
-                    source_format=source.format,
+                    source_format=source.origin or source.format,
                     source_cdm_version=staged.cdm_version if staged else "5.3",
                     rows_read=staged.rows if staged else 0,
                     origin=origin,
@@ -136,9 +142,16 @@ class LoadHooks:
     read_from: tuple[Path, ...] = ()  # extra folders the load may read (e.g. an identity file's)
     source_key_name: str | None = None  # the input Parquet files are encrypted; ``prepare`` registers the key
     file_digests: Mapping[str, str] = MappingProxyType({})  # sha256 by file name, if the caller already read them
+    # True: the tables come from ``sources`` (relations ``prepare`` made on the builder's connection, with
+    # their digests in ``file_digests`` by table), not from the folder's files.
+    supplies_sources: bool = False
 
     def prepare(self, builder: ReleaseBuilder) -> None:
         """Called once the builder exists, before any table is read."""
+
+    def sources(self) -> list[SourceFile]:
+        """The tables to load when ``supplies_sources``; called after ``prepare``."""
+        return []
 
     def after_stage(self, con: duckdb.DuckDBPyConnection, staged: StagedTable) -> None:
         """Called for each table once typed, before its row checks; may point ``staged.stage`` elsewhere."""

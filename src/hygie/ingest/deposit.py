@@ -17,8 +17,6 @@ import csv
 import hashlib
 import json
 import os
-import shutil
-import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -30,7 +28,7 @@ import pyarrow as pa
 from hygie.cdm.schema import cdm_schema
 from hygie.checksums import sha256_file
 from hygie.config import Settings
-from hygie.engine.duckdb import connect, parquet_copy_options, parquet_source, register_key
+from hygie.engine.duckdb import parquet_source, register_key
 from hygie.errors import HygieError, InputError, Problem
 from hygie.ingest.cdm_load import LoadHooks, load_cdm
 from hygie.ingest.pseudonymise import (
@@ -46,6 +44,7 @@ from hygie.ingest.staging import StagedTable
 from hygie.ingest.vocabulary import create_source_maps, vocabulary_store
 from hygie.releases import Release, ReleaseBuilder
 from hygie.sources.fhir import FhirExtract
+from hygie.sources.omop_files import SourceFile
 from hygie.sql import ident, literal
 
 # The tables a site deposits: everything but vocabularies (the hub installs its own) and results.
@@ -159,88 +158,32 @@ def _ingest_fhir(
     synthetic: bool,
     step: Callable[[str], None],
 ) -> DepositResult:
-    """FHIR: convert the export to CDM tables (encrypted, temporary), then deposit them like OMOP files."""
-    from hygie.sources.fhir import convert
-
+    """FHIR: convert the export to CDM tables on the deposit's own connection, then deposit them like OMOP
+    tables (same staging, checks and writes), with no intermediate file."""
     export = folder / "fhir" if (folder / "fhir").is_dir() else folder
     store = SiteRegistry(settings).deposits(site)
     with ThreadPoolExecutor(max_workers=2) as pool:
         hashing = _start_digests(pool, sorted(p for p in export.iterdir() if p.is_file() and p.suffix == ".ndjson"))
-        deposit_id = _deposit_id([(name, f.result()) for name, f in hashing])
+        digests = [(name, f.result()) for name, f in hashing]
+    deposit_id = _deposit_id(digests)
     if store.exists(deposit_id):
         return DepositResult(store.get(deposit_id), created=False)
     vocab = _vocabulary(settings, vocabulary)
     if vocab is None:
         raise HygieError("a FHIR deposit needs an installed vocabulary to map its codes: `hygie vocab load`")
-    key = linkage_key(settings)
-    work = settings.tmp_dir / f"fhir-{uuid.uuid4().hex}"
-    work.mkdir(parents=True, mode=0o700)
-    try:
-        con = connect(settings, writer=True, allowed_dirs=[export, vocab.path, work])
-        try:
-            _attach_vocabulary(con, vocab, settings)
-            step("converting FHIR resources")
-            extract = convert(con, export)
-            step("keying persons")
-            local_ids = [str(i["local_id"]) for i in extract.identities]
-            subjects = {
-                r[0]
-                for t in extract.tables.values()
-                for r in con.execute(f"SELECT DISTINCT person_id FROM {t} WHERE person_id IS NOT NULL").fetchall()
-            }
-            ids = sorted(subjects | set(local_ids))
-            con.register(
-                "_keys",
-                pa.table(
-                    {
-                        "fhir_id": pa.array(ids, pa.string()),
-                        "person_key": pa.array([person_key(key, i) for i in ids], pa.int64()),
-                    }
-                ),
-            )
-            step("staging the converted tables")
-            file_key = os.urandom(32)
-            register_key(con, "fhir_files", file_key)
-            (work / "cdm").mkdir()
-            for table, name in extract.tables.items():
-                columns = cdm_schema("5.4")[table].column_names
-                present = {c for c, _ in con.execute(f"SELECT column_name, 1 FROM (DESCRIBE {name})").fetchall()}
-                select = ", ".join(
-                    ("k.person_key AS person_id" if c == "person_id" else f"t.{ident(c)}")
-                    if c in present
-                    else f"NULL AS {ident(c)}"
-                    for c in columns
-                )
-                join = " JOIN _keys k ON k.fhir_id = t.person_id" if "person_id" in present else ""
-                target = literal(str(work / "cdm" / f"{table}.parquet"))
-                con.execute(
-                    f"COPY (SELECT {select} FROM {name} t{join}) TO {target} " + parquet_copy_options("fhir_files")
-                )
-        finally:
-            con.close()
-        step("tokenising identities")
-        report = TokenReport()
-        tokens = list(tokenise(extract.identities, key, report))
-        hooks = _DepositHooks(
-            site, key, local_ids, tokens, report, vocab, settings, "Patient.ndjson", persons_keyed=True
-        )
-        hooks.source_key, hooks.source_key_name = file_key, "fhir_files"
-        hooks.notes = _conversion_notes(extract)
-        hooks.read_from = (vocab.path,)
-        deposit = load_cdm(
-            work / "cdm",
-            deposit_id,
-            settings,
-            synthetic=synthetic,
-            description=f"deposit of site {site.name}",
-            origin=f"deposit {site.name} (FHIR)",
-            store=store,
-            groups=DEPOSIT_GROUPS,
-            hooks=hooks,
-            step=step,
-        )
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    hooks = _FhirHooks(site, linkage_key(settings), vocab, settings, export, _export_digest(digests), step)
+    deposit = load_cdm(
+        export,
+        deposit_id,
+        settings,
+        synthetic=synthetic,
+        description=f"deposit of site {site.name}",
+        origin=f"deposit {site.name} (FHIR)",
+        store=store,
+        groups=DEPOSIT_GROUPS,
+        hooks=hooks,
+        step=step,
+    )
     return DepositResult(deposit, created=True)
 
 
@@ -278,9 +221,14 @@ def _start_digests(pool: ThreadPoolExecutor, files: list[Path]) -> list[tuple[st
     return [(p.name, futures[p]) for p in files]
 
 
+def _export_digest(digests: list[tuple[str, str]]) -> str:
+    """The sha256 of the extract: of its files' names and digests."""
+    return hashlib.sha256(json.dumps(digests).encode()).hexdigest()
+
+
 def _deposit_id(digests: list[tuple[str, str]]) -> str:
     """A digest of the extract's files: the same extract always gets the same deposit id."""
-    return "d-" + hashlib.sha256(json.dumps(digests).encode()).hexdigest()[:16]
+    return "d-" + _export_digest(digests)[:16]
 
 
 def _vocabulary(settings: Settings, name: str | None) -> Release | None:
@@ -343,14 +291,12 @@ class _DepositHooks(LoadHooks):
         self.identity_source = identity_source
         self.persons_keyed = persons_keyed  # person ids of the files are already person keys (FHIR route)
         self.builder: ReleaseBuilder | None = None
-        self.source_key: bytes | None = None
         self.notes: list[str] = []  # recorded in the deposit's warnings
+        self.vocabulary_attached = False  # the vocabulary's views and source maps are on the connection
 
     def prepare(self, builder: ReleaseBuilder) -> None:
         self.builder = builder
         con = builder.con
-        if self.source_key is not None and self.source_key_name is not None:
-            register_key(con, self.source_key_name, self.source_key)
         builder.warnings.extend(self.notes)
         keys = pa.table(
             {
@@ -381,16 +327,8 @@ class _DepositHooks(LoadHooks):
             + ", ".join(f"{field} absent or invalid in {n}" for field, n in sorted(self.report.missing.items()))
         )
         if self.vocabulary is not None:
-            register_key(con, "vocabulary_key", self.vocabulary.data_key(self.settings))
-            for table in ("concept", "concept_relationship", "source_to_concept_map"):
-                source = parquet_source(str(self.vocabulary.path / f"{table}.parquet"), "vocabulary_key")
-                con.execute(f"CREATE TEMP VIEW _vocab_{table} AS SELECT * FROM {source}")
-            create_source_maps(
-                con,
-                concept="_vocab_concept",
-                concept_relationship="_vocab_concept_relationship",
-                source_to_concept_map="_vocab_source_to_concept_map",
-            )
+            if not self.vocabulary_attached:
+                _attach_vocabulary(con, self.vocabulary, self.settings)
             con.execute("CREATE TEMP TABLE _concept AS SELECT concept_id FROM _vocab_concept")
             builder.warnings.append(f"source codes mapped with vocabulary {self.vocabulary.name}")
 
@@ -469,3 +407,86 @@ class _DepositHooks(LoadHooks):
                 f"{staged.source.display}: {rows} row(s) with {codes} {vocabulary_id} "
                 f"code(s) not mapped to a standard concept (concept id 0 kept); the codes are in {file} (encrypted)"
             )
+
+
+class _FhirHooks(_DepositHooks):
+    """A FHIR export converted on the deposit's own connection (``sources.fhir.convert``): the CDM tables are
+    relations there, read by the loader like files; persons are keyed by their FHIR ids before staging."""
+
+    supplies_sources = True
+
+    def __init__(
+        self,
+        site: Site,
+        key: LinkageKey,
+        vocabulary: Release,
+        settings: Settings,
+        export: Path,
+        export_digest: str,
+        step: Callable[[str], None],
+    ) -> None:
+        super().__init__(site, key, [], [], TokenReport(), vocabulary, settings, "Patient.ndjson", persons_keyed=True)
+        self.export, self.export_digest, self.step = export, export_digest, step
+        self.relations: dict[str, str] = {}  # CDM table -> view of its keyed rows
+        self.converted: dict[str, str] = {}  # CDM table -> the conversion's temp table behind the view
+
+    def prepare(self, builder: ReleaseBuilder) -> None:
+        from hygie.sources.fhir import convert
+
+        con = builder.con
+        assert self.vocabulary is not None
+        _attach_vocabulary(con, self.vocabulary, self.settings)
+        self.step("converting FHIR resources")
+        extract = convert(con, self.export)
+        self.step("keying persons")
+        self.local_ids = [str(i["local_id"]) for i in extract.identities]
+        subjects = {
+            r[0]
+            for t in extract.tables.values()
+            for r in con.execute(f"SELECT DISTINCT person_id FROM {t} WHERE person_id IS NOT NULL").fetchall()
+        }
+        ids = sorted(subjects | set(self.local_ids))
+        con.register(
+            "_keys_arrow",
+            pa.table(
+                {
+                    "fhir_id": pa.array(ids, pa.string()),
+                    "person_key": pa.array([person_key(self.key, i) for i in ids], pa.int64()),
+                }
+            ),
+        )
+        con.execute("CREATE TEMP TABLE _keys AS SELECT * FROM _keys_arrow")
+        con.unregister("_keys_arrow")
+        for table, name in extract.tables.items():
+            columns = cdm_schema("5.4")[table].column_names
+            present = {c for c, _ in con.execute(f"SELECT column_name, 1 FROM (DESCRIBE {name})").fetchall()}
+            select = ", ".join(
+                ("k.person_key AS person_id" if c == "person_id" else f"t.{ident(c)}")
+                if c in present
+                else f"NULL AS {ident(c)}"
+                for c in columns
+            )
+            join = " JOIN _keys k ON k.fhir_id = t.person_id" if "person_id" in present else ""
+            view = f"_fhir_cdm_{table}"
+            con.execute(f"CREATE TEMP VIEW {view} AS SELECT {select} FROM {name} t{join}")
+            self.relations[table], self.converted[table] = view, name
+        self.file_digests = dict.fromkeys(self.relations, self.export_digest)
+        self.step("tokenising identities")
+        self.tokens = list(tokenise(extract.identities, self.key, self.report))
+        self.notes = _conversion_notes(extract)
+        self.vocabulary_attached = True
+        super().prepare(builder)
+
+    def sources(self) -> list[SourceFile]:
+        return [
+            SourceFile(self.export / table, table, "relation", relation=view, origin="fhir")
+            for table, view in self.relations.items()
+        ]
+
+    def after_stage(self, con: duckdb.DuckDBPyConnection, staged: StagedTable) -> None:
+        # The staged copy holds the rows now: the conversion's table is no longer needed.
+        table = staged.table.name
+        if table in self.relations:
+            con.execute(f"DROP VIEW {self.relations[table]}")
+            con.execute(f"DROP TABLE {self.converted.pop(table)}")
+        super().after_stage(con, staged)

@@ -73,6 +73,8 @@ class Check:
     severity: Severity = "warning"
     where: str | None = None  # set by ``_row_check``: ``failing`` counts the rows of ``table t`` where this holds
     joins: tuple[str, ...] = ()  # LEFT JOINs ``where`` needs (each to a table where the join key is unique)
+    applicable_where: str | None = None  # ``_row_check``: ``applicable`` counts the rows where this holds
+    none_failing_if: str | None = None  # SQL true when no row can fail: ``failing`` is then 0 without running it
 
 
 # Lookups a row check may join: keys unique in both deposits (a repeated person_id is refused) and releases.
@@ -88,14 +90,29 @@ def _row_check(
     where: str,
     applicable: str,
     joins: tuple[str, ...] = (),
+    applicable_where: str | None = None,
     **options: object,
 ) -> Check:
     """A check counting the rows of ``table`` (alias ``t``) where ``where`` holds: ``run`` counts every such
     check of a table in one scan of it, instead of one scan per check. ``joins`` add at most one row each (a
     unique key), so that counting rows of the join counts rows of the table; joins, not correlated
-    subqueries, which cost DuckDB a distinct of the correlated columns per scan."""
+    subqueries, which cost DuckDB a distinct of the correlated columns per scan. ``applicable_where``, if
+    given, is what ``applicable`` counts, in the same scan (``applicable`` is then its SQL for the record)."""
     failing = f"SELECT count(*) FROM {table} t {' '.join(joins)} WHERE {where}"
-    return Check(name, category, table, description, failing, applicable, where=where, joins=joins, **options)  # type: ignore[arg-type]
+    if applicable_where is not None:
+        applicable = f"SELECT count(*) FROM {table} t {' '.join(joins)} WHERE {applicable_where}"
+    return Check(
+        name,
+        category,
+        table,
+        description,
+        failing,
+        applicable,
+        where=where,
+        joins=joins,
+        applicable_where=applicable_where,
+        **options,  # type: ignore[arg-type]
+    )
 
 
 @dataclass(frozen=True)
@@ -195,6 +212,7 @@ def checks(tables: set[str]) -> list[Check]:
                     f"t.{concept} <> 0 AND c.standard_concept IS DISTINCT FROM 'S'",
                     f"SELECT count(*) FROM {table} WHERE {concept} <> 0",
                     (CONCEPT_OF.format(column=concept),),
+                    applicable_where=f"t.{concept} <> 0",
                     threshold_pct=1.0,
                 )
             )
@@ -276,6 +294,10 @@ def checks(tables: set[str]) -> list[Check]:
                 f"GROUP BY ALL HAVING min({key.name} // {2**ID_BITS}) <> max({key.name} // {2**ID_BITS}))",
                 f"SELECT count(*) FROM {table}",
                 threshold_pct=10.0,
+                # Every row of one deposit (a deposit's own tables, a release of one site): no person can have
+                # rows of two, which one pass over the ids shows, without grouping the rows by person.
+                none_failing_if=f"SELECT coalesce(min({key.name} // {2**ID_BITS}) = max({key.name} // {2**ID_BITS}), "
+                f"true) FROM {table}",
             )
         )
     if has("visit_occurrence"):
@@ -294,32 +316,38 @@ def checks(tables: set[str]) -> list[Check]:
             )
         )
     if has("measurement"):
+        # Both lab checks are row checks of measurement, counted in its one scan: a range is found by a LEFT
+        # JOIN on (code, unit), unique in LAB_RANGES, and a known lab by a LEFT JOIN on its distinct codes.
         ranges = ", ".join(f"('{c}', '{u}', {lo}, {hi})" for c, u, lo, hi in LAB_RANGES)
-        labs = f"(VALUES {ranges}) r(code, unit, low, high)"
+        labs = (
+            f"LEFT JOIN (VALUES {ranges}) r(code, unit, low, high) "
+            "ON r.code = t.measurement_source_value AND r.unit = t.unit_source_value",
+            f"LEFT JOIN (SELECT DISTINCT code FROM (VALUES {ranges}) l(code, unit, low, high)) k "
+            "ON k.code = t.measurement_source_value",
+        )
         out.append(
-            Check(
+            _row_check(
                 "implausible_lab_values",
                 "plausibility",
                 "measurement",
                 "lab values outside physiological limits for their unit (creatinine, HbA1c, INR, K, Na, glucose, Hb)",
-                f"SELECT count(*) FROM measurement m JOIN {labs} ON m.measurement_source_value = r.code "
-                "AND m.unit_source_value = r.unit WHERE m.value_as_number NOT BETWEEN r.low AND r.high",
-                f"SELECT count(*) FROM measurement m JOIN {labs} ON m.measurement_source_value = r.code "
-                "AND m.unit_source_value = r.unit WHERE m.value_as_number IS NOT NULL",
+                "t.value_as_number NOT BETWEEN r.low AND r.high",
+                "",
+                labs[:1],
+                applicable_where="r.code IS NOT NULL AND t.value_as_number IS NOT NULL",
                 threshold_pct=0.5,
             )
         )
         out.append(
-            Check(
+            _row_check(
                 "lab_units_unknown",
                 "conformance",
                 "measurement",
                 "values of the known labs with a unit not listed",
-                "SELECT count(*) FROM measurement m WHERE m.value_as_number IS NOT NULL "
-                f"AND m.measurement_source_value IN (SELECT code FROM {labs}) "
-                f"AND NOT EXISTS (SELECT 1 FROM {labs} WHERE r.code = m.measurement_source_value "
-                "AND r.unit = m.unit_source_value)",
-                f"SELECT count(*) FROM measurement m WHERE m.measurement_source_value IN (SELECT code FROM {labs})",
+                "t.value_as_number IS NOT NULL AND k.code IS NOT NULL AND r.code IS NULL",
+                "",
+                labs,
+                applicable_where="k.code IS NOT NULL",
                 threshold_pct=1.0,
             )
         )
@@ -336,10 +364,18 @@ def run(con: duckdb.DuckDBPyConnection, tables: set[str], config: QualityConfig 
         override = config.overrides.get(check.name, {})
         threshold = float(override.get("threshold_pct", check.threshold_pct))  # type: ignore[arg-type]
         severity = str(override.get("severity", check.severity))
-        failing = counted[check.name] if check.name in counted else con.execute(check.failing).fetchone()[0]
-        if check.applicable not in applicable_counts:
-            applicable_counts[check.applicable] = con.execute(check.applicable).fetchone()[0]
-        applicable = applicable_counts[check.applicable]
+        if check.name in counted:
+            failing = counted[check.name]
+        elif check.none_failing_if is not None and con.execute(check.none_failing_if).fetchone()[0]:
+            failing = 0
+        else:
+            failing = con.execute(check.failing).fetchone()[0]
+        if check.applicable_where is not None:
+            applicable = counted[f"{check.name}:applicable"]
+        else:
+            if check.applicable not in applicable_counts:
+                applicable_counts[check.applicable] = con.execute(check.applicable).fetchone()[0]
+            applicable = applicable_counts[check.applicable]
         percent = round(100 * failing / applicable, 3) if applicable else 0.0
         status = "pass" if percent <= threshold else ("fail" if severity == "fatal" else "warning")
         results.append(
@@ -360,18 +396,27 @@ def run(con: duckdb.DuckDBPyConnection, tables: set[str], config: QualityConfig 
 
 
 def _count_row_checks(con: duckdb.DuckDBPyConnection, found: list[Check]) -> dict[str, int]:
-    """Failing rows of every ``_row_check``, one scan per table."""
-    by_table: dict[str, list[Check]] = {}
+    """Failing rows of every ``_row_check`` (``name``), and its applicable rows when it says which
+    (``name:applicable``), one scan per table."""
+    by_table: dict[str, list[tuple[str, str]]] = {}
+    joins_of: dict[str, dict[str, None]] = {}
     for check in found:
-        if check.where is not None:
-            by_table.setdefault(check.table, []).append(check)
+        if check.where is None:
+            continue
+        counts = by_table.setdefault(check.table, [])
+        counts.append((check.name, check.where))
+        if check.applicable_where is not None:
+            counts.append((f"{check.name}:applicable", check.applicable_where))
+        joins_of.setdefault(check.table, {}).update(dict.fromkeys(check.joins))  # each lookup joined once
     counted: dict[str, int] = {}
     for table, group in by_table.items():
-        joins = dict.fromkeys(j for c in group for j in c.joins)  # each lookup joined once, in order
         counts = con.execute(
-            "SELECT " + ", ".join(f"count_if({c.where})" for c in group) + f" FROM {table} t {' '.join(joins)}"
+            "SELECT "
+            + ", ".join(f"count_if({where})" for _, where in group)
+            + f" FROM {table} t "
+            + " ".join(joins_of[table])
         ).fetchone()
-        counted.update({c.name: int(n or 0) for c, n in zip(group, counts, strict=True)})  # NULL: no row
+        counted.update({name: int(n or 0) for (name, _), n in zip(group, counts, strict=True)})  # NULL: no row
     return counted
 
 

@@ -36,13 +36,17 @@ class ManifestEntry:
 class SourceFile:
     path: Path
     table: str  # the CDM table the file holds, lower-case
-    format: str  # "csv" or "parquet"
+    format: str  # "csv", "parquet", or "relation" (rows already on the loader's connection, e.g. converted)
     delimiter: str | None = None  # csv only
     key_name: str | None = None  # parquet only: the file is encrypted with this (registered) key
+    relation: str | None = None  # relation only: the name of the view or table on the loader's connection
+    origin: str | None = None  # relation only: the format the rows were converted from (e.g. "fhir")
 
     @property
     def display(self) -> str:
         """How errors name the file: its name only (the folder may name a site or a person)."""
+        if self.format == "relation":
+            return f"{self.table} (converted from {(self.origin or '').upper()})"
         return self.path.name
 
     def sha256(self) -> str:
@@ -132,6 +136,8 @@ def read_header_line(path: Path) -> str:
 
 def header(con: duckdb.DuckDBPyConnection, source: SourceFile) -> list[str]:
     """Column names of a file, lower-case, as the file declares them."""
+    if source.format == "relation":
+        return [c.lower() for c in con.sql(f"SELECT * FROM {source.relation} LIMIT 0").columns]
     if source.format == "parquet":
         try:
             rel = con.sql(f"SELECT * FROM {_parquet(source)} LIMIT 0")
@@ -150,7 +156,11 @@ def relation_sql(source: SourceFile, columns: list[str], *, numbered: bool = Fal
     ``numbered`` adds ``_row``, the 1-based data row (the header is row 0). DuckDB keeps file order when
     reading a CSV (insertion order is preserved), so numbering rows as they arrive matches the file; the
     numbering costs a window over the whole file, so the loader asks for it only to locate errors.
+    A relation is read as it is (its rows are numbered in the order it gives them).
     """
+    if source.format == "relation":
+        numbering = ", row_number() OVER () AS _row" if numbered else ""
+        return f"SELECT *{numbering} FROM {source.relation}"
     if source.format == "parquet":
         if not numbered:
             return f"SELECT * FROM {_parquet(source)}"
