@@ -234,6 +234,8 @@ STORAGES = {"parquet": "off", "store": "always"}  # --storage name -> Settings.q
 class TimingRunner:
     """A DuckDB runner that adds up the time of each kind of call (the profile of one cohort's generation)."""
 
+    run_all = None  # one statement at a time, each timed
+
     def __init__(self, runner: DuckDBRunner) -> None:
         self.runner = runner
         self.dialect = runner.dialect
@@ -257,9 +259,12 @@ class TimingRunner:
         self._timed("materialize " + self._kind(name), lambda: self.runner.materialize(name, sql))
 
     def query(self, sql: str) -> Any:
-        kind = "query " + (sql.split("FROM ", 1)[1].split()[0].rsplit("_", 1)[-1] if "FROM " in sql else "?")
-        if "GROUP BY person_id, inclusion_rule_mask" in sql:
-            kind += " (rule masks)"
+        if " AS part," in sql:  # a cohort's inclusion statistics
+            kind = "query statistics"
+        elif "_qualified" in sql:  # a cohort's rows
+            kind = "query rows"
+        else:
+            kind = "query " + (sql.split("FROM ", 1)[1].split()[0].rsplit("_", 1)[-1] if "FROM " in sql else "?")
         return self._timed(kind, lambda: self.runner.query(sql))
 
     def drop(self, name: str) -> None:

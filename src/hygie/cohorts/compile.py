@@ -7,10 +7,9 @@ mask):
 * the rows: events passing every rule, expression limit, exit date (end strategy, censoring), era collapse,
   dates clamped to the censor window (rows the window empties are removed by the caller, who counts them);
 * the statistics: events per rule mask, persons per best mask, persons passing rules 0..i.
-The qualified events are read twice. An engine that materialises a CTE read twice (DuckDB) computes them once
-inside the query; for one that does not (Spark), they are a step the runner materialises first
-(``Dialect.shares_ctes``). Only ANSI-style SQL is emitted; the few constructs whose spelling differs between
-engines (date arithmetic) go through ``Dialect``. See docs/decisions/0005 and 0019.
+The qualified events are read twice: they are a step the runner materialises before the query. Only ANSI-style
+SQL is emitted; the few constructs whose spelling differs between engines (date arithmetic) go through
+``Dialect``. See docs/decisions/0005 and 0019.
 """
 
 from __future__ import annotations
@@ -55,9 +54,8 @@ class Dialect:
     """SQL spellings that differ between engines. The default is DuckDB's."""
 
     name = "duckdb"
-    # Whether a CTE that a query reads twice is computed once (DuckDB materialises it); if not, the script
-    # materialises the qualified events as a step before its query.
-    shares_ctes = True
+    # Whether EXISTS may be a column of a select list (DuckDB); else such tests are joins.
+    exists_in_select = True
 
     def add_days(self, date_sql: str, days_sql: str | int) -> str:
         if days_sql == 0:
@@ -77,7 +75,7 @@ class Dialect:
 
 class SparkDialect(Dialect):
     name = "spark"
-    shares_ctes = False  # Spark re-plans a CTE at each reference
+    exists_in_select = False
 
     def add_days(self, date_sql: str, days_sql: str | int) -> str:
         if days_sql == 0:
@@ -91,30 +89,29 @@ class SparkDialect(Dialect):
         return f"percentile({value_sql}, {q})"
 
 
-# The columns of a script's query: ``part`` tells which kind of row it is; unused columns are null.
-ROWS_PART = 0  # a cohort row: person_id, start_date, end_date (censor window applied to the dates, not filtered)
+# The rows of a script's statistics query: (part, key, n).
 MASK_PART = 1  # key = an inclusion-rule mask, n = qualified events with that mask
 BEST_MASK_PART = 2  # key = a mask, n = persons whose best (highest-mask) event has it
 RULE_PART = 3  # key = rule index i, n = persons with an event passing rules 0..i
-RESULT_COLUMNS = ("part", "person_id", "start_date", "end_date", "key", "n")
 
 
 @dataclass(frozen=True)
 class CohortScript:
-    """One cohort: the steps to materialise first, as (temporary table name, SELECT) pairs (none on an engine
-    that shares CTEs), and the query returning its rows and statistics (``RESULT_COLUMNS``)."""
+    """One cohort: the steps to materialise first, as (temporary table name, SELECT) pairs; the query of its
+    rows (``person_id, start_date, end_date``, dates clamped to the censor window, periods it empties not
+    removed); the query of its inclusion statistics (``part, key, n``)."""
 
     steps: tuple[tuple[str, str], ...]
-    query: str
+    rows_query: str
+    stats_query: str
     rule_names: tuple[str, ...]
     has_censor_window: bool
 
     def sql(self) -> list[str]:
         """Every statement of the script, in order."""
-        return [sql for _, sql in self.steps] + [self.query]
+        return [sql for _, sql in self.steps] + [self.rows_query, self.stats_query]
 
 
-_NULL_KEY_N = "CAST(NULL AS BIGINT) AS key, CAST(NULL AS BIGINT) AS n"
 EVENT_COLUMNS = "person_id, event_id, start_date, end_date, op_start_date, op_end_date, visit_occurrence_id"
 
 
@@ -183,6 +180,7 @@ class _Compiler:
         self.d = dialect
         self.ctes: list[tuple[str, str]] = []
         self.counter = 0
+        self.inline_person = False  # whether a rule written as a column tests the person
 
     # -- plumbing -------------------------------------------------------------------------------------------
     def cte(self, sql: str) -> str:
@@ -221,41 +219,38 @@ class _Compiler:
         else:
             qualified = primary
         flags, joins = [], []
-        person_join = ""
+        self.inline_person = False
         for i, rule in enumerate(e.inclusion_rules):
             path = f"$.InclusionRules[{i}].expression"
-            inline = self.demographic_test(rule.expression, _EventContext("q", "q.start_date", "q.end_date", "P"), path)
-            if inline is not None:
-                # Tests of the person and the event's dates only: one join with PERSON for every such rule
-                # instead of one join (and one join back) per rule.
-                person_join = " LEFT JOIN person P ON P.person_id = q.person_id"
-                flags.append(f"COALESCE(P.person_id IS NOT NULL AND {inline}, FALSE)")
+            saved = (len(self.ctes), self.inline_person)
+            inline = self.inline_test(rule.expression, path)
+            if inline is not None:  # a column of the qualified events: no join back, no pass of its own
+                flags.append(f"COALESCE({inline}, FALSE)")
                 continue
+            del self.ctes[saved[0] :]  # what a member compiled before the group turned out not to inline
+            self.inline_person = saved[1]
             passing = self.group(rule.expression, qualified, path)
-            joins.append(f" LEFT JOIN {passing} r{i} ON r{i}.person_id = q.person_id AND r{i}.event_id = q.event_id")
+            joins.append(f" LEFT JOIN {passing} r{i} ON r{i}.person_id = P.person_id AND r{i}.event_id = P.event_id")
             flags.append(f"(r{i}.person_id IS NOT NULL)")
+        # One join with PERSON for every demographic test written as a column.
+        person_join = " LEFT JOIN person PP ON PP.person_id = P.person_id" if self.inline_person else ""
         columns = "".join(f", {flag} AS rule_{i}" for i, flag in enumerate(flags))
         qualified_sql = (
-            f"SELECT {', '.join('q.' + c for c in EVENT_COLUMNS.split(', '))}{columns} "
-            f"FROM {qualified} q{person_join}{''.join(joins)}"
+            f"SELECT {', '.join('P.' + c for c in EVENT_COLUMNS.split(', '))}{columns} "
+            f"FROM {qualified} P{person_join}{''.join(joins)}"
         )
         mask = f"CAST({self.mask_sql(len(flags))} AS BIGINT) AS inclusion_rule_mask"
         masked = f"SELECT *, {mask} FROM ({qualified_sql}) f"
-        steps: tuple[tuple[str, str], ...] = ()
-        if self.d.shares_ctes:  # read twice below (rows and statistics): the engine computes it once
-            qualified_events = self.cte(masked)
-        else:
-            qualified_events = f"{self.prefix}_qualified"
-            steps = ((qualified_events, self.finish(masked)),)
+        # Read by both queries (rows and statistics): materialised first.
+        qualified_events = f"{self.prefix}_qualified"
+        steps = ((qualified_events, self.finish(masked)),)
         rows = self.censor_window(self.collapse(self.exits(self.included(qualified_events))))
-        parts = [
-            f"SELECT {ROWS_PART} AS part, CAST(person_id AS BIGINT) AS person_id, start_date, end_date, "
-            f"{_NULL_KEY_N} FROM {rows}",
-            *self.statistics(qualified_events, len(flags)),
-        ]
+        rows_query = self.finish(f"SELECT CAST(person_id AS BIGINT) AS person_id, start_date, end_date FROM {rows}")
+        stats_query = self.finish("\nUNION ALL\n".join(self.statistics(qualified_events, len(flags))))
         return CohortScript(
             steps=steps,
-            query=self.finish("\nUNION ALL\n".join(parts)),
+            rows_query=rows_query,
+            stats_query=stats_query,
             rule_names=tuple(r.name for r in e.inclusion_rules),
             has_censor_window=bool(e.censor_window.start_date or e.censor_window.end_date),
         )
@@ -265,7 +260,7 @@ class _Compiler:
         return " + ".join(f"(CASE WHEN rule_{i} THEN {2**i} ELSE 0 END)" for i in range(n_rules)) or "0"
 
     def statistics(self, qualified: str, n_rules: int) -> list[str]:
-        """The inclusion statistics as rows of the result (see ``RESULT_COLUMNS``): one pass over the qualified
+        """The inclusion statistics as rows ``(part, key, n)`` (see ``MASK_PART``...): one pass over the qualified
         events grouped by mask, and one grouped by person (best mask; whether the person passes rules 0..i)."""
         passes = "".join(
             f", MAX(CASE WHEN {' AND '.join(f'rule_{j}' for j in range(i + 1))} THEN 1 ELSE 0 END) AS passes_{i}"
@@ -274,30 +269,53 @@ class _Compiler:
         persons = self.cte(
             f"SELECT person_id, MAX(inclusion_rule_mask) AS best{passes} FROM {qualified} GROUP BY person_id"
         )
-        no_rows = "CAST(NULL AS BIGINT) AS person_id, CAST(NULL AS DATE) AS start_date, CAST(NULL AS DATE) AS end_date"
         return [
-            f"SELECT {MASK_PART} AS part, {no_rows}, inclusion_rule_mask AS key, COUNT(*) AS n FROM {qualified} "
+            f"SELECT {MASK_PART} AS part, inclusion_rule_mask AS key, COUNT(*) AS n FROM {qualified} "
             f"GROUP BY inclusion_rule_mask",
-            f"SELECT {BEST_MASK_PART} AS part, {no_rows}, best AS key, COUNT(*) AS n FROM {persons} GROUP BY best",
+            f"SELECT {BEST_MASK_PART} AS part, best AS key, COUNT(*) AS n FROM {persons} GROUP BY best",
             *(
-                f"SELECT {RULE_PART} AS part, {no_rows}, CAST({i} AS BIGINT) AS key, "
+                f"SELECT {RULE_PART} AS part, CAST({i} AS BIGINT) AS key, "
                 f"CAST(COALESCE(SUM(passes_{i}), 0) AS BIGINT) AS n FROM {persons}"
                 for i in range(n_rules)
             ),
         ]
 
-    def demographic_test(self, g: CriteriaGroup, ctx: _EventContext, path: str) -> str | None:
-        """The group as a boolean SQL expression over the event and its person, if it is an ALL or ANY group
-        of demographic criteria only (else None: it is compiled as a join, ``group``). Null (a missing person
-        or value) means the group fails, as in the join."""
-        if g.criteria_list or g.groups or not g.demographic_criteria_list or g.type not in ("ALL", "ANY"):
+    def inline_test(self, g: CriteriaGroup, path: str) -> str | None:
+        """The group as a boolean SQL expression over a qualified event ``P`` (and its person ``PP``), when it
+        is an ALL or ANY group whose members are demographic criteria, "none" or "at least one" correlated
+        criteria ((NOT) EXISTS, where the dialect allows it in a select list) or such groups; else None (it is
+        compiled as a join, ``group``). Null (a missing person or value) means the member fails, as in the join.
+        Only for qualified events, whose (person, event id) is unique: a test per row is a test per event."""
+        if g.type not in ("ALL", "ANY") or not (g.criteria_list or g.demographic_criteria_list or g.groups):
             return None
         members = []
+        for i, cc in enumerate(g.criteria_list):
+            test = self.inline_correlated(cc, f"{path}.CriteriaList[{i}]")
+            if test is None:
+                return None
+            members.append(test)
+        for i, sub in enumerate(g.groups):
+            test = self.inline_test(sub, f"{path}.Groups[{i}]")
+            if test is None:
+                return None
+            members.append(test)
+        ctx = _EventContext("P", "P.start_date", "P.end_date", "PP")
         for i, dc in enumerate(g.demographic_criteria_list):
             filters = demographic_filters(dc, f"{path}.DemographicCriteriaList[{i}]")
-            tests = [self.predicate(f, ctx, self.d) for f in filters]
-            members.append("(" + (" AND ".join(tests) if tests else "TRUE") + ")")
+            tests = ["PP.person_id IS NOT NULL"] + [self.predicate(f, ctx, self.d) for f in filters]
+            members.append("(" + " AND ".join(tests) + ")")
+            self.inline_person = True
         return "(" + (" AND " if g.type == "ALL" else " OR ").join(members) + ")"
+
+    def inline_correlated(self, cc: CorrelatedCriteria, path: str) -> str | None:
+        """ "None" or "at least one" as (NOT) EXISTS over the index event ``P``; None for other counts."""
+        occurrence = cc.occurrence
+        op = {EXACTLY: "=", AT_MOST: "<=", AT_LEAST: ">="}[occurrence.type]
+        none = op in ("=", "<=") and occurrence.count == 0
+        if not self.d.exists_in_select or not (none or (op == ">=" and occurrence.count == 1)):
+            return None
+        matched = self.correlated_match(cc, path)
+        return f"(NOT {matched})" if none else matched
 
     def primary_events(self) -> str:
         pc = self.e.primary_criteria
@@ -611,9 +629,16 @@ class _Compiler:
             f"GROUP BY E.person_id, E.event_id HAVING COUNT(U.member) {having}"
         )
 
-    def correlated(self, cc: CorrelatedCriteria, events: str, path: str) -> str:
-        q = plan_criterion(cc.criteria, f"{path}.Criteria")
-        a = self.events(q)
+    def correlated_match(self, cc: CorrelatedCriteria, path: str) -> str:
+        """EXISTS: a counted event of the criterion matches the index event ``P`` (a counted event is a match
+        whose counted column is not null, as COUNT skips nulls)."""
+        on, counted_column, _ = self.correlated_join(cc, path)
+        events = self.events(plan_criterion(cc.criteria, f"{path}.Criteria"))
+        return f"EXISTS (SELECT 1 FROM {events} A WHERE {' AND '.join(on)} AND {counted_column} IS NOT NULL)"
+
+    def correlated_join(self, cc: CorrelatedCriteria, path: str) -> tuple[list[str], str, str]:
+        """The join conditions of a correlated criterion's events ``A`` with the index event ``P``, the counted
+        column and the count (SQL)."""
         d = self.d
         on = ["A.person_id = P.person_id"]
         check_periods = not cc.ignore_observation_period
@@ -635,6 +660,12 @@ class _Compiler:
         else:
             counted_column = "A.event_id"
             counted = f"COUNT({counted_column})"
+        return on, counted_column, counted
+
+    def correlated(self, cc: CorrelatedCriteria, events: str, path: str) -> str:
+        a = self.events(plan_criterion(cc.criteria, f"{path}.Criteria"))
+        on, counted_column, counted = self.correlated_join(cc, path)
+        occurrence = cc.occurrence
         op = {EXACTLY: "=", AT_MOST: "<=", AT_LEAST: ">="}[occurrence.type]
         index = f"(SELECT DISTINCT {EVENT_COLUMNS} FROM {events}) P"
         # A counted event is a match whose counted column is not null (COUNT skips nulls).

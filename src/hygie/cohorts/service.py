@@ -7,8 +7,10 @@ itself is never touched.
 
 from __future__ import annotations
 
+import concurrent.futures
 import itertools
 import json
+import queue
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +24,6 @@ from hygie.cohorts.circe import CohortExpression, DefinitionError, read_definiti
 from hygie.cohorts.compile import (
     BEST_MASK_PART,
     MASK_PART,
-    ROWS_PART,
     RULE_PART,
     CohortScript,
     Dialect,
@@ -176,6 +177,32 @@ class DuckDBRunner:
     def drop(self, name: str) -> None:
         self.con.execute(f"DROP TABLE IF EXISTS {name}")
 
+    def run_all(self, scripts: Sequence[CohortScript], workers: int = 2) -> list[tuple[pa.Table, pa.Table]]:
+        """Run independent scripts (steps, then query) two at a time, each on its own cursor: a connection to the
+        same database, which sees the release's views but not this connection's temporary tables (so a script
+        must not read them); its steps are its own. DuckDB runs both on its worker threads: the phases of one
+        query that use a single core leave the other to the second."""
+        if len(scripts) < 2 or workers < 2:
+            return [_run_script(self, script) for script in scripts]
+        cursors = [DuckDBRunner(self.con.cursor()) for _ in range(min(workers, len(scripts)))]
+        free: queue.SimpleQueue[DuckDBRunner] = queue.SimpleQueue()
+        for cursor in cursors:
+            free.put(cursor)
+
+        def run(script: CohortScript) -> tuple[pa.Table, pa.Table]:
+            cursor = free.get()
+            try:
+                return _run_script(cursor, script)
+            finally:
+                free.put(cursor)
+
+        try:
+            with concurrent.futures.ThreadPoolExecutor(max_workers=len(cursors)) as pool:
+                return list(pool.map(run, scripts))
+        finally:
+            for cursor in cursors:
+                cursor.con.close()
+
 
 class SparkRunner:
     """Runs cohort SQL on a Spark session: CDM tables and steps are temporary views; each step is checkpointed
@@ -270,19 +297,31 @@ def run_batch(runner: SqlRunner, definitions: Sequence[CohortDefinition]) -> lis
         if any(codesets in sql for script in scripts for sql in script.sql()):  # else every set is inlined
             runner.register(codesets, resolved)
             created.append(codesets)
+        run_all = getattr(runner, "run_all", None)
+        if run_all is not None and codesets not in created:
+            # Each cohort reads only the release and its own steps: they may run side by side.
+            tables = run_all(scripts)
+        else:
+            tables = [_run_script(runner, script) for script in scripts]
         results = []
-        for key, (definition, script) in enumerate(zip(definitions, scripts, strict=True)):
-            for name, sql in script.steps:
-                runner.materialize(name, sql)
-                created.append(name)
+        for key, (definition, script, table) in enumerate(zip(definitions, scripts, tables, strict=True)):
             rows = [(codeset, concept) for k, codeset, concept in unknown if k == key]
             warnings = [u.message() for u in unknown_concepts(definition.expression, rows)]
-            results.append(_result(definition, script, runner.query(script.query), warnings))
-            for name, _ in script.steps:
-                runner.drop(name)
+            results.append(_result(definition, script, table, warnings))
         return results
     finally:
         for name in created:
+            runner.drop(name)
+
+
+def _run_script(runner: SqlRunner, script: CohortScript) -> tuple[pa.Table, pa.Table]:
+    """The script's steps, then its rows and its statistics; the steps are dropped afterwards."""
+    try:
+        for name, sql in script.steps:
+            runner.materialize(name, sql)
+        return runner.query(script.rows_query), runner.query(script.stats_query)
+    finally:
+        for name, _ in script.steps:
             runner.drop(name)
 
 
@@ -322,10 +361,11 @@ def resolve_concept_sets(
     return resolve(items, descendants, concepts, mapped), unknown_rows(items, concepts)
 
 
-def _result(definition: CohortDefinition, script: CohortScript, result: pa.Table, warnings: list[str]) -> CohortResult:
-    """The cohort from its script's one result: the rows (censor window applied, sorted) and the statistics."""
-    part = result["part"]
-    periods = result.filter(pc.equal(part, ROWS_PART))
+def _result(
+    definition: CohortDefinition, script: CohortScript, tables: tuple[pa.Table, pa.Table], warnings: list[str]
+) -> CohortResult:
+    """The cohort from its script's two results: the rows (censor window applied, sorted) and the statistics."""
+    periods, statistics = tables
     rows = pa.table([periods["person_id"], periods["start_date"], periods["end_date"]], names=COHORT_SCHEMA.names).cast(
         COHORT_SCHEMA
     )
@@ -337,7 +377,7 @@ def _result(definition: CohortDefinition, script: CohortScript, result: pa.Table
     # Sorted here rather than by the engine: same order on every engine, and cheaper than a sort in the query.
     rows = rows.sort_by([("subject_id", "ascending"), ("cohort_start_date", "ascending")])
     counts: dict[int, dict[int, int]] = {MASK_PART: {}, BEST_MASK_PART: {}, RULE_PART: {}}
-    for row in result.filter(pc.not_equal(part, ROWS_PART)).select(["part", "key", "n"]).to_pylist():
+    for row in statistics.to_pylist():
         counts[row["part"]][int(row["key"])] = int(row["n"] or 0)
     stats = inclusion_stats(counts[MASK_PART], counts[BEST_MASK_PART], counts[RULE_PART], len(script.rule_names))
     rules = [
