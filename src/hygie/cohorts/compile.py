@@ -106,6 +106,9 @@ class CohortScript:
     stats_query: str
     rule_names: tuple[str, ...]
     has_censor_window: bool
+    # At most one qualified event per person (a primary or qualified limit): the statistics query then gives the
+    # events per mask only, from which the rest follows (persons are events).
+    one_event_per_person: bool = False
 
     def sql(self) -> list[str]:
         """Every statement of the script, in order."""
@@ -246,22 +249,31 @@ class _Compiler:
         steps = ((qualified_events, self.finish(masked)),)
         rows = self.censor_window(self.collapse(self.exits(self.included(qualified_events))))
         rows_query = self.finish(f"SELECT CAST(person_id AS BIGINT) AS person_id, start_date, end_date FROM {rows}")
-        stats_query = self.finish("\nUNION ALL\n".join(self.statistics(qualified_events, len(flags))))
+        one_event = self.limited_before_rules()
+        stats_query = self.finish("\nUNION ALL\n".join(self.statistics(qualified_events, len(flags), one_event)))
         return CohortScript(
             steps=steps,
             rows_query=rows_query,
             stats_query=stats_query,
             rule_names=tuple(r.name for r in e.inclusion_rules),
             has_censor_window=bool(e.censor_window.start_date or e.censor_window.end_date),
+            one_event_per_person=one_event,
         )
 
     @staticmethod
     def mask_sql(n_rules: int) -> str:
         return " + ".join(f"(CASE WHEN rule_{i} THEN {2**i} ELSE 0 END)" for i in range(n_rules)) or "0"
 
-    def statistics(self, qualified: str, n_rules: int) -> list[str]:
+    def statistics(self, qualified: str, n_rules: int, one_event_per_person: bool) -> list[str]:
         """The inclusion statistics as rows ``(part, key, n)`` (see ``MASK_PART``...): one pass over the qualified
-        events grouped by mask, and one grouped by person (best mask; whether the person passes rules 0..i)."""
+        events grouped by mask, and (unless each person has at most one event) one grouped by person (best mask;
+        whether the person passes rules 0..i)."""
+        by_mask = (
+            f"SELECT {MASK_PART} AS part, inclusion_rule_mask AS key, COUNT(*) AS n FROM {qualified} "
+            f"GROUP BY inclusion_rule_mask"
+        )
+        if one_event_per_person:
+            return [by_mask]
         passes = "".join(
             f", MAX(CASE WHEN {' AND '.join(f'rule_{j}' for j in range(i + 1))} THEN 1 ELSE 0 END) AS passes_{i}"
             for i in range(n_rules)
@@ -270,8 +282,7 @@ class _Compiler:
             f"SELECT person_id, MAX(inclusion_rule_mask) AS best{passes} FROM {qualified} GROUP BY person_id"
         )
         return [
-            f"SELECT {MASK_PART} AS part, inclusion_rule_mask AS key, COUNT(*) AS n FROM {qualified} "
-            f"GROUP BY inclusion_rule_mask",
+            by_mask,
             f"SELECT {BEST_MASK_PART} AS part, best AS key, COUNT(*) AS n FROM {persons} GROUP BY best",
             *(
                 f"SELECT {RULE_PART} AS part, CAST({i} AS BIGINT) AS key, "

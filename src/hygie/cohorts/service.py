@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -369,17 +370,21 @@ def _result(
     rows = pa.table([periods["person_id"], periods["start_date"], periods["end_date"]], names=COHORT_SCHEMA.names).cast(
         COHORT_SCHEMA
     )
-    lost = 0
-    if script.has_censor_window:
-        before = int(pc.count_distinct(rows["subject_id"]).as_py()) if rows.num_rows else 0
-        rows = rows.filter(pc.less_equal(rows["cohort_start_date"], rows["cohort_end_date"]))
-        lost = before - (int(pc.count_distinct(rows["subject_id"]).as_py()) if rows.num_rows else 0)
     # Sorted here rather than by the engine: same order on every engine, and cheaper than a sort in the query.
     rows = rows.sort_by([("subject_id", "ascending"), ("cohort_start_date", "ascending")])
+    lost = 0
+    if script.has_censor_window:
+        before = _persons(rows)
+        rows = rows.filter(pc.less_equal(rows["cohort_start_date"], rows["cohort_end_date"]))
+        lost = before - _persons(rows)
     counts: dict[int, dict[int, int]] = {MASK_PART: {}, BEST_MASK_PART: {}, RULE_PART: {}}
     for row in statistics.to_pylist():
         counts[row["part"]][int(row["key"])] = int(row["n"] or 0)
-    stats = inclusion_stats(counts[MASK_PART], counts[BEST_MASK_PART], counts[RULE_PART], len(script.rule_names))
+    n_rules = len(script.rule_names)
+    if script.one_event_per_person:  # persons are events: the counts per mask say everything
+        counts[BEST_MASK_PART] = dict(counts[MASK_PART])
+        counts[RULE_PART] = {i: _events_with(counts[MASK_PART], 2 ** (i + 1) - 1) for i in range(n_rules)}
+    stats = inclusion_stats(counts[MASK_PART], counts[BEST_MASK_PART], counts[RULE_PART], n_rules)
     rules = [
         RuleStats(name=name, subjects=subjects, events_passing=passing, gain=gain)
         for name, subjects, passing, gain in zip(
@@ -397,6 +402,17 @@ def _result(
         censor_window_lost=lost,
         warnings=warnings,
     )
+
+
+def _persons(rows: pa.Table) -> int:
+    """Distinct subjects of rows sorted by subject."""
+    ids = rows["subject_id"].to_numpy()
+    return int(np.count_nonzero(ids[1:] != ids[:-1])) + 1 if len(ids) else 0
+
+
+def _events_with(mask_counts: dict[int, int], bits: int) -> int:
+    """Events whose mask has all of ``bits``."""
+    return sum(n for mask, n in mask_counts.items() if mask & bits == bits)
 
 
 @dataclass(frozen=True)
