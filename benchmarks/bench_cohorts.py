@@ -234,8 +234,6 @@ STORAGES = {"parquet": "off", "store": "always"}  # --storage name -> Settings.q
 class TimingRunner:
     """A DuckDB runner that adds up the time of each kind of call (the profile of one cohort's generation)."""
 
-    run_all = None  # one statement at a time, each timed
-
     def __init__(self, runner: DuckDBRunner) -> None:
         self.runner = runner
         self.dialect = runner.dialect
@@ -269,18 +267,6 @@ class TimingRunner:
 
     def drop(self, name: str) -> None:
         self._timed("drop", lambda: self.runner.drop(name))
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.runner, name)
-
-
-class OneAtATime:
-    """A DuckDB runner whose batches run one cohort at a time (``run_batch`` finds no ``run_all``)."""
-
-    run_all = None
-
-    def __init__(self, runner: DuckDBRunner) -> None:
-        self.runner = runner
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.runner, name)
@@ -411,8 +397,6 @@ def run(release: Release, settings: Settings, *, runs: int, profile: bool = Fals
                 run_batch(timing, [definition])
                 per_definition[definition.name]["profile_s"] = {k: round(v, 4) for k, v in timing.seconds.items()}
         batch_s, batch_cpu, _ = _median_wall_and_cpu(lambda: run_batch(runner, definitions), runs)
-        one_at_a_time = OneAtATime(runner)  # the same batch without running two cohorts side by side
-        serial_s, serial_cpu, _ = _median_wall_and_cpu(lambda: run_batch(one_at_a_time, definitions), runs)
     finally:
         engine.close()
     hygie_total = sum(d["hygie_s"] for d in per_definition.values())
@@ -435,8 +419,6 @@ def run(release: Release, settings: Settings, *, runs: int, profile: bool = Fals
         "max_cpu_ratio": max(d["cpu_ratio"] for d in per_definition.values()),
         "batch_of_ten_s": round(batch_s, 3),
         "batch_of_ten_cpu_s": round(batch_cpu, 2),
-        "batch_of_ten_one_at_a_time_s": round(serial_s, 3),
-        "batch_of_ten_one_at_a_time_cpu_s": round(serial_cpu, 2),
         "same_rows_as_hand_written": all(d["rows"] == d["hand_written_rows"] for d in per_definition.values()),
         "peak_rss_mb": round(_peak_rss_mb(), 1),
     }

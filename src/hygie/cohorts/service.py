@@ -7,10 +7,8 @@ itself is never touched.
 
 from __future__ import annotations
 
-import concurrent.futures
 import itertools
 import json
-import queue
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -178,32 +176,6 @@ class DuckDBRunner:
     def drop(self, name: str) -> None:
         self.con.execute(f"DROP TABLE IF EXISTS {name}")
 
-    def run_all(self, scripts: Sequence[CohortScript], workers: int = 2) -> list[tuple[pa.Table, pa.Table]]:
-        """Run independent scripts (steps, then query) two at a time, each on its own cursor: a connection to the
-        same database, which sees the release's views but not this connection's temporary tables (so a script
-        must not read them); its steps are its own. DuckDB runs both on its worker threads: the phases of one
-        query that use a single core leave the other to the second."""
-        if len(scripts) < 2 or workers < 2:
-            return [_run_script(self, script) for script in scripts]
-        cursors = [DuckDBRunner(self.con.cursor()) for _ in range(min(workers, len(scripts)))]
-        free: queue.SimpleQueue[DuckDBRunner] = queue.SimpleQueue()
-        for cursor in cursors:
-            free.put(cursor)
-
-        def run(script: CohortScript) -> tuple[pa.Table, pa.Table]:
-            cursor = free.get()
-            try:
-                return _run_script(cursor, script)
-            finally:
-                free.put(cursor)
-
-        try:
-            with concurrent.futures.ThreadPoolExecutor(max_workers=len(cursors)) as pool:
-                return list(pool.map(run, scripts))
-        finally:
-            for cursor in cursors:
-                cursor.con.close()
-
 
 class SparkRunner:
     """Runs cohort SQL on a Spark session: CDM tables and steps are temporary views; each step is checkpointed
@@ -298,12 +270,9 @@ def run_batch(runner: SqlRunner, definitions: Sequence[CohortDefinition]) -> lis
         if any(codesets in sql for script in scripts for sql in script.sql()):  # else every set is inlined
             runner.register(codesets, resolved)
             created.append(codesets)
-        run_all = getattr(runner, "run_all", None)
-        if run_all is not None and codesets not in created:
-            # Each cohort reads only the release and its own steps: they may run side by side.
-            tables = run_all(scripts)
-        else:
-            tables = [_run_script(runner, script) for script in scripts]
+        # One cohort at a time: each query already keeps the cores busy (two side by side on two DuckDB cursors
+        # took more CPU and no less wall time for the benchmark's ten, decision 0019).
+        tables = [_run_script(runner, script) for script in scripts]
         results = []
         for key, (definition, script, table) in enumerate(zip(definitions, scripts, tables, strict=True)):
             rows = [(codeset, concept) for k, codeset, concept in unknown if k == key]
