@@ -257,9 +257,12 @@ class TimingRunner:
         self._timed("materialize " + self._kind(name), lambda: self.runner.materialize(name, sql))
 
     def query(self, sql: str) -> Any:
-        kind = "query " + (sql.split("FROM ", 1)[1].split()[0].rsplit("_", 1)[-1] if "FROM " in sql else "?")
-        if "GROUP BY person_id, inclusion_rule_mask" in sql:
-            kind += " (rule masks)"
+        if " AS part," in sql:  # a cohort's inclusion statistics
+            kind = "query statistics"
+        elif "_qualified" in sql:  # a cohort's rows
+            kind = "query rows"
+        else:
+            kind = "query " + (sql.split("FROM ", 1)[1].split()[0].rsplit("_", 1)[-1] if "FROM " in sql else "?")
         return self._timed(kind, lambda: self.runner.query(sql))
 
     def drop(self, name: str) -> None:

@@ -1,13 +1,15 @@
 """Compile a Circe expression to set-based SQL, one engine-neutral script per cohort.
 
-The script is three steps, each a ``WITH ... SELECT`` that the engine materialises as a temporary table:
-1. ``qualified``: qualified events (after the primary criteria, observation window, primary limit, additional
-   criteria and qualified limit), with one boolean column per inclusion rule and the rule mask;
-2. ``collapsed``: events passing every rule, expression limit, exit date (end strategy, censoring), era
-   collapse;
-3. ``cohort``: the censor window applied: ``subject_id, cohort_start_date, cohort_end_date``.
-Inclusion statistics are read from ``qualified``. Only ANSI-style SQL is emitted; the few constructs whose
-spelling differs between engines (date arithmetic) go through ``Dialect``. See docs/decisions/0005.
+A script is one query (a ``WITH ... SELECT``) that returns, in one result, the cohort's rows and its inclusion
+statistics, both computed from the **qualified events** (after the primary criteria, observation window,
+primary limit, additional criteria and qualified limit; one boolean column per inclusion rule and the rule
+mask):
+* the rows: events passing every rule, expression limit, exit date (end strategy, censoring), era collapse,
+  dates clamped to the censor window (rows the window empties are removed by the caller, who counts them);
+* the statistics: events per rule mask, persons per best mask, persons passing rules 0..i.
+The qualified events are read twice: they are a step the runner materialises before the query. Only ANSI-style
+SQL is emitted; the few constructs whose spelling differs between engines (date arithmetic) go through
+``Dialect``. See docs/decisions/0005 and 0019.
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ class Dialect:
     """SQL spellings that differ between engines. The default is DuckDB's."""
 
     name = "duckdb"
+    # Whether EXISTS may be a column of a select list (DuckDB); else such tests are joins.
+    exists_in_select = True
 
     def add_days(self, date_sql: str, days_sql: str | int) -> str:
         if days_sql == 0:
@@ -71,6 +75,7 @@ class Dialect:
 
 class SparkDialect(Dialect):
     name = "spark"
+    exists_in_select = False
 
     def add_days(self, date_sql: str, days_sql: str | int) -> str:
         if days_sql == 0:
@@ -84,18 +89,30 @@ class SparkDialect(Dialect):
         return f"percentile({value_sql}, {q})"
 
 
+# The rows of a script's statistics query: (part, key, n).
+MASK_PART = 1  # key = an inclusion-rule mask, n = qualified events with that mask
+BEST_MASK_PART = 2  # key = a mask, n = persons whose best (highest-mask) event has it
+RULE_PART = 3  # key = rule index i, n = persons with an event passing rules 0..i
+
+
 @dataclass(frozen=True)
 class CohortScript:
-    """The three steps of one cohort, as (temporary table name, SELECT) pairs, plus what the stats need."""
+    """One cohort: the steps to materialise first, as (temporary table name, SELECT) pairs; the query of its
+    rows (``person_id, start_date, end_date``, dates clamped to the censor window, periods it empties not
+    removed); the query of its inclusion statistics (``part, key, n``)."""
 
-    qualified: tuple[str, str]
-    collapsed: tuple[str, str]
-    cohort: tuple[str, str]
+    steps: tuple[tuple[str, str], ...]
+    rows_query: str
+    stats_query: str
     rule_names: tuple[str, ...]
+    has_censor_window: bool
+    # At most one qualified event per person (a primary or qualified limit): the statistics query then gives the
+    # events per mask only, from which the rest follows (persons are events).
+    one_event_per_person: bool = False
 
-    @property
-    def steps(self) -> list[tuple[str, str]]:
-        return [self.qualified, self.collapsed, self.cohort]
+    def sql(self) -> list[str]:
+        """Every statement of the script, in order."""
+        return [sql for _, sql in self.steps] + [self.rows_query, self.stats_query]
 
 
 EVENT_COLUMNS = "person_id, event_id, start_date, end_date, op_start_date, op_end_date, visit_occurrence_id"
@@ -166,6 +183,7 @@ class _Compiler:
         self.d = dialect
         self.ctes: list[tuple[str, str]] = []
         self.counter = 0
+        self.inline_person = False  # whether a rule written as a column tests the person
 
     # -- plumbing -------------------------------------------------------------------------------------------
     def cte(self, sql: str) -> str:
@@ -190,7 +208,6 @@ class _Compiler:
     # -- the script -----------------------------------------------------------------------------------------
     def script(self) -> CohortScript:
         e = self.e
-        qualified_table = f"{self.prefix}_qualified"
         primary = self.primary_events()
         if e.additional_criteria is not None:
             passing = self.group(e.additional_criteria, primary, "$.AdditionalCriteria")
@@ -204,28 +221,112 @@ class _Compiler:
             qualified = self.cte(f"SELECT {EVENT_COLUMNS} FROM {ranked}{where}")
         else:
             qualified = primary
-        rules = []
-        joins = []
+        flags, joins = [], []
+        self.inline_person = False
         for i, rule in enumerate(e.inclusion_rules):
-            passing = self.group(rule.expression, qualified, f"$.InclusionRules[{i}].expression")
-            joins.append(f"LEFT JOIN {passing} r{i} ON r{i}.person_id = q.person_id AND r{i}.event_id = q.event_id")
-            rules.append(i)
-        flags = "".join(f", (r{i}.person_id IS NOT NULL) AS rule_{i}" for i in rules)
-        mask = " + ".join(f"(CASE WHEN r{i}.person_id IS NOT NULL THEN {2**i} ELSE 0 END)" for i in rules) or "0"
-        qualified_sql = self.finish(
-            f"SELECT {', '.join('q.' + c for c in EVENT_COLUMNS.split(', '))}{flags}, "
-            f"CAST({mask} AS BIGINT) AS inclusion_rule_mask FROM {qualified} q " + " ".join(joins)
+            path = f"$.InclusionRules[{i}].expression"
+            saved = (len(self.ctes), self.inline_person)
+            inline = self.inline_test(rule.expression, path)
+            if inline is not None:  # a column of the qualified events: no join back, no pass of its own
+                flags.append(f"COALESCE({inline}, FALSE)")
+                continue
+            del self.ctes[saved[0] :]  # what a member compiled before the group turned out not to inline
+            self.inline_person = saved[1]
+            passing = self.group(rule.expression, qualified, path)
+            joins.append(f" LEFT JOIN {passing} r{i} ON r{i}.person_id = P.person_id AND r{i}.event_id = P.event_id")
+            flags.append(f"(r{i}.person_id IS NOT NULL)")
+        # One join with PERSON for every demographic test written as a column.
+        person_join = " LEFT JOIN person PP ON PP.person_id = P.person_id" if self.inline_person else ""
+        columns = "".join(f", {flag} AS rule_{i}" for i, flag in enumerate(flags))
+        qualified_sql = (
+            f"SELECT {', '.join('P.' + c for c in EVENT_COLUMNS.split(', '))}{columns} "
+            f"FROM {qualified} P{person_join}{''.join(joins)}"
         )
-        collapsed_table = f"{self.prefix}_collapsed"
-        collapsed_sql = self.finish(self.collapse(self.exits(self.included(qualified_table))))
-        cohort_table = f"{self.prefix}_cohort"
-        cohort_sql = self.finish(self.censor_window(collapsed_table))
+        mask = f"CAST({self.mask_sql(len(flags))} AS BIGINT) AS inclusion_rule_mask"
+        masked = f"SELECT *, {mask} FROM ({qualified_sql}) f"
+        # Read by both queries (rows and statistics): materialised first.
+        qualified_events = f"{self.prefix}_qualified"
+        steps = ((qualified_events, self.finish(masked)),)
+        rows = self.censor_window(self.collapse(self.exits(self.included(qualified_events))))
+        rows_query = self.finish(f"SELECT CAST(person_id AS BIGINT) AS person_id, start_date, end_date FROM {rows}")
+        one_event = self.limited_before_rules()
+        stats_query = self.finish("\nUNION ALL\n".join(self.statistics(qualified_events, len(flags), one_event)))
         return CohortScript(
-            (qualified_table, qualified_sql),
-            (collapsed_table, collapsed_sql),
-            (cohort_table, cohort_sql),
-            tuple(r.name for r in e.inclusion_rules),
+            steps=steps,
+            rows_query=rows_query,
+            stats_query=stats_query,
+            rule_names=tuple(r.name for r in e.inclusion_rules),
+            has_censor_window=bool(e.censor_window.start_date or e.censor_window.end_date),
+            one_event_per_person=one_event,
         )
+
+    @staticmethod
+    def mask_sql(n_rules: int) -> str:
+        return " + ".join(f"(CASE WHEN rule_{i} THEN {2**i} ELSE 0 END)" for i in range(n_rules)) or "0"
+
+    def statistics(self, qualified: str, n_rules: int, one_event_per_person: bool) -> list[str]:
+        """The inclusion statistics as rows ``(part, key, n)`` (see ``MASK_PART``...): one pass over the qualified
+        events grouped by mask, and (unless each person has at most one event) one grouped by person (best mask;
+        whether the person passes rules 0..i)."""
+        by_mask = (
+            f"SELECT {MASK_PART} AS part, inclusion_rule_mask AS key, COUNT(*) AS n FROM {qualified} "
+            f"GROUP BY inclusion_rule_mask"
+        )
+        if one_event_per_person:
+            return [by_mask]
+        passes = "".join(
+            f", MAX(CASE WHEN {' AND '.join(f'rule_{j}' for j in range(i + 1))} THEN 1 ELSE 0 END) AS passes_{i}"
+            for i in range(n_rules)
+        )
+        persons = self.cte(
+            f"SELECT person_id, MAX(inclusion_rule_mask) AS best{passes} FROM {qualified} GROUP BY person_id"
+        )
+        return [
+            by_mask,
+            f"SELECT {BEST_MASK_PART} AS part, best AS key, COUNT(*) AS n FROM {persons} GROUP BY best",
+            *(
+                f"SELECT {RULE_PART} AS part, CAST({i} AS BIGINT) AS key, "
+                f"CAST(COALESCE(SUM(passes_{i}), 0) AS BIGINT) AS n FROM {persons}"
+                for i in range(n_rules)
+            ),
+        ]
+
+    def inline_test(self, g: CriteriaGroup, path: str) -> str | None:
+        """The group as a boolean SQL expression over a qualified event ``P`` (and its person ``PP``), when it
+        is an ALL or ANY group whose members are demographic criteria, "none" or "at least one" correlated
+        criteria ((NOT) EXISTS, where the dialect allows it in a select list) or such groups; else None (it is
+        compiled as a join, ``group``). Null (a missing person or value) means the member fails, as in the join.
+        Only for qualified events, whose (person, event id) is unique: a test per row is a test per event."""
+        if g.type not in ("ALL", "ANY") or not (g.criteria_list or g.demographic_criteria_list or g.groups):
+            return None
+        members = []
+        for i, cc in enumerate(g.criteria_list):
+            test = self.inline_correlated(cc, f"{path}.CriteriaList[{i}]")
+            if test is None:
+                return None
+            members.append(test)
+        for i, sub in enumerate(g.groups):
+            test = self.inline_test(sub, f"{path}.Groups[{i}]")
+            if test is None:
+                return None
+            members.append(test)
+        ctx = _EventContext("P", "P.start_date", "P.end_date", "PP")
+        for i, dc in enumerate(g.demographic_criteria_list):
+            filters = demographic_filters(dc, f"{path}.DemographicCriteriaList[{i}]")
+            tests = ["PP.person_id IS NOT NULL"] + [self.predicate(f, ctx, self.d) for f in filters]
+            members.append("(" + " AND ".join(tests) + ")")
+            self.inline_person = True
+        return "(" + (" AND " if g.type == "ALL" else " OR ").join(members) + ")"
+
+    def inline_correlated(self, cc: CorrelatedCriteria, path: str) -> str | None:
+        """ "None" or "at least one" as (NOT) EXISTS over the index event ``P``; None for other counts."""
+        occurrence = cc.occurrence
+        op = {EXACTLY: "=", AT_MOST: "<=", AT_LEAST: ">="}[occurrence.type]
+        none = op in ("=", "<=") and occurrence.count == 0
+        if not self.d.exists_in_select or not (none or (op == ">=" and occurrence.count == 1)):
+            return None
+        matched = self.correlated_match(cc, path)
+        return f"(NOT {matched})" if none else matched
 
     def primary_events(self) -> str:
         pc = self.e.primary_criteria
@@ -246,10 +347,15 @@ class _Compiler:
         union = self.cte("\nUNION ALL\n".join(parts))
         order = "DESC" if pc.primary_criteria_limit.type == "Last" else "ASC"
         window = pc.observation_window
+        ordinal = (
+            f"row_number() OVER (PARTITION BY E.person_id ORDER BY E.start_date {order}{tie_break})"
+            if self.needs_event_ids()
+            else "CAST(NULL AS BIGINT)"
+        )
         ranked = self.cte(
             f"SELECT E.person_id, E.start_date, E.end_date, E.visit_occurrence_id, "
             f"OP.observation_period_start_date AS op_start_date, OP.observation_period_end_date AS op_end_date, "
-            f"row_number() OVER (PARTITION BY E.person_id ORDER BY E.start_date {order}{tie_break}) AS ordinal "
+            f"{ordinal} AS ordinal "
             f"FROM {union} E JOIN observation_period OP ON OP.person_id = E.person_id "
             f"AND E.start_date >= OP.observation_period_start_date AND E.start_date <= OP.observation_period_end_date "
             f"WHERE {self.d.add_days('OP.observation_period_start_date', window.prior_days)} <= E.start_date "
@@ -261,18 +367,39 @@ class _Compiler:
             f"visit_occurrence_id FROM {ranked}{where}"
         )
 
-    def included(self, qualified_table: str) -> str:
+    def included(self, qualified: str) -> str:
         e = self.e
         full = 2 ** len(e.inclusion_rules) - 1
-        passing = f"SELECT {EVENT_COLUMNS} FROM {qualified_table} WHERE inclusion_rule_mask = {full}"
-        if e.expression_limit.type == "All":  # every event stays: nothing to rank
+        passing = f"SELECT {EVENT_COLUMNS} FROM {qualified} WHERE inclusion_rule_mask = {full}"
+        if e.expression_limit.type == "All" or self.limited_before_rules():  # nothing to rank
             return self.cte(passing)
         order = "DESC" if e.expression_limit.type == "Last" else "ASC"
         ranked = self.cte(
             f"SELECT {EVENT_COLUMNS}, row_number() OVER (PARTITION BY person_id ORDER BY start_date {order}, "
-            f"event_id) AS included_ordinal FROM {qualified_table} WHERE inclusion_rule_mask = {full}"
+            f"event_id) AS included_ordinal FROM {qualified} WHERE inclusion_rule_mask = {full}"
         )
         return self.cte(f"SELECT {EVENT_COLUMNS} FROM {ranked} WHERE included_ordinal = 1")
+
+    def limited_before_rules(self) -> bool:
+        """Whether the primary or qualified limit already keeps at most one event per person (then the
+        expression limit has nothing to choose from)."""
+        e = self.e
+        return e.primary_criteria.primary_criteria_limit.type != "All" or (
+            e.additional_criteria is not None and e.qualified_limit.type != "All"
+        )
+
+    def needs_event_ids(self) -> bool:
+        """Whether anything tells the index events of a person apart: criteria or censoring joined back to them,
+        a limit that ranks them. Else (every event kept, no criteria) they need no id, and numbering them (a sort
+        of every event) is skipped."""
+        e = self.e
+        return (
+            e.additional_criteria is not None
+            or bool(e.inclusion_rules)
+            or bool(e.censoring_criteria)  # censoring dates are joined back by event
+            or e.primary_criteria.primary_criteria_limit.type != "All"
+            or e.expression_limit.type != "All"
+        )
 
     def exits(self, included: str) -> str:
         """Each event's exit: the earliest candidate end (observation end, date offset, custom era end, first
@@ -334,42 +461,45 @@ class _Compiler:
             f"FROM drug_exposure de WHERE (de.drug_concept_id IN {codeset} OR de.drug_source_concept_id IN {codeset}) "
             f"AND de.person_id IN (SELECT person_id FROM {included})"
         )
-        return self.cte(self.merge_intervals(padded, "start_date", "padded_end", "era_start", "era_end", -era.gap_days))
+        return self.merge_intervals(padded, "start_date", "padded_end", "era_start", "era_end", -era.gap_days)
 
     def merge_intervals(self, table: str, start: str, end: str, out_start: str, out_end: str, end_shift: int) -> str:
-        """Merge each person's overlapping (or touching) intervals; shift the merged end by ``end_shift``."""
+        """CTE merging each person's overlapping (or touching) intervals; the merged end is shifted by
+        ``end_shift``.
+
+        One sort of the intervals: an interval starts a merged one when it starts after the latest end before it;
+        a merged interval ends at the latest end before the next start (or the person's latest end). The second
+        window numbers only the merged intervals, not every interval."""
         marked = self.cte(
-            f"SELECT person_id, {start} AS s, {end} AS e, CASE WHEN MAX({end}) OVER (PARTITION BY person_id "
-            f"ORDER BY {start}, {end} ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) >= {start} "
-            f"THEN 0 ELSE 1 END AS is_start FROM {table}"
+            f"SELECT person_id, {start} AS s, MAX({end}) OVER (PARTITION BY person_id ORDER BY {start}, {end} "
+            f"ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS end_before, MAX({end}) OVER (PARTITION BY "
+            f"person_id ORDER BY {start}, {end} ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS last_end "
+            f"FROM {table}"
         )
-        grouped = self.cte(
-            f"SELECT person_id, s, e, SUM(is_start) OVER (PARTITION BY person_id ORDER BY s, e "
-            f"ROWS UNBOUNDED PRECEDING) AS grp FROM {marked}"
+        starts = self.cte(
+            f"SELECT person_id, s, last_end, LEAD(end_before) OVER (PARTITION BY person_id ORDER BY s) AS next_end "
+            f"FROM {marked} WHERE end_before IS NULL OR end_before < s"
         )
-        return (
-            f"SELECT person_id, MIN(s) AS {out_start}, {self.d.add_days('MAX(e)', end_shift)} AS {out_end} "
-            f"FROM {grouped} GROUP BY person_id, grp"
-        )
+        end_sql = self.d.add_days("COALESCE(next_end, last_end)", end_shift)
+        return self.cte(f"SELECT person_id, s AS {out_start}, {end_sql} AS {out_end} FROM {starts}")
 
     def at_most_one_event_per_person(self) -> bool:
         """Whether a limit (primary, qualified or expression) already keeps at most one event per person."""
-        e = self.e
-        return (
-            e.primary_criteria.primary_criteria_limit.type != "All"
-            or (e.additional_criteria is not None and e.qualified_limit.type != "All")
-            or e.expression_limit.type != "All"
-        )
+        return self.limited_before_rules() or self.e.expression_limit.type != "All"
 
     def collapse(self, ends: str) -> str:
         if self.at_most_one_event_per_person():  # one period per person: nothing to merge, padding cancels out
-            return f"SELECT person_id, start_date, end_date FROM {ends}"
+            return ends
         pad = self.e.collapse_settings.era_pad
         padded = self.cte(f"SELECT person_id, start_date, {self.d.add_days('end_date', pad)} AS end_date FROM {ends}")
         return self.merge_intervals(padded, "start_date", "end_date", "start_date", "end_date", -pad)
 
     def censor_window(self, collapsed: str) -> str:
+        """CTE of the cohort periods with their dates clamped to the censor window; a period the window empties
+        (start after end) is left for the caller to drop and count."""
         window = self.e.censor_window
+        if not (window.start_date or window.end_date):
+            return collapsed
         start, end = "start_date", "end_date"
         if window.start_date:
             literal = self.date_literal(window.start_date, "$.CensorWindow.StartDate")
@@ -377,11 +507,7 @@ class _Compiler:
         if window.end_date:
             literal = self.date_literal(window.end_date, "$.CensorWindow.EndDate")
             end = f"CASE WHEN end_date < {literal} THEN end_date ELSE {literal} END"
-        clamped = self.cte(f"SELECT person_id, {start} AS start_date, {end} AS end_date FROM {collapsed}")
-        return (
-            f"SELECT person_id AS subject_id, start_date AS cohort_start_date, end_date AS cohort_end_date "
-            f"FROM {clamped} WHERE start_date <= end_date"
-        )
+        return self.cte(f"SELECT person_id, {start} AS start_date, {end} AS end_date FROM {collapsed}")
 
     def date_literal(self, value: str, path: str) -> str:
         try:
@@ -514,9 +640,16 @@ class _Compiler:
             f"GROUP BY E.person_id, E.event_id HAVING COUNT(U.member) {having}"
         )
 
-    def correlated(self, cc: CorrelatedCriteria, events: str, path: str) -> str:
-        q = plan_criterion(cc.criteria, f"{path}.Criteria")
-        a = self.events(q)
+    def correlated_match(self, cc: CorrelatedCriteria, path: str) -> str:
+        """EXISTS: a counted event of the criterion matches the index event ``P`` (a counted event is a match
+        whose counted column is not null, as COUNT skips nulls)."""
+        on, counted_column, _ = self.correlated_join(cc, path)
+        events = self.events(plan_criterion(cc.criteria, f"{path}.Criteria"))
+        return f"EXISTS (SELECT 1 FROM {events} A WHERE {' AND '.join(on)} AND {counted_column} IS NOT NULL)"
+
+    def correlated_join(self, cc: CorrelatedCriteria, path: str) -> tuple[list[str], str, str]:
+        """The join conditions of a correlated criterion's events ``A`` with the index event ``P``, the counted
+        column and the count (SQL)."""
         d = self.d
         on = ["A.person_id = P.person_id"]
         check_periods = not cc.ignore_observation_period
@@ -538,6 +671,12 @@ class _Compiler:
         else:
             counted_column = "A.event_id"
             counted = f"COUNT({counted_column})"
+        return on, counted_column, counted
+
+    def correlated(self, cc: CorrelatedCriteria, events: str, path: str) -> str:
+        a = self.events(plan_criterion(cc.criteria, f"{path}.Criteria"))
+        on, counted_column, counted = self.correlated_join(cc, path)
+        occurrence = cc.occurrence
         op = {EXACTLY: "=", AT_MOST: "<=", AT_LEAST: ">="}[occurrence.type]
         index = f"(SELECT DISTINCT {EVENT_COLUMNS} FROM {events}) P"
         # A counted event is a match whose counted column is not null (COUNT skips nulls).
