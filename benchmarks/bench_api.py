@@ -1,6 +1,6 @@
 """Portal and API under load: 200 concurrent clients on read endpoints for 30 s, against a real ``hygie serve``
-(uvicorn; ``HYGIE_BENCH_API_WORKERS`` processes, default 1) on loopback, on a hub with the GiBleed release,
-20 projects and signed-in users.
+(uvicorn; ``HYGIE_BENCH_API_WORKERS`` processes, default one per core, as docs/web.md deploys it) on loopback,
+on a hub with the GiBleed release, 20 projects and signed-in users.
 
 Reads: the public registry (page and JSON), a researcher's project list (page and JSON, session cookie), and
 ``/api/v1/me`` with a session cookie and with a bearer token. Each client keeps one connection. First every
@@ -14,7 +14,8 @@ when the run started. Targets (issue 8): p99 < 200 ms, 0 errors.
 The load generator (a minimal HTTP/1.1 client on asyncio streams, run on uvloop) runs in this process, on the
 same cores as the server. Environment:
 
-- ``HYGIE_BENCH_API_WORKERS``: server processes, one figure or a list (``1,2``); each is measured.
+- ``HYGIE_BENCH_API_WORKERS``: server processes, one figure or a list (``1,2``); each is measured. Default: one
+  per core (``hygie serve --workers N``, docs/web.md).
 - ``HYGIE_BENCH_API_RUNS``: runs of each setting (default 1); the medians are reported.
 - ``HYGIE_BENCH_API_BASELINE``: another checkout of hygie with its own ``.venv`` (e.g. ``/work/main``): its
   ``hygie serve`` is measured in alternation with this one's, on a copy of the same hub, and the ratios reported.
@@ -47,7 +48,7 @@ from benchmarks.common import RESULTS
 
 CLIENTS = int(os.environ.get("HYGIE_BENCH_API_CLIENTS", "200"))
 SECONDS = float(os.environ.get("HYGIE_BENCH_API_SECONDS", "30"))
-WORKERS = [int(w) for w in os.environ.get("HYGIE_BENCH_API_WORKERS", "1").split(",")]
+WORKERS = [int(w) for w in os.environ.get("HYGIE_BENCH_API_WORKERS", str(os.cpu_count() or 1)).split(",")]
 RUNS = int(os.environ.get("HYGIE_BENCH_API_RUNS", "1"))
 BASELINE = os.environ.get("HYGIE_BENCH_API_BASELINE")
 PROJECTS = 20
