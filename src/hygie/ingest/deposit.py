@@ -42,7 +42,7 @@ from hygie.ingest.pseudonymise import (
 from hygie.ingest.sites import Site, SiteRegistry
 from hygie.ingest.staging import StagedTable
 from hygie.ingest.vocabulary import create_source_maps, vocabulary_store
-from hygie.releases import Release, ReleaseBuilder
+from hygie.releases import Release, ReleaseBuilder, ReleaseStore
 from hygie.sources.fhir import FhirExtract
 from hygie.sources.omop_files import SourceFile
 from hygie.sql import ident, literal
@@ -134,19 +134,7 @@ def ingest(
     hooks = _DepositHooks(site, key, local_ids, tokens, report, vocab, settings, identities.name)
     hooks.file_digests = dict(digests)  # the loader records them in the lineage without reading the files again
     step("opening the deposit")
-    deposit = load_cdm(
-        clinical,
-        deposit_id,
-        settings,
-        synthetic=synthetic,
-        description=f"deposit of site {site.name}",
-        origin=f"deposit {site.name}",
-        store=store,
-        groups=DEPOSIT_GROUPS,
-        hooks=hooks,
-        step=step,
-    )
-    return DepositResult(deposit, created=True)
+    return _load_deposit(clinical, deposit_id, site, store, hooks, settings, synthetic=synthetic, step=step)
 
 
 def _ingest_fhir(
@@ -172,13 +160,29 @@ def _ingest_fhir(
     if vocab is None:
         raise HygieError("a FHIR deposit needs an installed vocabulary to map its codes: `hygie vocab load`")
     hooks = _FhirHooks(site, linkage_key(settings), vocab, settings, export, _export_digest(digests), step)
+    return _load_deposit(export, deposit_id, site, store, hooks, settings, synthetic=synthetic, step=step, fhir=True)
+
+
+def _load_deposit(
+    source: Path,
+    deposit_id: str,
+    site: Site,
+    store: ReleaseStore,
+    hooks: LoadHooks,
+    settings: Settings,
+    *,
+    synthetic: bool,
+    step: Callable[[str], None],
+    fhir: bool = False,
+) -> DepositResult:
+    """Stage, check and write one deposit through the CDM loader (the same path for both formats)."""
     deposit = load_cdm(
-        export,
+        source,
         deposit_id,
         settings,
         synthetic=synthetic,
         description=f"deposit of site {site.name}",
-        origin=f"deposit {site.name} (FHIR)",
+        origin=f"deposit {site.name}" + (" (FHIR)" if fhir else ""),
         store=store,
         groups=DEPOSIT_GROUPS,
         hooks=hooks,
