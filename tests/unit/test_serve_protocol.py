@@ -8,6 +8,8 @@ import asyncio
 import socket
 import threading
 import time
+from collections.abc import Coroutine
+from typing import Any
 
 import httpx
 import uvicorn
@@ -26,6 +28,24 @@ async def _pair() -> tuple[asyncio.Transport, socket.socket]:
     peer.setblocking(False)
     transport, _ = await asyncio.get_running_loop().connect_accepted_socket(_Sink, ours)
     return transport, peer
+
+
+def _run(coroutine: Coroutine[Any, Any, None]) -> None:
+    """``asyncio.run`` on a thread of its own: the thread running the suite may already have a loop running
+    (Playwright's sync API leaves one), and ``asyncio.run`` refuses to start inside it."""
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            asyncio.run(coroutine)
+        except BaseException as e:  # re-raised in the test's thread
+            errors.append(e)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
 
 
 def _received(peer: socket.socket) -> bytes:
@@ -51,7 +71,7 @@ def test_writes_of_one_step_reach_the_socket_together_and_in_order():
         assert peer.recv(100) == b"last" and peer.recv(100) == b""  # then end of stream
         peer.close()
 
-    asyncio.run(run())
+    _run(run())
 
 
 def test_abort_drops_what_is_pending():
@@ -64,7 +84,7 @@ def test_abort_drops_what_is_pending():
         assert peer.recv(100) == b""
         peer.close()
 
-    asyncio.run(run())
+    _run(run())
 
 
 def test_a_server_with_it_answers_kept_alive_requests():
