@@ -408,7 +408,7 @@ def inclusion_stats(
         mask_counts=dict(mask_counts),
         best_mask_counts=dict(best_mask_counts),
         rule_subjects=[rule_subjects.get(i, 0) for i in range(n_rules)],
-        events_passing=[sum(n for mask, n in mask_counts.items() if mask & 2**i) for i in range(n_rules)],
+        events_passing=[_events_with(mask_counts, 2**i) for i in range(n_rules)],
         gains=[mask_counts.get(full & ~(2**i), 0) for i in range(n_rules)],
     )
 
