@@ -80,3 +80,9 @@ def test_concurrent_openers_migrate_once(settings):
     assert [p.returncode for p in procs] == [0, 0, 0], errors
     with open_store(settings) as store:
         assert current_revision(store.engine) == head_revision()
+
+
+def test_a_malformed_database_url_is_refused_without_repeating_it():
+    with pytest.raises(HygieError, match="HYGIE_DATABASE_URL is not a database URL") as refused:
+        engine_for("::not-a-url:s3cret-pw@db")
+    assert "s3cret-pw" not in str(refused.value)

@@ -88,7 +88,10 @@ def engine_for(url: str) -> Engine:
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise HygieError(f"HYGIE_DATABASE_URL is not a database URL: {url!r}") from None
+        # The value is not repeated: a malformed URL may still hold a password (and the portal logs this error).
+        raise HygieError(
+            "HYGIE_DATABASE_URL is not a database URL (expected e.g. postgresql+psycopg://user@host/db)"
+        ) from None
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
