@@ -21,9 +21,10 @@ lint: sync
 	$(UV) run --locked ruff check src tests benchmarks
 
 # PostgreSQL server programs for the metadata-store tests (installed when missing; the tests start their own cluster).
+# One pytest worker per core (at most 4: each holds its own Spark JVM); CI must stay under 30 minutes.
 test: lint
 	scripts/postgres.sh >/dev/null
-	$(UV) run --locked pytest
+	$(UV) run --locked pytest --numprocesses=auto --maxprocesses=4 --dist=worksteal
 
 bench: sync
 	$(UV) run --locked python -m benchmarks.run

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,17 @@ from pathlib import Path
 import pytest
 
 from hygie.config import Settings
+
+# pytest-xdist's workers start with COLUMNS=80 and LINES=24; Rich's consoles (created when hygie.cli is imported)
+# would freeze that width and wrap the CLI's output, unlike a plain run. Tests that need a width pass COLUMNS.
+for _name in ("COLUMNS", "LINES"):
+    os.environ.pop(_name, None)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the slow tests first: with several workers (``make test``), the long ones then overlap each other and
+    the short ones fill in after, instead of one long test finishing alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from hygie.releases import ReleaseStore
 runner = CliRunner()
 
 
+@pytest.mark.slow
 def test_demo_runs_the_data_side_end_to_end_and_again(
     home: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:

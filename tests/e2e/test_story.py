@@ -45,6 +45,7 @@ def sign_in(page, url: str, account: Account) -> None:
     assert page.locator("header .who span").inner_text() == account.username
 
 
+@pytest.mark.slow
 def test_operator_researcher_worker_two_checkers_download_and_the_negative_paths(
     settings, tmp_path, server, worker, new_page
 ):

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from hygie.config import Settings
 from hygie.ingest.sites import SiteRegistry
 from hygie.releases import ReleaseStore
@@ -49,6 +51,7 @@ def _killed_runs(env: dict[str, str], args_for: callable, duration: float, seed:
         proc.wait()
 
 
+@pytest.mark.slow
 def test_killed_ingests_and_builds_leave_nothing_partial(tmp_path):
     env = dict(os.environ, HYGIE_HOME=str(tmp_path / "home"))
     settings = Settings.from_env(env)

@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from hygie.checksums import sha256_file
 from hygie.config import Settings
 from hygie.engine import DuckDBEngine
@@ -41,6 +43,7 @@ def _fingerprint(settings: Settings, name: str) -> dict[str, str]:
     return {p.name: sha256_file(p) for p in sorted(path.iterdir())}
 
 
+@pytest.mark.slow
 def test_killed_loads_never_publish_partial_releases(tmp_path):
     folder = _bigger_cdm(tmp_path / "cdm")
     env = dict(os.environ, HYGIE_HOME=str(tmp_path / "home"))
