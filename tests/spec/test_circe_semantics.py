@@ -168,6 +168,25 @@ def test_custom_era_exit_follows_continuous_exposure_bridging_gaps():
     assert rows_of(tables, circe) == [(1, D("2005-01-01"), D("2005-03-08"))]
 
 
+def test_custom_era_reads_exposures_by_concept_or_by_source_concept():
+    sets = [concept_set(0, 100), concept_set(1, 200)]
+    tables = {
+        "person": [person(1)],
+        "observation_period": [period(1, "2000-01-01", "2010-12-31")],
+        "drug_exposure": [
+            drug(1, 200, "2005-01-01", "2005-01-30", drug_source_concept_id=200),  # matches by both
+            drug(1, 999, "2005-02-05", "2005-02-20", drug_source_concept_id=200),  # its source code matches
+            drug(1, 999, "2005-03-01", "2005-04-30", drug_source_concept_id=0),  # by neither: would extend the era
+        ],
+    }
+    circe = definition(
+        [{"DrugExposure": {"CodesetId": 1}}],
+        sets,
+        EndStrategy={"CustomEra": {"DrugCodesetId": 1, "GapDays": 10, "Offset": 0}},
+    )
+    assert rows_of(tables, circe) == [(1, D("2005-01-01"), D("2005-02-20"))]
+
+
 def test_censoring_event_ends_the_cohort_early():
     tables = {
         "person": [person(1)],

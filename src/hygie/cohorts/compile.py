@@ -477,11 +477,17 @@ class _Compiler:
         else:
             end = f"COALESCE(de.drug_exposure_end_date, {d.add_days(start, 'de.days_supply')}, {d.add_days(start, 1)})"
         codeset = self.codeset(era.drug_codeset_id)
-        padded = self.cte(
+        select = (
             f"SELECT de.person_id, {start} AS start_date, {d.add_days(end, era.gap_days + era.offset)} AS padded_end "
-            f"FROM drug_exposure de WHERE (de.drug_concept_id IN {codeset} OR de.drug_source_concept_id IN {codeset}) "
-            f"AND de.person_id IN (SELECT person_id FROM {included})"
+            "FROM drug_exposure de WHERE "
         )
+        # An exposure matches by its concept or by its source concept: two disjoint scans instead of one OR, so
+        # that the first reads only the concepts' rows of a table clustered by concept (decision 0021).
+        exposures = self.cte(
+            f"{select}de.drug_concept_id IN {codeset}\nUNION ALL\n"
+            f"{select}de.drug_source_concept_id IN {codeset} AND NOT COALESCE(de.drug_concept_id IN {codeset}, FALSE)"
+        )
+        padded = self.cte(f"SELECT * FROM {exposures} WHERE person_id IN (SELECT person_id FROM {included})")
         return self.merge_intervals(padded, "start_date", "padded_end", "era_start", "era_end", -era.gap_days)
 
     def merge_intervals(self, table: str, start: str, end: str, out_start: str, out_end: str, end_shift: int) -> str:
