@@ -224,6 +224,33 @@ def _median_wall_and_cpu(action: Callable[[], Any], runs: int) -> tuple[float, f
     return statistics.median(walls), statistics.median(cpus), result
 
 
+@dataclasses.dataclass
+class _Timings:
+    walls: list[float]
+    cpus: list[float]
+    result: Any = None
+
+    @property
+    def wall(self) -> float:
+        return statistics.median(self.walls)
+
+    @property
+    def cpu(self) -> float:
+        return statistics.median(self.cpus)
+
+
+def _alternating(first: Callable[[], Any], second: Callable[[], Any], runs: int) -> tuple[_Timings, _Timings]:
+    """Wall and CPU seconds of ``runs`` runs of each action, run in turn (first, second, first, ...)."""
+    timings = (_Timings([], []), _Timings([], []))
+    for _ in range(runs):
+        for action, t in zip((first, second), timings, strict=True):
+            cpu, wall = time.process_time(), time.perf_counter()
+            t.result = action()
+            t.walls.append(time.perf_counter() - wall)
+            t.cpus.append(time.process_time() - cpu)
+    return timings
+
+
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -259,7 +286,7 @@ class TimingRunner:
     def query(self, sql: str) -> Any:
         if " AS part," in sql:  # a cohort's inclusion statistics
             kind = "query statistics"
-        elif "_qualified" in sql:  # a cohort's rows
+        elif "SELECT CAST(person_id AS BIGINT) AS person_id" in sql:  # a cohort's rows
             kind = "query rows"
         else:
             kind = "query " + (sql.split("FROM ", 1)[1].split()[0].rsplit("_", 1)[-1] if "FROM " in sql else "?")
@@ -353,6 +380,7 @@ def run(release: Release, settings: Settings, *, runs: int, profile: bool = Fals
     result is fetched as Arrow too, as hygie's is), both reading the release from ``storage``."""
     settings = dataclasses.replace(settings, query_store=STORAGES[storage])
     figures: dict[str, Any] = {"storage": storage}
+    load_before = round(os.getloadavg()[0], 2)
     if storage == "store" and not query_store.store_path(release, settings).is_file():
         cpu, wall = time.process_time(), time.perf_counter()
         built = query_store.build(release, settings)
@@ -378,17 +406,24 @@ def run(release: Release, settings: Settings, *, runs: int, profile: bool = Fals
         queries = hand_written()
         per_definition: dict[str, Any] = {}
         for definition in definitions:
-            hand_s, hand_cpu, hand_rows = _median_wall_and_cpu(
-                lambda q=queries[definition.name]: engine.con.execute(q).to_arrow_table(), runs
+            hand, hygie = _alternating(
+                lambda q=queries[definition.name]: engine.con.execute(q).to_arrow_table(),
+                lambda d=definition: run_batch(runner, [d]),
+                runs,
             )
-            hygie_s, hygie_cpu, (result,) = _median_wall_and_cpu(lambda d=definition: run_batch(runner, [d]), runs)
+            hand_rows, (result,) = hand.result, hygie.result
             per_definition[definition.name] = {
-                "hygie_s": round(hygie_s, 4),
-                "hand_written_s": round(hand_s, 4),
-                "ratio": round(hygie_s / hand_s, 2),
-                "hygie_cpu_s": round(hygie_cpu, 3),
-                "hand_written_cpu_s": round(hand_cpu, 3),
-                "cpu_ratio": round(hygie_cpu / hand_cpu, 2),
+                "hygie_s": round(hygie.wall, 4),
+                "hand_written_s": round(hand.wall, 4),
+                "ratio": round(hygie.wall / hand.wall, 2),
+                "hygie_cpu_s": round(hygie.cpu, 3),
+                "hand_written_cpu_s": round(hand.cpu, 3),
+                "cpu_ratio": round(hygie.cpu / hand.cpu, 2),
+                # Each run times the hand-written query then hygie, back to back: the median of the runs' own
+                # ratios is less moved by load that changes between runs than the ratio of the medians.
+                "paired_cpu_ratio": round(
+                    statistics.median(a / b for a, b in zip(hygie.cpus, hand.cpus, strict=True)), 2
+                ),
                 "rows": result.records,
                 "hand_written_rows": hand_rows.num_rows,
             }
@@ -417,6 +452,8 @@ def run(release: Release, settings: Settings, *, runs: int, profile: bool = Fals
         "sum_hand_written_cpu_s": round(hand_cpu_total, 2),
         "cpu_ratio_of_sums": round(hygie_cpu_total / hand_cpu_total, 2),
         "max_cpu_ratio": max(d["cpu_ratio"] for d in per_definition.values()),
+        "max_paired_cpu_ratio": max(d["paired_cpu_ratio"] for d in per_definition.values()),
+        "load_average_1min": [load_before, round(os.getloadavg()[0], 2)],  # at the start and at the end
         "batch_of_ten_s": round(batch_s, 3),
         "batch_of_ten_cpu_s": round(batch_cpu, 2),
         "same_rows_as_hand_written": all(d["rows"] == d["hand_written_rows"] for d in per_definition.values()),
