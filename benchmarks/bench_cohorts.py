@@ -5,10 +5,11 @@ Run: ``uv run python -m benchmarks.bench_cohorts [--patients 600000 | --release 
 [--storage both|parquet|store] [--spark] [--profile]``. ``--patients`` (or ``HYGIE_BENCH_PATIENTS``) runs the
 ten on a generated CDM of that many persons (``benchmarks/cohort_cdm.py``: about 177 patient rows per person,
 built once and kept under ``bench-results/data/``); otherwise on ``--release`` or the bundled GiBleed. The
-batch of small definitions and Spark always use GiBleed. ``main()`` returns the figures (and prints them as
-JSON): median wall and CPU seconds of several runs, per definition the ratio of hygie's time to the
-hand-written query's (both fetch Arrow; their row counts are compared too), the batch of ten, the process's
-peak RSS, and with ``--profile`` the seconds of each step of each definition.
+batch of small definitions (on each storage measured) and Spark always use GiBleed. ``main()`` returns the
+figures (and prints them as JSON): median wall and CPU seconds of several runs, per definition the ratio of
+hygie's time to the hand-written query's (both fetch Arrow; their row counts are compared too; each run times
+one then the other, and the median of the runs' CPU ratios is reported too), the batch of ten, the process's
+peak RSS, the load average, and with ``--profile`` the seconds of each step of each definition.
 
 Each storage a release can be read from (decision 0021) is measured in its own child process, hygie and the
 hand-written queries on the same connection, so on the same storage: ``parquet`` (the release's encrypted
@@ -355,7 +356,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             typical = figures["typical"]
             typical["store_vs_parquet"] = _compare(typical["parquet"], typical["store"])
         if args.small:
-            figures["small"] = run_small(gibleed, gibleed_settings, args.small)
+            figures["small"] = {s: run_small(gibleed, gibleed_settings, args.small, s) for s in storages}
         if args.spark:
             figures["spark"] = run_spark(gibleed, gibleed_settings, small=args.spark_small)
     print(json.dumps(figures, indent=2))
@@ -461,16 +462,23 @@ def run(release: Release, settings: Settings, *, runs: int, profile: bool = Fals
     }
 
 
-def run_small(release: Release, settings: Settings, small: int) -> dict[str, Any]:
-    """One batch of ``small`` small definitions (the per-definition overhead)."""
+def run_small(release: Release, settings: Settings, small: int, storage: str = "parquet") -> dict[str, Any]:
+    """One batch of ``small`` small definitions (the per-definition overhead), the release read from ``storage``
+    (GiBleed's query store is built first if missing; ``auto`` would keep Parquet for a release this small)."""
+    settings = dataclasses.replace(settings, query_store=STORAGES[storage])
     batch = small_definitions(small)
     with DuckDBEngine(release, settings) as engine:
-        seconds, _ = _median_seconds(lambda: run_batch(DuckDBRunner(engine.con), batch), 1)
+        run_batch(DuckDBRunner(engine.con), batch[:10])  # warm-up (and the store's build)
+        seconds, cpu, _ = _median_wall_and_cpu(lambda: run_batch(DuckDBRunner(engine.con), batch), 1)
     return {
         "release": release.name,
+        "storage": storage,
         "definitions": small,
         "batch_s": round(seconds, 2),
+        "batch_cpu_s": round(cpu, 2),
         "per_definition_ms": round(1000 * seconds / max(small, 1), 1),
+        "per_definition_cpu_ms": round(1000 * cpu / max(small, 1), 1),
+        "load_average_1min": round(os.getloadavg()[0], 2),
     }
 
 
