@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from spec_helpers import VOCABULARY, D, concept, concept_set, condition, definition, drug, period, person, run
 from spec_helpers import cohort as rows_of
+
+from hygie.cohorts import compile as compile_module
 
 COND = [{"ConditionOccurrence": {"CodesetId": 0}}]
 
@@ -168,7 +171,9 @@ def test_custom_era_exit_follows_continuous_exposure_bridging_gaps():
     assert rows_of(tables, circe) == [(1, D("2005-01-01"), D("2005-03-08"))]
 
 
-def test_custom_era_reads_exposures_by_concept_or_by_source_concept():
+@pytest.mark.parametrize("inline_ids", [2000, 0], ids=["sets written into the SQL", "sets read from a table"])
+def test_custom_era_reads_exposures_by_concept_or_by_source_concept(monkeypatch, inline_ids):
+    monkeypatch.setattr(compile_module, "INLINE_IDS", inline_ids)
     sets = [concept_set(0, 100), concept_set(1, 200)]
     tables = {
         "person": [person(1)],
