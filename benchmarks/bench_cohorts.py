@@ -5,10 +5,11 @@ Run: ``uv run python -m benchmarks.bench_cohorts [--patients 600000 | --release 
 [--storage both|parquet|store] [--spark] [--profile]``. ``--patients`` (or ``HYGIE_BENCH_PATIENTS``) runs the
 ten on a generated CDM of that many persons (``benchmarks/cohort_cdm.py``: about 177 patient rows per person,
 built once and kept under ``bench-results/data/``); otherwise on ``--release`` or the bundled GiBleed. The
-batch of small definitions and Spark always use GiBleed. ``main()`` returns the figures (and prints them as
-JSON): median wall and CPU seconds of several runs, per definition the ratio of hygie's time to the
-hand-written query's (both fetch Arrow; their row counts are compared too), the batch of ten, the process's
-peak RSS, and with ``--profile`` the seconds of each step of each definition.
+batch of small definitions (on each storage measured) and Spark always use GiBleed. ``main()`` returns the
+figures (and prints them as JSON): median wall and CPU seconds of several runs, per definition the ratio of
+hygie's time to the hand-written query's (both fetch Arrow; their row counts are compared too; each run times
+one then the other, and the median of the runs' CPU ratios is reported too), the batch of ten, the process's
+peak RSS, the load average, and with ``--profile`` the seconds of each step of each definition.
 
 Each storage a release can be read from (decision 0021) is measured in its own child process, hygie and the
 hand-written queries on the same connection, so on the same storage: ``parquet`` (the release's encrypted
@@ -224,6 +225,33 @@ def _median_wall_and_cpu(action: Callable[[], Any], runs: int) -> tuple[float, f
     return statistics.median(walls), statistics.median(cpus), result
 
 
+@dataclasses.dataclass
+class _Timings:
+    walls: list[float]
+    cpus: list[float]
+    result: Any = None
+
+    @property
+    def wall(self) -> float:
+        return statistics.median(self.walls)
+
+    @property
+    def cpu(self) -> float:
+        return statistics.median(self.cpus)
+
+
+def _alternating(first: Callable[[], Any], second: Callable[[], Any], runs: int) -> tuple[_Timings, _Timings]:
+    """Wall and CPU seconds of ``runs`` runs of each action, run in turn (first, second, first, ...)."""
+    timings = (_Timings([], []), _Timings([], []))
+    for _ in range(runs):
+        for action, t in zip((first, second), timings, strict=True):
+            cpu, wall = time.process_time(), time.perf_counter()
+            t.result = action()
+            t.walls.append(time.perf_counter() - wall)
+            t.cpus.append(time.process_time() - cpu)
+    return timings
+
+
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -259,7 +287,7 @@ class TimingRunner:
     def query(self, sql: str) -> Any:
         if " AS part," in sql:  # a cohort's inclusion statistics
             kind = "query statistics"
-        elif "_qualified" in sql:  # a cohort's rows
+        elif "SELECT CAST(person_id AS BIGINT) AS person_id" in sql:  # a cohort's rows
             kind = "query rows"
         else:
             kind = "query " + (sql.split("FROM ", 1)[1].split()[0].rsplit("_", 1)[-1] if "FROM " in sql else "?")
@@ -328,7 +356,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             typical = figures["typical"]
             typical["store_vs_parquet"] = _compare(typical["parquet"], typical["store"])
         if args.small:
-            figures["small"] = run_small(gibleed, gibleed_settings, args.small)
+            figures["small"] = {s: run_small(gibleed, gibleed_settings, args.small, s) for s in storages}
         if args.spark:
             figures["spark"] = run_spark(gibleed, gibleed_settings, small=args.spark_small)
     print(json.dumps(figures, indent=2))
@@ -353,6 +381,7 @@ def run(release: Release, settings: Settings, *, runs: int, profile: bool = Fals
     result is fetched as Arrow too, as hygie's is), both reading the release from ``storage``."""
     settings = dataclasses.replace(settings, query_store=STORAGES[storage])
     figures: dict[str, Any] = {"storage": storage}
+    load_before = round(os.getloadavg()[0], 2)
     if storage == "store" and not query_store.store_path(release, settings).is_file():
         cpu, wall = time.process_time(), time.perf_counter()
         built = query_store.build(release, settings)
@@ -378,17 +407,24 @@ def run(release: Release, settings: Settings, *, runs: int, profile: bool = Fals
         queries = hand_written()
         per_definition: dict[str, Any] = {}
         for definition in definitions:
-            hand_s, hand_cpu, hand_rows = _median_wall_and_cpu(
-                lambda q=queries[definition.name]: engine.con.execute(q).to_arrow_table(), runs
+            hand, hygie = _alternating(
+                lambda q=queries[definition.name]: engine.con.execute(q).to_arrow_table(),
+                lambda d=definition: run_batch(runner, [d]),
+                runs,
             )
-            hygie_s, hygie_cpu, (result,) = _median_wall_and_cpu(lambda d=definition: run_batch(runner, [d]), runs)
+            hand_rows, (result,) = hand.result, hygie.result
             per_definition[definition.name] = {
-                "hygie_s": round(hygie_s, 4),
-                "hand_written_s": round(hand_s, 4),
-                "ratio": round(hygie_s / hand_s, 2),
-                "hygie_cpu_s": round(hygie_cpu, 3),
-                "hand_written_cpu_s": round(hand_cpu, 3),
-                "cpu_ratio": round(hygie_cpu / hand_cpu, 2),
+                "hygie_s": round(hygie.wall, 4),
+                "hand_written_s": round(hand.wall, 4),
+                "ratio": round(hygie.wall / hand.wall, 2),
+                "hygie_cpu_s": round(hygie.cpu, 3),
+                "hand_written_cpu_s": round(hand.cpu, 3),
+                "cpu_ratio": round(hygie.cpu / hand.cpu, 2),
+                # Each run times the hand-written query then hygie, back to back: the median of the runs' own
+                # ratios is less moved by load that changes between runs than the ratio of the medians.
+                "paired_cpu_ratio": round(
+                    statistics.median(a / b for a, b in zip(hygie.cpus, hand.cpus, strict=True)), 2
+                ),
                 "rows": result.records,
                 "hand_written_rows": hand_rows.num_rows,
             }
@@ -396,7 +432,12 @@ def run(release: Release, settings: Settings, *, runs: int, profile: bool = Fals
                 timing = TimingRunner(runner)
                 run_batch(timing, [definition])
                 per_definition[definition.name]["profile_s"] = {k: round(v, 4) for k, v in timing.seconds.items()}
-        batch_s, batch_cpu, _ = _median_wall_and_cpu(lambda: run_batch(runner, definitions), runs)
+        # The floor for the batch: the ten hand-written queries one after the other, in turn with hygie's batch.
+        hand_batch, batch = _alternating(
+            lambda: [engine.con.execute(queries[d.name]).to_arrow_table() for d in definitions],
+            lambda: run_batch(runner, definitions),
+            runs,
+        )
     finally:
         engine.close()
     hygie_total = sum(d["hygie_s"] for d in per_definition.values())
@@ -417,23 +458,34 @@ def run(release: Release, settings: Settings, *, runs: int, profile: bool = Fals
         "sum_hand_written_cpu_s": round(hand_cpu_total, 2),
         "cpu_ratio_of_sums": round(hygie_cpu_total / hand_cpu_total, 2),
         "max_cpu_ratio": max(d["cpu_ratio"] for d in per_definition.values()),
-        "batch_of_ten_s": round(batch_s, 3),
-        "batch_of_ten_cpu_s": round(batch_cpu, 2),
+        "max_paired_cpu_ratio": max(d["paired_cpu_ratio"] for d in per_definition.values()),
+        "load_average_1min": [load_before, round(os.getloadavg()[0], 2)],  # at the start and at the end
+        "batch_of_ten_s": round(batch.wall, 3),
+        "batch_of_ten_cpu_s": round(batch.cpu, 2),
+        "hand_written_batch_of_ten_s": round(hand_batch.wall, 3),
+        "hand_written_batch_of_ten_cpu_s": round(hand_batch.cpu, 2),
         "same_rows_as_hand_written": all(d["rows"] == d["hand_written_rows"] for d in per_definition.values()),
         "peak_rss_mb": round(_peak_rss_mb(), 1),
     }
 
 
-def run_small(release: Release, settings: Settings, small: int) -> dict[str, Any]:
-    """One batch of ``small`` small definitions (the per-definition overhead)."""
+def run_small(release: Release, settings: Settings, small: int, storage: str = "parquet") -> dict[str, Any]:
+    """One batch of ``small`` small definitions (the per-definition overhead), the release read from ``storage``
+    (GiBleed's query store is built first if missing; ``auto`` would keep Parquet for a release this small)."""
+    settings = dataclasses.replace(settings, query_store=STORAGES[storage])
     batch = small_definitions(small)
     with DuckDBEngine(release, settings) as engine:
-        seconds, _ = _median_seconds(lambda: run_batch(DuckDBRunner(engine.con), batch), 1)
+        run_batch(DuckDBRunner(engine.con), batch[:10])  # warm-up (and the store's build)
+        seconds, cpu, _ = _median_wall_and_cpu(lambda: run_batch(DuckDBRunner(engine.con), batch), 1)
     return {
         "release": release.name,
+        "storage": storage,
         "definitions": small,
         "batch_s": round(seconds, 2),
+        "batch_cpu_s": round(cpu, 2),
         "per_definition_ms": round(1000 * seconds / max(small, 1), 1),
+        "per_definition_cpu_ms": round(1000 * cpu / max(small, 1), 1),
+        "load_average_1min": round(os.getloadavg()[0], 2),
     }
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from spec_helpers import VOCABULARY, D, concept, concept_set, condition, definition, drug, period, person, run
 from spec_helpers import cohort as rows_of
+
+from hygie.cohorts import compile as compile_module
 
 COND = [{"ConditionOccurrence": {"CodesetId": 0}}]
 
@@ -166,6 +169,27 @@ def test_custom_era_exit_follows_continuous_exposure_bridging_gaps():
         EndStrategy={"CustomEra": {"DrugCodesetId": 1, "GapDays": 15, "Offset": 7}},
     )
     assert rows_of(tables, circe) == [(1, D("2005-01-01"), D("2005-03-08"))]
+
+
+@pytest.mark.parametrize("inline_ids", [2000, 0], ids=["sets written into the SQL", "sets read from a table"])
+def test_custom_era_reads_exposures_by_concept_or_by_source_concept(monkeypatch, inline_ids):
+    monkeypatch.setattr(compile_module, "INLINE_IDS", inline_ids)
+    sets = [concept_set(0, 100), concept_set(1, 200)]
+    tables = {
+        "person": [person(1)],
+        "observation_period": [period(1, "2000-01-01", "2010-12-31")],
+        "drug_exposure": [
+            drug(1, 200, "2005-01-01", "2005-01-30", drug_source_concept_id=200),  # matches by both
+            drug(1, 999, "2005-02-05", "2005-02-20", drug_source_concept_id=200),  # its source code matches
+            drug(1, 999, "2005-03-01", "2005-04-30", drug_source_concept_id=0),  # by neither: would extend the era
+        ],
+    }
+    circe = definition(
+        [{"DrugExposure": {"CodesetId": 1}}],
+        sets,
+        EndStrategy={"CustomEra": {"DrugCodesetId": 1, "GapDays": 10, "Offset": 0}},
+    )
+    assert rows_of(tables, circe) == [(1, D("2005-01-01"), D("2005-02-20"))]
 
 
 def test_censoring_event_ends_the_cohort_early():

@@ -1,15 +1,16 @@
 """Compile a Circe expression to set-based SQL, one engine-neutral script per cohort.
 
-A script is one query (a ``WITH ... SELECT``) that returns, in one result, the cohort's rows and its inclusion
-statistics, both computed from the **qualified events** (after the primary criteria, observation window,
-primary limit, additional criteria and qualified limit; one boolean column per inclusion rule and the rule
-mask):
+A script computes the cohort's rows and its inclusion statistics, both from the **qualified events** (after the
+primary criteria, observation window, primary limit, additional criteria and qualified limit; one boolean
+column per inclusion rule and the rule mask):
 * the rows: events passing every rule, expression limit, exit date (end strategy, censoring), era collapse,
   dates clamped to the censor window (rows the window empties are removed by the caller, who counts them);
 * the statistics: events per rule mask, persons per best mask, persons passing rules 0..i.
-The qualified events are read twice: they are a step the runner materialises before the query. Only ANSI-style
-SQL is emitted; the few constructs whose spelling differs between engines (date arithmetic) go through
-``Dialect``. See docs/decisions/0005 and 0019.
+When a limit keeps at most one qualified event per person, one query returns every qualified event with its mask
+and exit, and the caller derives both. Otherwise the qualified events are read twice: they are a step the
+runner materialises before a rows query and a statistics query. Only ANSI-style SQL is emitted; the few
+constructs whose spelling differs between engines (date arithmetic) go through ``Dialect``. See docs/decisions/0005
+and 0019.
 """
 
 from __future__ import annotations
@@ -99,20 +100,24 @@ RULE_PART = 3  # key = rule index i, n = persons with an event passing rules 0..
 class CohortScript:
     """One cohort: the steps to materialise first, as (temporary table name, SELECT) pairs; the query of its
     rows (``person_id, start_date, end_date``, dates clamped to the censor window, periods it empties not
-    removed); the query of its inclusion statistics (``part, key, n``)."""
+    removed); the query of its inclusion statistics (``part, key, n``).
+
+    With ``one_event_per_person`` there is no step and no statistics query: the rows query returns every
+    qualified event with its ``inclusion_rule_mask`` (a column only if there are rules) and its exit (null if it
+    has none; computed for events failing a rule too); the caller counts the statistics and keeps the events
+    passing every rule with an exit."""
 
     steps: tuple[tuple[str, str], ...]
     rows_query: str
-    stats_query: str
+    stats_query: str | None  # None: the rows query returns every qualified event (one_event_per_person)
     rule_names: tuple[str, ...]
     has_censor_window: bool
-    # At most one qualified event per person (a primary or qualified limit): the statistics query then gives the
-    # events per mask only, from which the rest follows (persons are events).
+    # At most one qualified event per person (a primary or qualified limit): persons are events.
     one_event_per_person: bool = False
 
     def sql(self) -> list[str]:
         """Every statement of the script, in order."""
-        return [sql for _, sql in self.steps] + [self.rows_query, self.stats_query]
+        return [sql for _, sql in self.steps] + [self.rows_query] + ([self.stats_query] if self.stats_query else [])
 
 
 EVENT_COLUMNS = "person_id, event_id, start_date, end_date, op_start_date, op_end_date, visit_occurrence_id"
@@ -244,13 +249,26 @@ class _Compiler:
         )
         mask = f"CAST({self.mask_sql(len(flags))} AS BIGINT) AS inclusion_rule_mask"
         masked = f"SELECT *, {mask} FROM ({qualified_sql}) f"
-        # Read by both queries (rows and statistics): materialised first.
-        qualified_events = f"{self.prefix}_qualified"
-        steps = ((qualified_events, self.finish(masked)),)
-        rows = self.censor_window(self.collapse(self.exits(self.included(qualified_events))))
-        rows_query = self.finish(f"SELECT CAST(person_id AS BIGINT) AS person_id, start_date, end_date FROM {rows}")
         one_event = self.limited_before_rules()
-        stats_query = self.finish("\nUNION ALL\n".join(self.statistics(qualified_events, len(flags), one_event)))
+        if one_event:
+            # At most one qualified event per person: the rows query returns every qualified event (its mask, its
+            # exit even if it fails a rule, null if it has none) and the statistics are counted from it by the
+            # caller. No materialised step and no second query: the qualified events are read once.
+            qualified_events = self.cte(masked)
+            mask_column = ", inclusion_rule_mask" if flags else ""
+            rows = self.censor_window(self.exits(qualified_events, mask_column, drop_open=False), mask_column)
+            rows_query = self.finish(
+                f"SELECT CAST(person_id AS BIGINT) AS person_id, start_date, end_date{mask_column} FROM {rows}"
+            )
+            steps: tuple[tuple[str, str], ...] = ()
+            stats_query = None
+        else:
+            # Read by both queries (rows and statistics): materialised first.
+            qualified_events = f"{self.prefix}_qualified"
+            steps = ((qualified_events, self.finish(masked)),)
+            rows = self.censor_window(self.collapse(self.exits(self.included(qualified_events))))
+            rows_query = self.finish(f"SELECT CAST(person_id AS BIGINT) AS person_id, start_date, end_date FROM {rows}")
+            stats_query = self.finish("\nUNION ALL\n".join(self.statistics(qualified_events, len(flags))))
         return CohortScript(
             steps=steps,
             rows_query=rows_query,
@@ -264,16 +282,13 @@ class _Compiler:
     def mask_sql(n_rules: int) -> str:
         return " + ".join(f"(CASE WHEN rule_{i} THEN {2**i} ELSE 0 END)" for i in range(n_rules)) or "0"
 
-    def statistics(self, qualified: str, n_rules: int, one_event_per_person: bool) -> list[str]:
+    def statistics(self, qualified: str, n_rules: int) -> list[str]:
         """The inclusion statistics as rows ``(part, key, n)`` (see ``MASK_PART``...): one pass over the qualified
-        events grouped by mask, and (unless each person has at most one event) one grouped by person (best mask;
-        whether the person passes rules 0..i)."""
+        events grouped by mask, and one grouped by person (best mask; whether the person passes rules 0..i)."""
         by_mask = (
             f"SELECT {MASK_PART} AS part, inclusion_rule_mask AS key, COUNT(*) AS n FROM {qualified} "
             f"GROUP BY inclusion_rule_mask"
         )
-        if one_event_per_person:
-            return [by_mask]
         passes = "".join(
             f", MAX(CASE WHEN {' AND '.join(f'rule_{j}' for j in range(i + 1))} THEN 1 ELSE 0 END) AS passes_{i}"
             for i in range(n_rules)
@@ -401,9 +416,11 @@ class _Compiler:
             or e.expression_limit.type != "All"
         )
 
-    def exits(self, included: str) -> str:
+    def exits(self, included: str, extra: str = "", *, drop_open: bool = True) -> str:
         """Each event's exit: the earliest candidate end (observation end, date offset, custom era end, first
-        censoring event) on or after its start; an event without one leaves the cohort.
+        censoring event) on or after its start; an event without one leaves the cohort (with ``drop_open``;
+        else its end is null and the caller drops it). ``extra``: more columns of ``included`` to carry (SQL
+        starting with a comma, unqualified).
 
         Candidates are columns of one row per event (each join below matches at most one row: merged eras are
         disjoint, censoring is grouped per event), so no union of candidate rows has to be grouped again."""
@@ -441,9 +458,13 @@ class _Compiler:
             candidates.append("X.censor_date")
         kept = [f"CASE WHEN {c} >= I.start_date THEN {c} END" for c in candidates]
         end = kept[0] if len(kept) == 1 else f"LEAST({', '.join(kept)})"  # LEAST skips nulls (DuckDB, Spark)
+        carried = "".join(f", I.{c.strip()}" for c in extra.split(",") if c.strip())
         ends = self.cte(
-            f"SELECT I.person_id, I.start_date, {end} AS end_date FROM {included} I" + "".join(" " + j for j in joins)
+            f"SELECT I.person_id, I.start_date, {end} AS end_date{carried} FROM {included} I"
+            + "".join(" " + j for j in joins)
         )
+        if not drop_open:
+            return ends
         return self.cte(f"SELECT person_id, start_date, end_date FROM {ends} WHERE end_date IS NOT NULL")
 
     def custom_eras(self, included: str) -> str:
@@ -456,11 +477,17 @@ class _Compiler:
         else:
             end = f"COALESCE(de.drug_exposure_end_date, {d.add_days(start, 'de.days_supply')}, {d.add_days(start, 1)})"
         codeset = self.codeset(era.drug_codeset_id)
-        padded = self.cte(
+        select = (
             f"SELECT de.person_id, {start} AS start_date, {d.add_days(end, era.gap_days + era.offset)} AS padded_end "
-            f"FROM drug_exposure de WHERE (de.drug_concept_id IN {codeset} OR de.drug_source_concept_id IN {codeset}) "
-            f"AND de.person_id IN (SELECT person_id FROM {included})"
+            "FROM drug_exposure de WHERE "
         )
+        # An exposure matches by its concept or by its source concept: two disjoint scans instead of one OR, so
+        # that the first reads only the concepts' rows of a table clustered by concept (decision 0021).
+        exposures = self.cte(
+            f"{select}de.drug_concept_id IN {codeset}\nUNION ALL\n"
+            f"{select}de.drug_source_concept_id IN {codeset} AND NOT COALESCE(de.drug_concept_id IN {codeset}, FALSE)"
+        )
+        padded = self.cte(f"SELECT * FROM {exposures} WHERE person_id IN (SELECT person_id FROM {included})")
         return self.merge_intervals(padded, "start_date", "padded_end", "era_start", "era_end", -era.gap_days)
 
     def merge_intervals(self, table: str, start: str, end: str, out_start: str, out_end: str, end_shift: int) -> str:
@@ -494,9 +521,10 @@ class _Compiler:
         padded = self.cte(f"SELECT person_id, start_date, {self.d.add_days('end_date', pad)} AS end_date FROM {ends}")
         return self.merge_intervals(padded, "start_date", "end_date", "start_date", "end_date", -pad)
 
-    def censor_window(self, collapsed: str) -> str:
+    def censor_window(self, collapsed: str, extra: str = "") -> str:
         """CTE of the cohort periods with their dates clamped to the censor window; a period the window empties
-        (start after end) is left for the caller to drop and count."""
+        (start after end) is left for the caller to drop and count, as is an open one (a null end stays null).
+        ``extra``: more columns to carry (SQL starting with a comma)."""
         window = self.e.censor_window
         if not (window.start_date or window.end_date):
             return collapsed
@@ -506,8 +534,8 @@ class _Compiler:
             start = f"CASE WHEN start_date > {literal} THEN start_date ELSE {literal} END"
         if window.end_date:
             literal = self.date_literal(window.end_date, "$.CensorWindow.EndDate")
-            end = f"CASE WHEN end_date < {literal} THEN end_date ELSE {literal} END"
-        return self.cte(f"SELECT person_id, {start} AS start_date, {end} AS end_date FROM {collapsed}")
+            end = f"CASE WHEN end_date IS NULL OR end_date < {literal} THEN end_date ELSE {literal} END"
+        return self.cte(f"SELECT person_id, {start} AS start_date, {end} AS end_date{extra} FROM {collapsed}")
 
     def date_literal(self, value: str, path: str) -> str:
         try:

@@ -284,12 +284,14 @@ def run_batch(runner: SqlRunner, definitions: Sequence[CohortDefinition]) -> lis
             runner.drop(name)
 
 
-def _run_script(runner: SqlRunner, script: CohortScript) -> tuple[pa.Table, pa.Table]:
-    """The script's steps, then its rows and its statistics; the steps are dropped afterwards."""
+def _run_script(runner: SqlRunner, script: CohortScript) -> tuple[pa.Table, pa.Table | None]:
+    """The script's steps, then its rows and its statistics (if a query of their own); the steps are dropped
+    afterwards."""
     try:
         for name, sql in script.steps:
             runner.materialize(name, sql)
-        return runner.query(script.rows_query), runner.query(script.stats_query)
+        rows = runner.query(script.rows_query)
+        return rows, (runner.query(script.stats_query) if script.stats_query is not None else None)
     finally:
         for name, _ in script.steps:
             runner.drop(name)
@@ -332,24 +334,28 @@ def resolve_concept_sets(
 
 
 def _result(
-    definition: CohortDefinition, script: CohortScript, tables: tuple[pa.Table, pa.Table], warnings: list[str]
+    definition: CohortDefinition, script: CohortScript, tables: tuple[pa.Table, pa.Table | None], warnings: list[str]
 ) -> CohortResult:
-    """The cohort from its script's two results: the rows (censor window applied, sorted) and the statistics."""
+    """The cohort from its script's results: the rows (censor window applied, sorted) and the statistics (or,
+    without a statistics query, the qualified events, from which both are derived)."""
     periods, statistics = tables
+    n_rules = len(script.rule_names)
+    counts: dict[int, dict[int, int]] = {MASK_PART: {}, BEST_MASK_PART: {}, RULE_PART: {}}
+    if statistics is None:
+        counts[MASK_PART], periods = _qualified_masks(periods, n_rules)
+    else:
+        for row in statistics.to_pylist():
+            counts[row["part"]][int(row["key"])] = int(row["n"] or 0)
     rows = pa.table([periods["person_id"], periods["start_date"], periods["end_date"]], names=COHORT_SCHEMA.names).cast(
         COHORT_SCHEMA
     )
     # Sorted here rather than by the engine: same order on every engine, and cheaper than a sort in the query.
-    rows = rows.sort_by([("subject_id", "ascending"), ("cohort_start_date", "ascending")])
+    rows = sort_rows(rows)
     lost = 0
     if script.has_censor_window:
         before = _persons(rows)
         rows = rows.filter(pc.less_equal(rows["cohort_start_date"], rows["cohort_end_date"]))
         lost = before - _persons(rows)
-    counts: dict[int, dict[int, int]] = {MASK_PART: {}, BEST_MASK_PART: {}, RULE_PART: {}}
-    for row in statistics.to_pylist():
-        counts[row["part"]][int(row["key"])] = int(row["n"] or 0)
-    n_rules = len(script.rule_names)
     if script.one_event_per_person:  # persons are events: the counts per mask say everything
         counts[BEST_MASK_PART] = dict(counts[MASK_PART])
         counts[RULE_PART] = {i: _events_with(counts[MASK_PART], 2 ** (i + 1) - 1) for i in range(n_rules)}
@@ -371,6 +377,36 @@ def _result(
         censor_window_lost=lost,
         warnings=warnings,
     )
+
+
+def sort_rows(rows: pa.Table) -> pa.Table:
+    """Cohort rows ordered by subject, then start date. A cohort has at most one period per subject and start
+    (periods are merged, or one per person), so the order is total. One sort of a 64-bit key (subject in the
+    high half, start day in the low half) when the subjects fit in 31 bits: about twice as fast as a sort on two
+    columns for a million rows."""
+    subjects, starts = rows["subject_id"], rows["cohort_start_date"]
+    if not rows.num_rows or subjects.null_count or starts.null_count:
+        return rows.sort_by([("subject_id", "ascending"), ("cohort_start_date", "ascending")])
+    ids = subjects.to_numpy()
+    if ids.min() < 0 or ids.max() >= 2**31:
+        return rows.sort_by([("subject_id", "ascending"), ("cohort_start_date", "ascending")])
+    days = starts.cast(pa.int32()).to_numpy().astype(np.int64) + 2**31  # non-negative, below 2**32
+    return rows.take(np.argsort((ids.astype(np.int64) << 32) | days))
+
+
+def _qualified_masks(qualified: pa.Table, n_rules: int) -> tuple[dict[int, int], pa.Table]:
+    """Qualified events per inclusion-rule mask, and the events passing every rule that have an exit."""
+    full = 2**n_rules - 1
+    if "inclusion_rule_mask" in qualified.column_names:
+        masks = qualified["inclusion_rule_mask"]
+        counted = pc.value_counts(masks).to_pylist()
+        by_mask = {int(c["values"]): int(c["counts"]) for c in counted}
+        passing = pc.equal(masks, full)
+        qualified = qualified.filter(pc.and_(passing, pc.is_valid(qualified["end_date"])))
+    else:  # no rules: every event has mask 0
+        by_mask = {0: qualified.num_rows} if qualified.num_rows else {}
+        qualified = qualified.filter(pc.is_valid(qualified["end_date"]))
+    return by_mask, qualified
 
 
 def _persons(rows: pa.Table) -> int:
