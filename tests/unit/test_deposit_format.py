@@ -37,9 +37,13 @@ def _hub(root: Path, *, wide_sites: tuple[str, ...] = (), monkeypatch: pytest.Mo
         write_cdm(root / "athena", {"CONCEPT.csv": CONCEPT, "CONCEPT_RELATIONSHIP.csv": RELATIONSHIP}), "v1", settings
     )
     registry = SiteRegistry(settings)
+    # Site a's header names a column it leaves empty in every row: not stored either.
+    conditions_a = "".join(
+        line + ("," if i else ",stop_reason") + "\n" for i, line in enumerate(SITE_A_CONDITIONS.splitlines())
+    )
     extracts = {
         "site-a": ({"person.csv": SITE_A_PERSON, "observation_period.csv": SITE_A_PERIODS,
-                    "condition_occurrence.csv": SITE_A_CONDITIONS}, SITE_A_IDENTITIES),
+                    "condition_occurrence.csv": conditions_a}, SITE_A_IDENTITIES),
         "site-d": ({"person.csv": PERSON, "observation_period.csv": OBSERVATION_PERIOD,
                     "condition_occurrence.csv": CONDITIONS}, IDENTITIES),
     }  # fmt: skip
@@ -79,6 +83,8 @@ def test_a_deposit_stores_the_columns_supplied_and_reads_as_the_whole_cdm(tmp_pa
     # The file's columns, plus the source concept that mapping its codes filled in; not the CDM's other ones.
     assert "condition_source_concept_id" in stored and "stop_reason" not in stored
     assert len(stored) < len(cdm_schema("5.4")["condition_occurrence"].columns)
+    site_a = SiteRegistry(settings).deposits(SiteRegistry(settings).get("site-a")).list()[-1]
+    assert "stop_reason" not in _stored_columns(site_a, settings, "condition_occurrence")  # named, never filled
     with DuckDBEngine(deposit, settings) as engine:
         described = engine.sql("DESCRIBE condition_occurrence").fetchall()
         assert [r[0] for r in described] == cdm_schema("5.4")["condition_occurrence"].column_names

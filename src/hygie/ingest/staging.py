@@ -40,8 +40,8 @@ class StagedTable:
     stored: str  # the DuckDB table behind the view
     rows: int = 0
     notes: list[str] = field(default_factory=list)
-    # The CDM columns the source gives values to (read or implied by a 5.3 upgrade), in schema order; the others
-    # are NULL, added by the stage view rather than stored. Deposits write only these (ingest.deposit_format).
+    # The CDM columns the source gives at least one value to (read or implied by a 5.3 upgrade), and the required
+    # ones, in schema order; the others are NULL in every row. Deposits write only these (ingest.deposit_format).
     supplied: list[str] = field(default_factory=list)
     views: list[str] = field(default_factory=list)  # views built on `stored`, oldest first (dropped after use)
 
@@ -98,8 +98,8 @@ def stage_file(
     present = [c for c in table.columns if c.name in mapped]
 
     # One pass over the file: convert every value to its CDM type and mark rows where a value did not fit.
-    # Only the columns the source supplies are stored; the stage view adds the others as typed NULLs.
-    selects, bad, supplied, stage_columns = [], [], [], []
+    # Only the columns the source has are stored; the stage view adds the others as typed NULLs.
+    selects, bad, stored_columns, stage_columns = [], [], [], []
     for c in table.columns:
         if c.name in mapped:
             src, src_type = ident(mapped[c.name]), source_types[mapped[c.name]]
@@ -112,7 +112,7 @@ def stage_file(
         else:
             stage_columns.append(f'CAST(NULL AS {c.sql_type}) AS "{c.name}"')
             continue
-        supplied.append(c.name)
+        stored_columns.append(c)
         stage_columns.append(f'"{c.name}"')
     stored = f"_stored_{table.name}"
     try:
@@ -126,11 +126,16 @@ def stage_file(
     stage = f"_stage_{table.name}"
     con.execute(f'CREATE TEMP VIEW "{stage}" AS SELECT {", ".join(stage_columns)}, rowid + 1 AS _row FROM "{stored}"')
     required = [c for c in present if c.required]
-    rows, bad_rows, *missing = con.execute(
+    # The same scan counts the values of each column: a column without any is not supplied (a header that
+    # lists every CDM column, most of them empty, supplies only the filled ones).
+    rows, bad_rows, *counts = con.execute(
         "SELECT count(*), count_if(_bad)"
         + "".join(f', count_if("{c.name}" IS NULL)' for c in required)
+        + "".join(f', count("{c.name}")' for c in stored_columns)
         + f' FROM "{stored}"'
     ).fetchone()
+    missing, filled = counts[: len(required)], counts[len(required) :]
+    supplied = [c.name for c, n in zip(stored_columns, filled, strict=True) if n or c.required]
     if bad_rows:
         _locate_type_errors(con, relation_sql(source, columns, numbered=True), file, present, mapped, source_types)
     if any(missing):
