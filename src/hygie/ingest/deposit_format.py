@@ -1,8 +1,9 @@
 """How a deposit stores its tables, and how every reader of deposits sees them.
 
-A deposit's table file holds only the CDM columns its extract supplied (decision 0017, fifth pass): a column a
-site leaves out costs as much to write as a filled one, and most sites fill about half of the CDM. Deposits
-written before that hold every CDM column. Readers (the release build, the deposit's own quality checks, the
+A deposit's table file holds only the CDM columns its extract gave at least one value to, and the required ones
+(decision 0017, fifth pass): an empty column costs about as much to write as a filled one, and sites often fill
+about half of the CDM, whether their files leave the other columns out or name them and leave them empty.
+Deposits written before that hold every CDM column. Readers (the release build, the deposit's own quality checks, the
 DuckDB engine that operator tools open on a deposit) never see the difference: ``pad_views`` turns the views
 over a deposit's files into views with every CDM 5.4 column in schema order, the missing ones as typed NULLs.
 A file of either kind therefore reads the same; no format flag is needed.
