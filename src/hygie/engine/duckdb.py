@@ -178,6 +178,10 @@ class DuckDBEngine:
             source = f'{alias}."{entry.name}"' if alias else parquet_source(str(release.path / entry.file), key_name)
             select = self.scope.view_sql(entry.name, source, release.manifest)
             self.con.execute(f'CREATE VIEW "{entry.name}" AS {select}')
+        if release.kind == "deposit":  # a deposit's files hold the columns its extract supplied: add the others
+            from hygie.ingest.deposit_format import pad_views
+
+            pad_views(self.con, {t: t for t in self.tables()}, temporary=False)
         import ibis
 
         # Ibis sets the session time zone when it attaches, so it attaches before the settings are locked.

@@ -25,6 +25,7 @@ from hygie.config import Settings
 from hygie.engine.duckdb import parquet_source, register_key
 from hygie.errors import HygieError
 from hygie.ingest.deposit import DEPOSIT_GROUPS
+from hygie.ingest.deposit_format import pad_views
 from hygie.ingest.linkage import DEFAULT_MATCH_THRESHOLD, link
 from hygie.ingest.pseudonymise import TOKEN_COLUMNS, LinkageKey
 from hygie.ingest.quality import ID_BITS, QualityConfig, check_before_publishing
@@ -69,6 +70,8 @@ def build_release(
             for table, entry in deposit.manifest.tables.items():
                 source = parquet_source(str(deposit.path / entry.file), f"deposit_{index}")
                 con.execute(f'CREATE TEMP VIEW "d{index}_{table}" AS SELECT * FROM {source}')
+            # Deposits store the columns their extract supplied; the build sees every CDM column.
+            pad_views(con, {f"d{index}_{table}": table for table in deposit.manifest.tables})
         step("linking persons")
         key = pseudonym_key(settings)
         builder.linkage = _link_persons(con, [site for site, _ in latest], key, probabilistic, match_threshold)

@@ -114,7 +114,10 @@ def load_cdm(
             builder.warnings.extend(staged.notes)
             step(f"writing {staged.table.name}")
             builder.write_table(
-                staged.table.name, _published_rows(staged, rejected), rejected_rows=rejected, flagged_rows=flagged
+                staged.table.name,
+                _published_rows(staged, rejected, narrow=hooks.narrow_tables),
+                rejected_rows=rejected,
+                flagged_rows=flagged,
             )
             _keep_reference_columns(con, staged)
             for view in reversed(staged.views):
@@ -126,7 +129,7 @@ def load_cdm(
                 builder.write_table(table.name, f"SELECT {cols} FROM (SELECT {empty_row(table)}) WHERE false")
         builder.warnings.extend(concept_warnings(builder, has_vocabulary))
         step("checking data quality")
-        check_before_publishing(builder, quality)
+        check_before_publishing(builder, quality, narrow=hooks.narrow_tables)
         if con.execute("SELECT count(*) FROM _issues").fetchone()[0]:
             builder.write_rejects(
                 "SELECT table_name, source_file, source_row, check_name, action, column_name, reason, record "
@@ -145,6 +148,9 @@ class LoadHooks:
     # True: the tables come from ``sources`` (relations ``prepare`` made on the builder's connection, with
     # their digests in ``file_digests`` by table), not from the folder's files.
     supplies_sources: bool = False
+    # True: each table file holds only the columns its source supplied (deposits, ``ingest.deposit_format``);
+    # the absent ones are not written, and readers add them back as typed NULLs. Releases keep every column.
+    narrow_tables: bool = False
 
     def prepare(self, builder: ReleaseBuilder) -> None:
         """Called once the builder exists, before any table is read."""
@@ -174,7 +180,7 @@ def _scrub_identifiers(con: duckdb.DuckDBPyConnection, staged: StagedTable) -> N
     )
     view = f"{staged.stage}_scrubbed"
     con.execute(f'CREATE TEMP VIEW "{view}" AS SELECT * REPLACE ({replace}) FROM "{staged.stage}"')
-    staged.replace_stage(view)
+    staged.replace_stage(view, filled=[c.name for c, _ in present])
     staged.notes.append(
         f"{staged.source.display}: identifying column(s) emptied or coarsened: "
         + ", ".join(f"{c.name} ({n} value(s))" for c, n in present)
@@ -191,8 +197,8 @@ def _load_order(source: SourceFile) -> tuple[int, str]:
     return rank, source.table
 
 
-def _published_rows(staged: StagedTable, rejected: int) -> str:
-    cols = ", ".join(f'"{c}"' for c in staged.table.column_names)
+def _published_rows(staged: StagedTable, rejected: int, *, narrow: bool = False) -> str:
+    cols = ", ".join(f'"{c}"' for c in (staged.supplied if narrow else staged.table.column_names))
     if not rejected:
         return f'SELECT {cols} FROM "{staged.stage}"'
     return (

@@ -276,6 +276,8 @@ def _read_identities(path: Path) -> list[dict[str, str | None]]:
 
 
 class _DepositHooks(LoadHooks):
+    narrow_tables = True  # a deposit stores only the columns its extract supplied (ingest.deposit_format)
+
     def __init__(
         self,
         site: Site,
@@ -365,7 +367,7 @@ class _DepositHooks(LoadHooks):
         view = f"{staged.stage}_deposit"
         replace = ", ".join(f"{expr} AS {ident(col)}" for col, expr in replacements.items())
         con.execute(f'CREATE TEMP VIEW "{view}" AS SELECT s.* REPLACE ({replace}) FROM "{staged.stage}" s{joins}')
-        staged.replace_stage(view)
+        staged.replace_stage(view, filled=replacements)
 
     def _add_missing_person_keys(self, con: duckdb.DuckDBPyConnection, staged: StagedTable) -> None:
         """Persons without an identity record still get a keyed pseudonym (they cannot be linked)."""
@@ -464,11 +466,9 @@ class _FhirHooks(_DepositHooks):
         for table, name in extract.tables.items():
             columns = cdm_schema("5.4")[table].column_names
             present = {c for c, _ in con.execute(f"SELECT column_name, 1 FROM (DESCRIBE {name})").fetchall()}
+            # Only the columns the conversion fills: staging adds the others as NULLs, the deposit leaves them out.
             select = ", ".join(
-                ("k.person_key AS person_id" if c == "person_id" else f"t.{ident(c)}")
-                if c in present
-                else f"NULL AS {ident(c)}"
-                for c in columns
+                "k.person_key AS person_id" if c == "person_id" else f"t.{ident(c)}" for c in columns if c in present
             )
             join = " JOIN _keys k ON k.fhir_id = t.person_id" if "person_id" in present else ""
             view = f"_fhir_cdm_{table}"

@@ -17,6 +17,7 @@ import duckdb
 
 from hygie.cdm.schema import cdm_schema
 from hygie.errors import HygieError
+from hygie.ingest.deposit_format import pad_views
 
 if TYPE_CHECKING:
     from hygie.releases import ReleaseBuilder
@@ -424,9 +425,16 @@ def as_json(results: list[Result]) -> list[dict[str, object]]:
     return [asdict(r) for r in results]
 
 
-def check_before_publishing(builder: ReleaseBuilder, config: QualityConfig | None = None) -> list[Result]:
-    """Run the checks on what a builder wrote; record them; refuse to publish if a fatal check fails."""
-    results = run(builder.con, builder.table_views(), config)
+def check_before_publishing(
+    builder: ReleaseBuilder, config: QualityConfig | None = None, *, narrow: bool = False
+) -> list[Result]:
+    """Run the checks on what a builder wrote; record them; refuse to publish if a fatal check fails.
+    ``narrow``: the builder wrote only the columns its sources supplied (a deposit); the checks see every
+    CDM column (``ingest.deposit_format``)."""
+    views = builder.table_views()
+    if narrow:
+        pad_views(builder.con, {v: v for v in views})
+    results = run(builder.con, views, config)
     builder.quality = as_json(results)
     failed = [r for r in results if r.status == "fail"]
     if failed:

@@ -7,6 +7,7 @@ keys. The result is a typed DuckDB view with ``_row``, the row's 1-based positio
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import duckdb
@@ -39,16 +40,22 @@ class StagedTable:
     stored: str  # the DuckDB table behind the view
     rows: int = 0
     notes: list[str] = field(default_factory=list)
+    # The CDM columns the source gives at least one value to (read or implied by a 5.3 upgrade), and the required
+    # ones, in schema order; the others are NULL in every row. Deposits write only these (ingest.deposit_format).
+    supplied: list[str] = field(default_factory=list)
     views: list[str] = field(default_factory=list)  # views built on `stored`, oldest first (dropped after use)
 
     def __post_init__(self) -> None:
         if not self.views:
             self.views.append(self.stage)
 
-    def replace_stage(self, view: str) -> None:
-        """Point later steps at ``view``, built over the current stage."""
+    def replace_stage(self, view: str, filled: Iterable[str] = ()) -> None:
+        """Point later steps at ``view``, built over the current stage; ``filled``: columns it gives values to."""
         self.views.append(view)
         self.stage = view
+        filled = set(filled)
+        if filled - set(self.supplied):
+            self.supplied = [c for c in self.table.column_names if c in filled or c in self.supplied]
 
 
 def _detect_version(table: str, columns: list[str], cdm54: CdmSchema, cdm53: CdmSchema) -> str:
@@ -91,7 +98,8 @@ def stage_file(
     present = [c for c in table.columns if c.name in mapped]
 
     # One pass over the file: convert every value to its CDM type and mark rows where a value did not fit.
-    selects, bad = [], []
+    # Only the columns the source has are stored; the stage view adds the others as typed NULLs.
+    selects, bad, stored_columns, stage_columns = [], [], [], []
     for c in table.columns:
         if c.name in mapped:
             src, src_type = ident(mapped[c.name]), source_types[mapped[c.name]]
@@ -99,9 +107,13 @@ def stage_file(
             selects.append(f'{converted} AS "{c.name}"')
             if src_type != c.sql_type:
                 bad.append(f"({src} IS NOT NULL AND {converted} IS NULL)")
-        else:
-            default = _upgrade_default(table.name, c, version) or "NULL"
+        elif (default := _upgrade_default(table.name, c, version)) is not None:
             selects.append(f'CAST({default} AS {c.sql_type}) AS "{c.name}"')
+        else:
+            stage_columns.append(f'CAST(NULL AS {c.sql_type}) AS "{c.name}"')
+            continue
+        stored_columns.append(c)
+        stage_columns.append(f'"{c.name}"')
     stored = f"_stored_{table.name}"
     try:
         con.execute(
@@ -112,26 +124,32 @@ def stage_file(
         raise InputError(Problem(file, f"cannot be read: {first_line(e)}")) from None
     # Rows are stored in file order, so rowid + 1 is the data row number that messages and rejects cite.
     stage = f"_stage_{table.name}"
-    con.execute(f'CREATE TEMP VIEW "{stage}" AS SELECT * EXCLUDE (_bad), rowid + 1 AS _row FROM "{stored}"')
+    con.execute(f'CREATE TEMP VIEW "{stage}" AS SELECT {", ".join(stage_columns)}, rowid + 1 AS _row FROM "{stored}"')
     required = [c for c in present if c.required]
-    rows, bad_rows, *missing = con.execute(
+    # The same scan counts the values of each column: a column without any is not supplied (a header that
+    # lists every CDM column, most of them empty, supplies only the filled ones).
+    rows, bad_rows, *counts = con.execute(
         "SELECT count(*), count_if(_bad)"
         + "".join(f', count_if("{c.name}" IS NULL)' for c in required)
+        + "".join(f', count("{c.name}")' for c in stored_columns)
         + f' FROM "{stored}"'
     ).fetchone()
+    missing, filled = counts[: len(required)], counts[len(required) :]
+    supplied = [c.name for c, n in zip(stored_columns, filled, strict=True) if n or c.required]
     if bad_rows:
         _locate_type_errors(con, relation_sql(source, columns, numbered=True), file, present, mapped, source_types)
     if any(missing):
         _report_missing(con, stage, file, [c for c, n in zip(required, missing, strict=True) if n], sum(missing))
     notes = []
     absent_optional = [c.name for c in table.columns if c.name not in mapped and not c.required]
-    if absent_optional and version == CURRENT_VERSION:
+    # (A converted relation lists only the columns its conversion fills: nothing the extract left out.)
+    if absent_optional and version == CURRENT_VERSION and source.format != "relation":
         notes.append(f"{file}: optional column(s) absent, left empty: {', '.join(absent_optional)}")
     if not (allow_duplicate_keys and table.name != "person"):
         _check_primary_key(con, stage, file, table)
     too_long = _too_long(con, stage, table)
     notes.extend(f"{file}: {n} value(s) of {col} longer than {limit} characters (kept)" for col, limit, n in too_long)
-    return StagedTable(source, table, version, stage, stored, rows, notes)
+    return StagedTable(source, table, version, stage, stored, rows, notes, supplied=supplied)
 
 
 def _check_header(

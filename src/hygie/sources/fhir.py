@@ -242,6 +242,11 @@ def convert(con: duckdb.DuckDBPyConnection, folder: Path) -> FhirExtract:
         raise InputError(Problem(folder.name, "no Patient.ndjson: every other resource refers to patients"))
     _patients(con, objects["Patient"], extract)
     _encounters(con, objects.get("Encounter"), extract)
+    # Each parsed resource table is dropped as soon as its rows are mapped, so that the parsed resources, the
+    # events and the CDM tables are not all in memory at once.
+    for resource in ("Patient", "Encounter"):
+        if resource in objects:
+            con.execute(f"DROP TABLE {objects.pop(resource)}")
     events = []
     if "Condition" in objects:
         _coded(con, objects["Condition"], "_code_condition")
@@ -268,6 +273,15 @@ def convert(con: duckdb.DuckDBPyConnection, folder: Path) -> FhirExtract:
             )
         )
     _drugs(con, objects, extract)
+    for resource in (
+        "Medication",
+        "MedicationRequest",
+        "MedicationAdministration",
+        "MedicationStatement",
+        "Immunization",
+    ):
+        if resource in objects:
+            con.execute(f"DROP TABLE {objects.pop(resource)}")
     _observations(con, objects.get("Observation"), events, extract)
     _events(con, events, extract)
     # The parsed resources are no longer needed: free their memory before the tables are written.
@@ -463,6 +477,9 @@ def _events(con: duckdb.DuckDBPyConnection, events: list[tuple], extract: FhirEx
             CASE WHEN is_measurement THEN 'measurement' ELSE 'observation' END) AS target
         FROM ({" UNION ALL ".join(parts)})
     """)
+    for _, objects, codes, *_ in events:  # mapped: the parsed resources are no longer needed
+        con.execute(f"DROP TABLE {objects}")
+        con.execute(f"DROP TABLE {codes}")
     units = (
         "(SELECT concept_code AS unit_code, min(concept_id) AS unit_concept_id FROM _source_map "
         "WHERE vocabulary_id = 'UCUM' GROUP BY 1)"
