@@ -59,6 +59,8 @@ SUPPORTED = {
     "Procedure",
     "Medication",
 }
+# The resources read into drug_exposure (a Medication only through the others' medicationReference).
+DRUG_RESOURCES = ("Medication", "MedicationRequest", "MedicationAdministration", "MedicationStatement", "Immunization")
 
 
 @dataclass
@@ -242,11 +244,7 @@ def convert(con: duckdb.DuckDBPyConnection, folder: Path) -> FhirExtract:
         raise InputError(Problem(folder.name, "no Patient.ndjson: every other resource refers to patients"))
     _patients(con, objects["Patient"], extract)
     _encounters(con, objects.get("Encounter"), extract)
-    # Each parsed resource table is dropped as soon as its rows are mapped, so that the parsed resources, the
-    # events and the CDM tables are not all in memory at once.
-    for resource in ("Patient", "Encounter"):
-        if resource in objects:
-            con.execute(f"DROP TABLE {objects.pop(resource)}")
+    _drop_parsed(con, objects, ("Patient", "Encounter"))
     events = []
     if "Condition" in objects:
         _coded(con, objects["Condition"], "_code_condition")
@@ -273,22 +271,21 @@ def convert(con: duckdb.DuckDBPyConnection, folder: Path) -> FhirExtract:
             )
         )
     _drugs(con, objects, extract)
-    for resource in (
-        "Medication",
-        "MedicationRequest",
-        "MedicationAdministration",
-        "MedicationStatement",
-        "Immunization",
-    ):
-        if resource in objects:
-            con.execute(f"DROP TABLE {objects.pop(resource)}")
+    _drop_parsed(con, objects, DRUG_RESOURCES)
     _observations(con, objects.get("Observation"), events, extract)
     _events(con, events, extract)
-    # The parsed resources are no longer needed: free their memory before the tables are written.
-    for table in [*objects.values(), *(codes for _, _, codes, *_ in events)]:
-        con.execute(f"DROP TABLE IF EXISTS {table}")
+    # What is left of the parsed resources (the events' were dropped once mapped; types not mapped at all).
+    _drop_parsed(con, objects, tuple(objects))
     _observation_periods(con, extract)
     return extract
+
+
+def _drop_parsed(con: duckdb.DuckDBPyConnection, objects: dict[str, str], resources: tuple[str, ...]) -> None:
+    """Free the parsed tables of ``resources`` once mapped, so that the parsed resources, the events and the CDM
+    tables are not all in memory at once."""
+    for resource in resources:
+        if resource in objects:
+            con.execute(f"DROP TABLE IF EXISTS {objects.pop(resource)}")
 
 
 def _date(expr: str) -> str:
