@@ -145,3 +145,33 @@ def test_checks_counted_together_equal_each_check_run_alone(deposits):
     assert results["measurement_after_death"].failing == 2  # 2012, after a death in 2010
     # One (person, concept, date) recorded by deposits 1 and 2; none when every id is of deposit 1.
     assert results["measurement_duplicate_across_sites"].failing == (1 if deposits == (1, 2) else 0)
+
+
+@pytest.mark.parametrize("deposits", [(1, 2), (1, 1)])
+def test_duplicates_across_sites_with_the_persons_linkage_found_in_several_deposits(deposits):
+    """A release build tells the checks which persons linkage found in several deposits (a superset of those
+    whose rows come from several): the counts are those the checks find from the rows alone."""
+    import duckdb
+
+    from hygie.ingest.quality import run
+
+    con = duckdb.connect()
+    tables = _database(con, _rows(deposits))
+    con.execute("CREATE TABLE several AS SELECT * FROM (VALUES (1), (2)) p(person_id)")  # both, as a superset
+    alone = {r.name: (r.failing, r.applicable) for r in run(con, tables)}
+    hinted = {r.name: (r.failing, r.applicable) for r in run(con, tables, several_deposits="several")}
+    assert hinted == alone
+    assert hinted["measurement_duplicate_across_sites"][0] == (1 if deposits == (1, 2) else 0)
+
+
+def test_a_row_after_two_recorded_deaths_is_counted_once():
+    """A deposit may record two deaths of a person: a row after both is one failing row, not two."""
+    import duckdb
+
+    from hygie.ingest.quality import run
+
+    con = duckdb.connect()
+    rows = _rows((1, 2))
+    rows["death"] = rows["death"] + ["person_id,death_date,death_type_concept_id|2, DATE '2010-06-01', 32817"]
+    results = {r.name: r for r in run(con, _database(con, rows))}
+    assert results["measurement_after_death"].failing == 2  # the two 2012 rows of person 2

@@ -18,7 +18,9 @@ import duckdb
 
 DEFAULT_MATCH_THRESHOLD = 0.95
 MIN_RECORDS_TO_TRAIN = 1000  # below this, unsupervised training is unreliable: deterministic rules only
-MAX_TRAINING_PAIRS = 5_000_000  # per EM session; more pairs cost time without changing the estimates
+# Per EM session. At 600,000 patients 1M pairs give the same precision and recall as 5M (0.9913 / 0.9987)
+# for 43% less linkage CPU (decision 0017, sixth pass); fewer pairs save nothing more (fixed costs).
+MAX_TRAINING_PAIRS = 1_000_000
 
 NIR_AGREES = "(a.nir_token IS NULL OR b.nir_token IS NULL OR a.nir_token = b.nir_token)"
 SAME_BIRTH_DATE = (
