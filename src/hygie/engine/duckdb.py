@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
+from hygie.cdm.narrow import columns_of, is_narrow, padded_sql
+from hygie.cdm.schema import cdm_schema
 from hygie.config import Settings
 from hygie.sql import literal
 
@@ -172,16 +174,20 @@ class DuckDBEngine:
         if alias is None and release.manifest.encryption is not None:
             key_name = "release_key"
             register_key(self.con, key_name, release.data_key(settings))
+        schema = cdm_schema("5.4")
         for entry in release.manifest.tables.values():
             if not self.scope.visible(entry.name):
                 continue  # outside the project's approved scope: the table does not exist for it
             source = f'{alias}."{entry.name}"' if alias else parquet_source(str(release.path / entry.file), key_name)
+            # A narrow file (``cdm.narrow``) is read with every CDM column. Its manifest lists its columns; a
+            # deposit written before manifests did is asked its file's schema.
+            present = set(entry.columns) if entry.columns is not None else None
+            if present is None and release.kind == "deposit" and entry.name in schema:
+                present = columns_of(self.con, source)
+            if present is not None and is_narrow(schema[entry.name], present):
+                source = f"({padded_sql(schema[entry.name], present, source)})"
             select = self.scope.view_sql(entry.name, source, release.manifest)
             self.con.execute(f'CREATE VIEW "{entry.name}" AS {select}')
-        if release.kind == "deposit":  # a deposit's files hold the columns its extract supplied: add the others
-            from hygie.ingest.deposit_format import pad_views
-
-            pad_views(self.con, {t: t for t in self.tables()}, temporary=False)
         import ibis
 
         # Ibis sets the session time zone when it attaches, so it attaches before the settings are locked.

@@ -20,12 +20,12 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from hygie.cdm.narrow import columns_of, pad_views
 from hygie.cdm.schema import Table, cdm_schema
 from hygie.config import Settings
 from hygie.engine.duckdb import parquet_source, register_key
 from hygie.errors import HygieError
 from hygie.ingest.deposit import DEPOSIT_GROUPS
-from hygie.ingest.deposit_format import pad_views
 from hygie.ingest.linkage import DEFAULT_MATCH_THRESHOLD, link
 from hygie.ingest.pseudonymise import TOKEN_COLUMNS, LinkageKey
 from hygie.ingest.quality import ID_BITS, QualityConfig, check_before_publishing
@@ -65,11 +65,13 @@ def build_release(
     read_from = [d.path for _, d in latest] + ([vocab.path] if vocab else [])
     with store.build(name, synthetic=synthetic, description=f"built from {sites}", read_from=read_from) as builder:
         con = builder.con
+        stored: dict[str, set[str]] = {}  # CDM table -> the columns at least one deposit stores
         for index, (_, deposit) in enumerate(latest, start=1):
             register_key(con, f"deposit_{index}", deposit.data_key(settings))
             for table, entry in deposit.manifest.tables.items():
                 source = parquet_source(str(deposit.path / entry.file), f"deposit_{index}")
                 con.execute(f'CREATE TEMP VIEW "d{index}_{table}" AS SELECT * FROM {source}')
+                stored.setdefault(table, set()).update(columns_of(con, f'"d{index}_{table}"'))
             # Deposits store the columns their extract supplied; the build sees every CDM column.
             pad_views(con, {f"d{index}_{table}": table for table in deposit.manifest.tables})
         step("linking persons")
@@ -80,7 +82,7 @@ def build_release(
             if table.group in DEPOSIT_GROUPS:
                 if "person_id" in table.column_names:
                     _add_orphans(builder, table, [site for site, _ in latest], key)
-                _write_clinical(builder, table, latest)
+                _write_clinical(builder, table, latest, stored.get(table.name, set()))
         # Which deposit's person key became which person: for opt-out and linkage audits, never for studies.
         deposit_names = " UNION ALL ".join(
             f"SELECT {i} AS deposit, {literal(d.name)} AS deposit_name, {literal(site)} AS site"
@@ -101,7 +103,7 @@ def build_release(
             "CREATE TEMP TABLE _several_deposits AS SELECT person_id FROM _person_map GROUP BY 1 "
             "HAVING count(DISTINCT deposit) > 1"
         )
-        check_before_publishing(builder, quality, several_deposits="_several_deposits")
+        check_before_publishing(builder, quality, narrow=True, several_deposits="_several_deposits")
         step("publishing")
         return builder.publish()
 
@@ -199,7 +201,10 @@ def _union(table: Table, deposits: int) -> str:
     return f"SELECT t._deposit, {', '.join(cols)} FROM ({rows}) t{join}"
 
 
-def _write_clinical(builder: ReleaseBuilder, table: Table, latest: list[tuple[str, Release]]) -> None:
+def _write_clinical(builder: ReleaseBuilder, table: Table, latest: list[tuple[str, Release]], stored: set[str]) -> None:
+    """Write ``table`` from every deposit. Like a deposit, the release stores only the columns that can have a
+    value (``cdm.narrow``): those a deposit stores, and the required ones (observation periods and
+    ``cdm_source``, which the build makes, whole)."""
     names = ", ".join(ident(c) for c in table.column_names)
     union = _union(table, len(latest))
     if table.name == "person":
@@ -226,6 +231,9 @@ def _write_clinical(builder: ReleaseBuilder, table: Table, latest: list[tuple[st
         select = _cdm_source(builder.name)
     else:
         select = f"SELECT {names} FROM ({union})"
+    if table.name not in ("observation_period", "cdm_source"):  # (those two the build fills itself: whole)
+        kept = ", ".join(ident(c.name) for c in table.columns if c.name in stored or c.required)
+        select = f"SELECT {kept} FROM ({select})"
     builder.write_table(table.name, select)
     for index, (site, deposit) in enumerate(latest, start=1):
         if table.name in deposit.manifest.tables:

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Literal
 
 import duckdb
 
+from hygie.cdm.narrow import pad_views
 from hygie.cdm.schema import cdm_schema
 from hygie.errors import HygieError
-from hygie.ingest.deposit_format import pad_views
 
 if TYPE_CHECKING:
     from hygie.releases import ReleaseBuilder
@@ -452,8 +452,8 @@ def check_before_publishing(
     several_deposits: str | None = None,
 ) -> list[Result]:
     """Run the checks on what a builder wrote; record them; refuse to publish if a fatal check fails.
-    ``narrow``: the builder wrote only the columns its sources supplied (a deposit); the checks see every
-    CDM column (``ingest.deposit_format``). ``several_deposits``: see ``checks``."""
+    ``narrow``: the builder wrote only the columns that have a value (``cdm.narrow``); the checks see every
+    CDM column. ``several_deposits``: see ``checks``."""
     views = builder.table_views()
     if narrow:
         pad_views(builder.con, {v: v for v in views})

@@ -23,6 +23,9 @@ class TableEntry:
     sha256: str
     rejected_rows: int = 0  # rows put aside in the rejects file (not in `rows`)
     flagged_rows: int = 0  # rows kept but reported (e.g. orphans)
+    # The columns the file stores when it leaves some of its CDM table's out (``cdm.narrow``); None: all of them
+    # (or, in a deposit written before manifests listed them, whatever its file holds).
+    columns: list[str] | None = None
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,8 @@ from pathlib import Path
 import duckdb
 
 from hygie import __version__
+from hygie.cdm.narrow import columns_of, is_narrow
+from hygie.cdm.schema import cdm_schema
 from hygie.checksums import sha256_file
 from hygie.config import Settings
 from hygie.durability import fsync_path
@@ -217,10 +219,11 @@ class ReleaseBuilder:
         """Write the result of ``select_sql`` (on ``self.con``) as the release's table ``table``."""
         file = f"{table}.parquet"
         self._copy(select_sql, file)
-        rows = self.con.execute(
-            f"SELECT count(*) FROM read_parquet('{self.staging / file}', "
-            f"encryption_config = {{footer_key: '{_WRITE_KEY}'}})"
-        ).fetchone()[0]
+        written = f"read_parquet('{self.staging / file}', encryption_config = {{footer_key: '{_WRITE_KEY}'}})"
+        rows = self.con.execute(f"SELECT count(*) FROM {written}").fetchone()[0]
+        columns = columns_of(self.con, written)
+        schema = cdm_schema("5.4")
+        narrow = table in schema and is_narrow(schema[table], columns)
         entry = TableEntry(
             name=table,
             file=file,
@@ -229,6 +232,7 @@ class ReleaseBuilder:
             sha256=sha256_file(self.staging / file),
             rejected_rows=rejected_rows,
             flagged_rows=flagged_rows,
+            columns=[c for c in schema[table].column_names if c in columns] if narrow else None,
         )
         self.tables[table] = entry
         return entry
