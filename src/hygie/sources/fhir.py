@@ -14,6 +14,17 @@ by domain, values and units kept; Procedure -> procedure_occurrence. Observation
 first to last recorded date. References may be ``Patient/<id>`` or ``urn:uuid:<id>``. Each CodeableConcept
 may carry several codings: the first whose code maps to a standard concept wins, else the first coding is
 kept as source value with concept id 0. Resource types with no mapping are counted and reported.
+
+Record ids follow the files, without sorting: ``part * 2**40 + line``, where part numbers the resource types
+mapped into a table and line is the resource's row in its type's files (in name order), from 1; visit ids are
+the Encounter's line. A reference names one resource: when two Encounters (or two Medications) share an id,
+both are loaded but a reference to that id resolves to the first, so that each event stays one row.
+
+At scale (tens of millions of observations), one resource type is parsed at a time into a narrow table (the
+row-wise mapping is done as the line is read: dates as dates, references as ids) and dropped once mapped;
+conditions, procedures and observations are mapped into one events table whose rows the event tables are
+views of, so that the memory a deposit holds is about one parsed type and the mapped rows
+(docs/decisions/0024-fhir-conversion-at-scale.md).
 """
 
 from __future__ import annotations
