@@ -70,8 +70,6 @@ SUPPORTED = {
     "Procedure",
     "Medication",
 }
-# The resources read into drug_exposure (a Medication only through the others' medicationReference).
-DRUG_RESOURCES = ("Medication", "MedicationRequest", "MedicationAdministration", "MedicationStatement", "Immunization")
 
 
 @dataclass
@@ -596,7 +594,7 @@ def _observation_periods(con: duckdb.DuckDBPyConnection, extract: FhirExtract) -
     ):
         if table in extract.tables:
             spans.append(f"SELECT person_id, {start} AS s, coalesce({end}, {start}) AS e FROM {extract.tables[table]}")
-    if "condition_occurrence" in extract.tables:  # the events, in one pass rather than one per event table
+    if "_fhir_events" in extract.backing.values():  # the events, in one pass rather than one per event table
         spans.append("SELECT person_id, start_date AS s, coalesce(end_date, start_date) AS e FROM _fhir_events")
     if not spans:
         return
