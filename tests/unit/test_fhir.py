@@ -261,3 +261,106 @@ def test_an_error_in_the_second_file_of_a_resource_type_names_that_file(site, ex
     )
     with pytest.raises(InputError, match=r"^Observation-2\.ndjson, row 5, column 'encounter': expected an object"):
         ingest(site, export, settings)
+
+
+def test_ids_follow_the_files_across_files_and_resource_types(site, export, settings):
+    """Ids number (resource type, line): a second file of a type continues the first, rows of one type split
+    between tables (observations by category) keep the numbers of their lines, and no two rows of the deposit's
+    event tables share an id."""
+    base = RESOURCES["Observation"][0]
+    lab = [json.dumps({**base, "valueQuantity": {"value": i}}) for i in range(5)]
+    other = {**base, "category": [{"coding": [{"code": "social-history"}]}]}
+    _write(export, "Observation", [*lab[:3], json.dumps({**other, "valueQuantity": {"value": 100}})])
+    (export / "fhir" / "Observation_2.ndjson").write_text("".join(line + "\n" for line in lab[3:]))  # after, by name
+    deposit = ingest(site, export, settings, synthetic=True).deposit
+    with DuckDBEngine(deposit, settings) as engine:
+        labs = engine.sql("SELECT measurement_id, value_as_number FROM measurement ORDER BY measurement_id").fetchall()
+        (observation_id,) = engine.sql("SELECT observation_id FROM observation").fetchone()
+        conditions = [i for (i,) in engine.sql("SELECT condition_occurrence_id FROM condition_occurrence").fetchall()]
+    assert [v for _, v in labs] == [0.0, 1.0, 2.0, 3.0, 4.0]  # the second file after the first
+    ids = [i for i, _ in labs]
+    assert ids == sorted(ids) and len({*ids, observation_id, *conditions}) == len(ids) + 1 + len(conditions)
+    assert ids[2] < observation_id < ids[3]  # the observation is line 4 of the same resource type
+    assert max(ids) < 2**48  # below the deposit index of a release's ids (ingest.quality.ID_BITS)
+
+
+def test_events_referring_to_a_shared_encounter_id_stay_one_row(site, export, settings):
+    """Two Encounters with one id (a faulty export) are two visits, but an event referring to that id is one
+    row, attached to the first of them."""
+    first = RESOURCES["Encounter"][0]
+    second = {**first, "class": {"code": "AMB"}, "period": {"start": "2021-05-05"}}
+    _write(export, "Encounter", [json.dumps(first), json.dumps(second)])
+    deposit = ingest(site, export, settings, synthetic=True).deposit
+    m = deposit.manifest
+    assert (m.tables["visit_occurrence"].rows, m.tables["condition_occurrence"].rows) == (2, 1)
+    with DuckDBEngine(deposit, settings) as engine:
+        visit = engine.sql(
+            "SELECT v.visit_concept_id FROM condition_occurrence c JOIN visit_occurrence v USING (visit_occurrence_id)"
+        ).fetchall()
+    assert visit == [(9203,)]  # the first encounter (EMER), not the second (AMB)
+
+
+def test_the_first_mapped_coding_wins_else_the_first(site, export, settings):
+    """Among several codings, the first that maps to a standard concept is chosen (whatever its place), else
+    the first coding is kept as the source value with concept 0; one coding is looked up alone."""
+    base = {k: v for k, v in RESOURCES["Condition"][0].items() if k != "encounter"}
+    unknown = {"system": "http://example.org/local", "code": "GI"}
+    icd = {"system": "http://hl7.org/fhir/sid/icd-10", "code": "K92.2"}
+    unmapped = {"system": "http://hl7.org/fhir/sid/icd-10", "code": "X00"}
+    codings = [[unknown, unmapped, icd], [unmapped, unknown], [icd], [unknown]]
+    _write(
+        export,
+        "Condition",
+        [
+            json.dumps({**base, "onsetDateTime": f"2020-01-0{i + 1}", "code": {"coding": c}})
+            for i, c in enumerate(codings)
+        ],
+    )
+    deposit = ingest(site, export, settings, synthetic=True).deposit
+    with DuckDBEngine(deposit, settings) as engine:
+        rows = engine.sql(
+            "SELECT condition_source_value, condition_concept_id, condition_source_concept_id "
+            "FROM condition_occurrence ORDER BY condition_start_date"
+        ).fetchall()
+    assert rows == [
+        ("K92.2", 192671, 2000000001),
+        ("X00", 0, 0),
+        ("K92.2", 192671, 2000000001),
+        ("GI", 0, 0),
+    ]
+
+
+@pytest.mark.parametrize(
+    "reference",
+    [
+        "Patient/p-1",
+        "urn:uuid:5f1e2d3c-0000-4000-8000-000000000001",
+        "p-1",
+        "Encounter/e/1",
+        "urn:uuid:Patient/1",
+        "Practitioner/9",
+        "http://example.org/fhir/Patient/1",
+        "/x",
+        "Pat1/x",
+        "Patient/",
+        "urn:uuid:",
+        "",
+        "é/x",
+        "patient/1",
+        None,
+    ],
+)
+def test_references_are_read_like_the_pattern(reference):
+    """The id in a reference is what remains once an optional ``urn:uuid:`` then an optional ``Letters/`` are
+    removed; the shortcuts for common forms give what the pattern gives."""
+    import duckdb
+
+    from hygie.sources.fhir import _REF_PATTERN, _ref
+
+    con = duckdb.connect()
+    fast, pattern = con.execute(
+        f"SELECT {_ref('r')}, regexp_replace(r, ?, '') FROM (SELECT ?::VARCHAR AS r)", [_REF_PATTERN, reference]
+    ).fetchone()
+    assert fast == pattern
+    if reference in ("Patient/p-1", "p-1"):
+        assert fast == "p-1"

@@ -434,7 +434,8 @@ class _FhirHooks(_DepositHooks):
         super().__init__(site, key, [], [], TokenReport(), vocabulary, settings, "Patient.ndjson", persons_keyed=True)
         self.export, self.export_digest, self.step = export, export_digest, step
         self.relations: dict[str, str] = {}  # CDM table -> view of its keyed rows
-        self.converted: dict[str, str] = {}  # CDM table -> the conversion's temp table behind the view
+        self.converted: dict[str, str] = {}  # CDM table -> the conversion's temp table or view behind the view
+        self.backing: dict[str, str] = {}  # a conversion's view -> the temp table it reads
 
     def prepare(self, builder: ReleaseBuilder) -> None:
         from hygie.sources.fhir import convert
@@ -446,10 +447,11 @@ class _FhirHooks(_DepositHooks):
         extract = convert(con, self.export)
         self.step("keying persons")
         self.local_ids = [str(i["local_id"]) for i in extract.identities]
+        # Every subject once, in one query over all the tables (rather than one list per table).
+        everyone = " UNION ALL ".join(f"SELECT person_id FROM {t}" for t in extract.tables.values())
         subjects = {
             r[0]
-            for t in extract.tables.values()
-            for r in con.execute(f"SELECT DISTINCT person_id FROM {t} WHERE person_id IS NOT NULL").fetchall()
+            for r in con.execute(f"SELECT DISTINCT person_id FROM ({everyone}) WHERE person_id IS NOT NULL").fetchall()
         }
         ids = sorted(subjects | set(self.local_ids))
         con.register(
@@ -463,6 +465,7 @@ class _FhirHooks(_DepositHooks):
         )
         con.execute("CREATE TEMP TABLE _keys AS SELECT * FROM _keys_arrow")
         con.unregister("_keys_arrow")
+        self.backing = extract.backing
         for table, name in extract.tables.items():
             columns = cdm_schema("5.4")[table].column_names
             present = {c for c, _ in con.execute(f"SELECT column_name, 1 FROM (DESCRIBE {name})").fetchall()}
@@ -488,9 +491,17 @@ class _FhirHooks(_DepositHooks):
         ]
 
     def after_stage(self, con: duckdb.DuckDBPyConnection, staged: StagedTable) -> None:
-        # The staged copy holds the rows now: the conversion's table is no longer needed.
+        # The staged copy holds the rows now: the conversion's table is no longer needed (a table several
+        # converted views read, the events', once the last of them is staged).
         table = staged.table.name
         if table in self.relations:
             con.execute(f"DROP VIEW {self.relations[table]}")
-            con.execute(f"DROP TABLE {self.converted.pop(table)}")
+            name = self.converted.pop(table)
+            backing = self.backing.get(name)
+            if backing is None:
+                con.execute(f"DROP TABLE {name}")
+            else:
+                con.execute(f"DROP VIEW {name}")
+                if all(self.backing.get(other) != backing for other in self.converted.values()):
+                    con.execute(f"DROP TABLE {backing}")
         super().after_stage(con, staged)
