@@ -6,6 +6,7 @@ This module only finds files and describes how to read them; the ingest stage de
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,8 +151,11 @@ def header(con: duckdb.DuckDBPyConnection, source: SourceFile) -> list[str]:
     return [c.strip().strip('"').lower() for c in line.split(source.delimiter)]
 
 
-def relation_sql(source: SourceFile, columns: list[str], *, numbered: bool = False) -> str:
-    """SQL reading the file with the given (header) columns: CSV as text, Parquet as stored.
+def relation_sql(
+    source: SourceFile, columns: list[str], *, numbered: bool = False, types: Mapping[str, str] | None = None
+) -> str:
+    """SQL reading the file with the given (header) columns: CSV as text (or with the SQL ``types`` given by
+    column, which the read fails on the first value that does not convert), Parquet as stored.
 
     ``numbered`` adds ``_row``, the 1-based data row (the header is row 0). DuckDB keeps file order when
     reading a CSV (insertion order is preserved), so numbering rows as they arrive matches the file; the
@@ -168,7 +172,7 @@ def relation_sql(source: SourceFile, columns: list[str], *, numbered: bool = Fal
             f"SELECT * EXCLUDE (file_row_number), file_row_number + 1 AS _row "
             f"FROM {_parquet(source, 'file_row_number = true')}"
         )
-    cols = ", ".join(f"'{c}': 'VARCHAR'" for c in columns)
+    cols = ", ".join(f"'{c}': '{(types or {}).get(c, 'VARCHAR')}'" for c in columns)
     delim = "\\t" if source.delimiter == "\t" else source.delimiter
     # Tab files (Athena) are unquoted: concept names contain quotes.
     quote = "''" if source.delimiter == "\t" else "'\"'"
