@@ -171,14 +171,9 @@ def _store(
             extras[c.name] = f"CAST({default} AS {c.sql_type})"
             stored_columns.append(c)
     if source.format == "csv":
-        types = {mapped[c.name]: c.sql_type for c in stored_columns if c.name in mapped}
-        selects = [f'{extras.get(c.name) or ident(mapped[c.name])} AS "{c.name}"' for c in stored_columns]
-        typed = relation_sql(source, columns, types=types)
-        try:
-            con.execute(f'CREATE TEMP TABLE "{stored}" AS SELECT {", ".join(selects)} FROM ({typed})')
-            return stored_columns, False
-        except duckdb.Error:
-            pass  # a value that does not convert (located below), or a file that cannot be read (said below)
+        typed = _store_typed(con, source, columns, mapped, stored, stored_columns, extras)
+        if typed is not None:
+            return typed, False
     # One pass over the file: convert every value to its CDM type and mark rows where a value did not fit.
     selects, bad = [], []
     for c in stored_columns:
@@ -198,6 +193,53 @@ def _store(
     except duckdb.Error as e:
         raise InputError(Problem(source.display, f"cannot be read: {first_line(e)}")) from None
     return stored_columns, True
+
+
+SAMPLE_ROWS = 10_000
+
+
+def _store_typed(
+    con: duckdb.DuckDBPyConnection,
+    source: SourceFile,
+    columns: list[str],
+    mapped: dict[str, str],
+    stored: str,
+    stored_columns: list[Column],
+    extras: dict[str, str],
+) -> list[Column] | None:
+    """Read a CSV file into ``stored`` with its columns declared in their CDM types; None if a value does not
+    convert (or the file cannot be read): the caller then reads it as text. Returns the columns stored.
+
+    Optional columns without any value in the first rows are not stored, only checked empty (``_late``, true on
+    a row that gives one of them a value): an extract's header often names every CDM column, half of them
+    empty, and in-memory storage costs as much for an empty column as for a filled one. Should one of them
+    turn out to have values, the file is read again with every column.
+    """
+    types = {mapped[c.name]: c.sql_type for c in stored_columns if c.name in mapped}
+    typed = relation_sql(source, columns, types=types)
+    try:
+        sample = con.execute(
+            "SELECT "
+            + ", ".join(f"count({ident(mapped[c.name])})" for c in stored_columns if c.name in mapped)
+            + f" FROM (SELECT * FROM ({typed}) LIMIT {SAMPLE_ROWS})"
+        ).fetchone()
+    except duckdb.Error:
+        return None
+    filled = dict(zip([c.name for c in stored_columns if c.name in mapped], sample, strict=True))
+    empty = [c for c in stored_columns if c.name in mapped and not c.required and not filled[c.name]]
+    for attempt in (empty, []):
+        kept = [c for c in stored_columns if c not in attempt]
+        selects = [f'{extras.get(c.name) or ident(mapped[c.name])} AS "{c.name}"' for c in kept]
+        if attempt:
+            selects.append(" OR ".join(f"{ident(mapped[c.name])} IS NOT NULL" for c in attempt) + " AS _late")
+        try:
+            con.execute(f'CREATE TEMP TABLE "{stored}" AS SELECT {", ".join(selects)} FROM ({typed})')
+        except duckdb.Error:
+            return None  # a value that does not convert (located by the text read), or an unreadable file
+        if not attempt or not con.execute(f'SELECT bool_or(_late) FROM "{stored}"').fetchone()[0]:
+            return kept
+        con.execute(f'DROP TABLE "{stored}"')
+    return None  # unreachable: the last attempt stores every column
 
 
 def _check_header(
