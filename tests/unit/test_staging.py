@@ -15,7 +15,7 @@ from hygie.cdm.schema import cdm_schema
 from hygie.errors import InputError
 from hygie.ingest import staging
 from hygie.ingest.staging import stage_file
-from hygie.sources.omop_files import SourceFile, relation_sql
+from hygie.sources.omop_files import SourceFile, relation_sql, sample_filled
 
 CDM54, CDM53 = cdm_schema("5.4"), cdm_schema("5.3")
 TYPES = {"BIGINT": "bigint", "INTEGER": "integer", "DOUBLE": "float", "DATE": "date", "TIMESTAMP": "datetime"}
@@ -80,16 +80,28 @@ def _stage(tmp_path: Path, name: str, text: str) -> tuple[duckdb.DuckDBPyConnect
     return con, staged
 
 
-def test_a_column_empty_in_the_first_rows_but_filled_later_is_kept(tmp_path):
-    n = staging.SAMPLE_ROWS + 5
+def test_the_sample_sees_columns_filled_only_late_in_a_file(tmp_path):
+    path = tmp_path / "drug_exposure.csv"
+    rows = [f"{i},1,{i if i > 90_000 else ''},x" for i in range(1, 100_001)]
+    path.write_text("drug_exposure_id,person_id,visit_occurrence_id,note\n" + "\n".join(rows) + "\n")
+    columns = ["drug_exposure_id", "person_id", "visit_occurrence_id", "note"]
+    assert sample_filled(SourceFile(path, "drug_exposure", "csv", ","), columns) == set(columns)
+
+
+def test_a_column_the_sample_missed_is_found_and_kept(tmp_path, monkeypatch):
+    n = 20
     rows = ["person_id,gender_concept_id,year_of_birth,race_concept_id,ethnicity_concept_id,month_of_birth,location_id"]
     rows += [f"{i},8507,1950,0,0,,{7 if i == n else ''}" for i in range(1, n + 1)]
+    # A sample that missed the one filled row (as a sample of a large file may): the empty check catches it.
+    monkeypatch.setattr(staging, "sample_filled", lambda source, columns: set(columns[:5]))
     con, staged = _stage(tmp_path, "person", "\n".join(rows) + "\n")
     assert "location_id" in staged.supplied and "month_of_birth" not in staged.supplied
     assert con.execute(f'SELECT _row, location_id FROM "{staged.stage}" WHERE location_id IS NOT NULL').fetchall() == [
         (n, 7)
     ]
     assert con.execute(f'SELECT count(*), count(month_of_birth) FROM "{staged.stage}"').fetchone() == (n, 0)
+    stored = {r[0] for r in con.execute(f'DESCRIBE "{staged.stored}"').fetchall()}
+    assert "location_id" in stored and "_late" not in stored  # read again, with every column
 
 
 def test_yyyymmdd_dates_and_bad_values_take_the_text_read(tmp_path):

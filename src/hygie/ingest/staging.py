@@ -14,7 +14,7 @@ import duckdb
 
 from hygie.cdm.schema import CURRENT_VERSION, CdmSchema, Column, Table, renames_53_to_54
 from hygie.errors import InputError, Problem
-from hygie.sources.omop_files import SourceFile, first_line, header, relation_sql
+from hygie.sources.omop_files import SourceFile, first_line, header, relation_sql, sample_filled
 from hygie.sql import ident
 
 MAX_EXAMPLES = 5
@@ -195,9 +195,6 @@ def _store(
     return stored_columns, True
 
 
-SAMPLE_ROWS = 10_000
-
-
 def _store_typed(
     con: duckdb.DuckDBPyConnection,
     source: SourceFile,
@@ -210,23 +207,15 @@ def _store_typed(
     """Read a CSV file into ``stored`` with its columns declared in their CDM types; None if a value does not
     convert (or the file cannot be read): the caller then reads it as text. Returns the columns stored.
 
-    Optional columns without any value in the first rows are not stored, only checked empty (``_late``, true on
-    a row that gives one of them a value): an extract's header often names every CDM column, half of them
-    empty, and in-memory storage costs as much for an empty column as for a filled one. Should one of them
-    turn out to have values, the file is read again with every column.
+    Optional columns without any value in a sample of the rows (``omop_files.sample_filled``) are not stored,
+    only checked empty (``_late``, true on a row that gives one of them a value): an extract's header often
+    names every CDM column, half of them empty, and in-memory storage costs as much for an empty column as for
+    a filled one. Should one of them turn out to have values, the file is read again with every column.
     """
     types = {mapped[c.name]: c.sql_type for c in stored_columns if c.name in mapped}
     typed = relation_sql(source, columns, types=types)
-    try:
-        sample = con.execute(
-            "SELECT "
-            + ", ".join(f"count({ident(mapped[c.name])})" for c in stored_columns if c.name in mapped)
-            + f" FROM (SELECT * FROM ({typed}) LIMIT {SAMPLE_ROWS})"
-        ).fetchone()
-    except duckdb.Error:
-        return None
-    filled = dict(zip([c.name for c in stored_columns if c.name in mapped], sample, strict=True))
-    empty = [c for c in stored_columns if c.name in mapped and not c.required and not filled[c.name]]
+    filled = sample_filled(source, columns)
+    empty = [c for c in stored_columns if c.name in mapped and not c.required and mapped[c.name] not in filled]
     for attempt in (empty, []):
         kept = [c for c in stored_columns if c not in attempt]
         selects = [f'{extras.get(c.name) or ident(mapped[c.name])} AS "{c.name}"' for c in kept]

@@ -184,6 +184,34 @@ def relation_sql(
     )
 
 
+def sample_filled(source: SourceFile, columns: list[str], *, chunks: int = 16, chunk_bytes: int = 1 << 18) -> set[str]:
+    """The columns with a value in a sample of a CSV file's rows: ``chunks`` blocks spread over the file (a
+    file sorted by date or by person may fill a column only in its later part). A guess, not a check: a
+    block may start inside a quoted field, so the caller must verify what it concludes from it."""
+    import csv
+    import io
+
+    size = source.path.stat().st_size
+    quoting = csv.QUOTE_NONE if source.delimiter == "\t" else csv.QUOTE_MINIMAL
+    filled: set[str] = set()
+    with source.path.open("rb") as f:
+        for i in range(chunks):
+            f.seek(size * i // chunks)
+            block = f.read(chunk_bytes)
+            if i:
+                block = block.partition(b"\n")[2]  # from the first whole line
+            if not i or len(block) == chunk_bytes:
+                block = block.rpartition(b"\n")[0]  # up to the last whole line
+            text = block.decode("utf-8", errors="replace")
+            rows = csv.reader(io.StringIO(text), delimiter=source.delimiter or ",", quoting=quoting)
+            for n, row in enumerate(rows):
+                if (n or i) and len(row) == len(columns):  # the header, and torn lines, say nothing
+                    filled.update(c for c, v in zip(columns, row, strict=True) if v != "")
+            if len(filled) == len(columns):
+                break
+    return filled
+
+
 def first_line(error: BaseException) -> str:
     """The first line of a DuckDB error: later lines may quote the offending row, which stays out of messages."""
     return str(error).strip().splitlines()[0] if str(error).strip() else error.__class__.__name__
