@@ -198,15 +198,18 @@ def sample_filled(source: SourceFile, columns: list[str], *, chunks: int = 16, c
         for i in range(chunks):
             f.seek(size * i // chunks)
             block = f.read(chunk_bytes)
+            if len(block) == chunk_bytes:
+                block = block.rpartition(b"\n")[0]  # up to the last whole line
             if i:
                 block = block.partition(b"\n")[2]  # from the first whole line
-            if not i or len(block) == chunk_bytes:
-                block = block.rpartition(b"\n")[0]  # up to the last whole line
             text = block.decode("utf-8", errors="replace")
             rows = csv.reader(io.StringIO(text), delimiter=source.delimiter or ",", quoting=quoting)
-            for n, row in enumerate(rows):
-                if (n or i) and len(row) == len(columns):  # the header, and torn lines, say nothing
-                    filled.update(c for c, v in zip(columns, row, strict=True) if v != "")
+            try:
+                for n, row in enumerate(rows):
+                    if (n or i) and len(row) == len(columns):  # the header, and torn lines, say nothing
+                        filled.update(c for c, v in zip(columns, row, strict=True) if v != "")
+            except csv.Error:
+                pass  # a block that is not CSV to Python's reader (e.g. NUL bytes): the read will say
             if len(filled) == len(columns):
                 break
     return filled
