@@ -193,7 +193,9 @@ def unknown_concepts(con: duckdb.DuckDBPyConnection, staged: StagedTable) -> lis
     """Concept ids the table uses that the release's vocabulary lacks (0, "no concept", is not reported)."""
     if staged.table.is_vocabulary:
         return []
-    columns = [c.name for c in staged.table.columns if c.is_concept]
+    # Only the columns the source gives values to: the others are NULL in every row.
+    supplied = set(staged.supplied)
+    columns = [c.name for c in staged.table.columns if c.is_concept and c.name in supplied]
     if not columns:
         return []
     # One scan counts the values of every concept column (a grouping set per column); only those few

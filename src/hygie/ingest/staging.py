@@ -14,7 +14,7 @@ import duckdb
 
 from hygie.cdm.schema import CURRENT_VERSION, CdmSchema, Column, Table, renames_53_to_54
 from hygie.errors import InputError, Problem
-from hygie.sources.omop_files import SourceFile, first_line, header, relation_sql
+from hygie.sources.omop_files import SourceFile, first_line, header, relation_sql, sample_filled
 from hygie.sql import ident
 
 MAX_EXAMPLES = 5
@@ -96,46 +96,38 @@ def stage_file(
     _check_header(file, source, columns, mapped, table, version)
     source_types = _source_types(con, relation, source)
     present = [c for c in table.columns if c.name in mapped]
-
-    # One pass over the file: convert every value to its CDM type and mark rows where a value did not fit.
-    # Only the columns the source has are stored; the stage view adds the others as typed NULLs.
-    selects, bad, stored_columns, stage_columns = [], [], [], []
-    for c in table.columns:
-        if c.name in mapped:
-            src, src_type = ident(mapped[c.name]), source_types[mapped[c.name]]
-            converted = _cast(src, c, src_type)
-            selects.append(f'{converted} AS "{c.name}"')
-            if src_type != c.sql_type:
-                bad.append(f"({src} IS NOT NULL AND {converted} IS NULL)")
-        elif (default := _upgrade_default(table.name, c, version)) is not None:
-            selects.append(f'CAST({default} AS {c.sql_type}) AS "{c.name}"')
-        else:
-            stage_columns.append(f'CAST(NULL AS {c.sql_type}) AS "{c.name}"')
-            continue
-        stored_columns.append(c)
-        stage_columns.append(f'"{c.name}"')
     stored = f"_stored_{table.name}"
-    try:
-        con.execute(
-            f'CREATE TEMP TABLE "{stored}" AS SELECT {", ".join(selects)}, {" OR ".join(bad) or "false"} AS _bad '
-            f"FROM ({relation})"
-        )
-    except duckdb.Error as e:
-        raise InputError(Problem(file, f"cannot be read: {first_line(e)}")) from None
+    stored_columns, has_bad = _store(con, source, columns, mapped, table, version, stored, source_types)
+    # Only the columns the source has are stored; the stage view adds the others as typed NULLs.
+    names = {c.name for c in stored_columns}
+    stage_columns = [
+        f'"{c.name}"' if c.name in names else f'CAST(NULL AS {c.sql_type}) AS "{c.name}"' for c in table.columns
+    ]
     # Rows are stored in file order, so rowid + 1 is the data row number that messages and rejects cite.
     stage = f"_stage_{table.name}"
     con.execute(f'CREATE TEMP VIEW "{stage}" AS SELECT {", ".join(stage_columns)}, rowid + 1 AS _row FROM "{stored}"')
     required = [c for c in present if c.required]
-    # The same scan counts the values of each column: a column without any is not supplied (a header that
-    # lists every CDM column, most of them empty, supplies only the filled ones).
-    rows, bad_rows, *counts = con.execute(
-        "SELECT count(*), count_if(_bad)"
-        + "".join(f', count_if("{c.name}" IS NULL)' for c in required)
-        + "".join(f', count("{c.name}")' for c in stored_columns)
-        + f' FROM "{stored}"'
-    ).fetchone()
-    missing, filled = counts[: len(required)], counts[len(required) :]
-    supplied = [c.name for c, n in zip(stored_columns, filled, strict=True) if n or c.required]
+    limited = [c for c in stored_columns if c.max_length]
+    pk = table.primary_key
+    pk_range = pk.name if pk is not None and pk.base_type in ("bigint", "integer") and pk.name in names else None
+    # One scan counts the values of each column (a column without any is not supplied: a header that lists
+    # every CDM column, most of them empty, supplies only the filled ones), the values too long for their
+    # column, and the range of an integer primary key (for the uniqueness check).
+    counts = iter(
+        con.execute(
+            f"SELECT count(*), {'count_if(_bad)' if has_bad else '0'}"
+            + "".join(f', count_if("{c.name}" IS NULL)' for c in required)
+            + "".join(f', count("{c.name}")' for c in stored_columns)
+            + "".join(f', count_if(length("{c.name}") > {c.max_length})' for c in limited)
+            + (f', min("{pk_range}"), max("{pk_range}")' if pk_range else "")
+            + f' FROM "{stored}"'
+        ).fetchone()
+    )
+    rows, bad_rows = next(counts), next(counts)
+    missing = [next(counts) for _ in required]
+    supplied = [c.name for c in stored_columns if next(counts) or c.required]
+    too_long = [(c, n) for c in limited if (n := next(counts))]
+    bounds = (next(counts), next(counts)) if pk_range else None
     if bad_rows:
         _locate_type_errors(con, relation_sql(source, columns, numbered=True), file, present, mapped, source_types)
     if any(missing):
@@ -146,10 +138,97 @@ def stage_file(
     if absent_optional and version == CURRENT_VERSION and source.format != "relation":
         notes.append(f"{file}: optional column(s) absent, left empty: {', '.join(absent_optional)}")
     if not (allow_duplicate_keys and table.name != "person"):
-        _check_primary_key(con, stage, file, table)
-    too_long = _too_long(con, stage, table)
-    notes.extend(f"{file}: {n} value(s) of {col} longer than {limit} characters (kept)" for col, limit, n in too_long)
+        _check_primary_key(con, stage, stored, file, table, bounds)
+    notes.extend(f"{file}: {n} value(s) of {c.name} longer than {c.max_length} characters (kept)" for c, n in too_long)
     return StagedTable(source, table, version, stage, stored, rows, notes, supplied=supplied)
+
+
+def _store(
+    con: duckdb.DuckDBPyConnection,
+    source: SourceFile,
+    columns: list[str],
+    mapped: dict[str, str],
+    table: Table,
+    version: str,
+    stored: str,
+    source_types: dict[str, str],
+) -> tuple[list[Column], bool]:
+    """Read the file once into the temp table ``stored``: the CDM columns it has (5.4 names, CDM types), the
+    5.3 upgrade's implied ones, in schema order. Returns those columns, and whether ``stored`` has ``_bad``,
+    true on rows where a value did not fit its type.
+
+    A CSV file is first read with its columns declared in their CDM types: DuckDB then parses numbers and
+    dates as it reads, about a third cheaper than reading text and converting it, and fails on the first value
+    that does not convert. Such a file (or one with YYYYMMDD dates) is then read as text and converted
+    with ``_cast``, which marks the rows to locate; both reads give the same value to every value that both
+    accept (tests/unit/test_staging.py checks it value by value).
+    """
+    extras, stored_columns = {}, []
+    for c in table.columns:
+        if c.name in mapped:
+            stored_columns.append(c)
+        elif (default := _upgrade_default(table.name, c, version)) is not None:
+            extras[c.name] = f"CAST({default} AS {c.sql_type})"
+            stored_columns.append(c)
+    if source.format == "csv":
+        typed = _store_typed(con, source, columns, mapped, stored, stored_columns, extras)
+        if typed is not None:
+            return typed, False
+    # One pass over the file: convert every value to its CDM type and mark rows where a value did not fit.
+    selects, bad = [], []
+    for c in stored_columns:
+        if c.name in extras:
+            selects.append(f'{extras[c.name]} AS "{c.name}"')
+            continue
+        src, src_type = ident(mapped[c.name]), source_types[mapped[c.name]]
+        converted = _cast(src, c, src_type)
+        selects.append(f'{converted} AS "{c.name}"')
+        if src_type != c.sql_type:
+            bad.append(f"({src} IS NOT NULL AND {converted} IS NULL)")
+    try:
+        con.execute(
+            f'CREATE TEMP TABLE "{stored}" AS SELECT {", ".join(selects)}, {" OR ".join(bad) or "false"} AS _bad '
+            f"FROM ({relation_sql(source, columns)})"
+        )
+    except duckdb.Error as e:
+        raise InputError(Problem(source.display, f"cannot be read: {first_line(e)}")) from None
+    return stored_columns, True
+
+
+def _store_typed(
+    con: duckdb.DuckDBPyConnection,
+    source: SourceFile,
+    columns: list[str],
+    mapped: dict[str, str],
+    stored: str,
+    stored_columns: list[Column],
+    extras: dict[str, str],
+) -> list[Column] | None:
+    """Read a CSV file into ``stored`` with its columns declared in their CDM types; None if a value does not
+    convert (or the file cannot be read): the caller then reads it as text. Returns the columns stored.
+
+    Optional columns without any value in a sample of the rows (``omop_files.sample_filled``) are not stored,
+    only checked empty (``_late``, true on a row that gives one of them a value): an extract's header often
+    names every CDM column, half of them empty, and in-memory storage costs as much for an empty column as for
+    a filled one. Should one of them turn out to have values, the file is read again with every column.
+    """
+    types = {mapped[c.name]: c.sql_type for c in stored_columns if c.name in mapped}
+    typed = relation_sql(source, columns, types=types)
+    filled = sample_filled(source, columns)
+    empty = [c for c in stored_columns if c.name in mapped and not c.required and mapped[c.name] not in filled]
+    for attempt in (empty, []):
+        kept = [c for c in stored_columns if c not in attempt]
+        selects = [f'{extras.get(c.name) or ident(mapped[c.name])} AS "{c.name}"' for c in kept]
+        if attempt:
+            selects.append(" OR ".join(f"{ident(mapped[c.name])} IS NOT NULL" for c in attempt) + " AS _late")
+        try:
+            con.execute(f'CREATE TEMP TABLE "{stored}" AS SELECT {", ".join(selects)} FROM ({typed})')
+        except duckdb.Error:
+            return None  # a value that does not convert (located by the text read), or an unreadable file
+        if not attempt or not con.execute(f'SELECT bool_or(_late) FROM "{stored}"').fetchone()[0]:
+            return kept
+        con.execute(f'DROP TABLE "{stored}"')
+    return None  # unreachable: the last attempt stores every column
 
 
 def _check_header(
@@ -260,10 +339,37 @@ def _count(con: duckdb.DuckDBPyConnection, relation: str, file: str) -> int:
         raise InputError(Problem(file, f"cannot be read: {first_line(e)}")) from None
 
 
-def _check_primary_key(con: duckdb.DuckDBPyConnection, stage: str, file: str, table: Table) -> None:
+# The widest range of integer keys checked with a bitmap (16 MB per thread); wider ones are grouped.
+MAX_BITMAP_KEYS = 1 << 27
+
+
+def _check_primary_key(
+    con: duckdb.DuckDBPyConnection,
+    stage: str,
+    stored: str,
+    file: str,
+    table: Table,
+    bounds: tuple[int | None, int | None] | None,
+) -> None:
+    """Refuse repeated primary keys (none is NULL by now: the key is a required column).
+
+    Integer keys within a moderate range (record ids numbered 1..n, the usual case) are first checked with
+    a bitmap of the range, one bit per possible key: as many bits set as rows means no key repeats. That is
+    about ten times cheaper than grouping millions of rows by key, which is done only to name the duplicates,
+    or when the keys are spread too wide for a bitmap."""
     pk = table.primary_key
     if pk is None:
         return
+    if bounds is not None:
+        low, high = bounds
+        if low is None or high is None:
+            return  # no row
+        if high - low < MAX_BITMAP_KEYS:
+            distinct, count = con.execute(
+                f'SELECT bit_count(bitstring_agg("{pk.name}", {low}, {high})), count("{pk.name}") FROM "{stored}"'
+            ).fetchone()
+            if distinct == count:
+                return
     # Count per key first (cheap), and list row numbers only for the keys that repeat.
     key = f's."{pk.name}"'
     dupes = con.execute(
@@ -283,16 +389,6 @@ def _check_primary_key(con: duckdb.DuckDBPyConnection, stage: str, file: str, ta
             else None
         )
         raise InputError(problems, more=dupes[0][1] - len(dupes), hint=hint)
-
-
-def _too_long(con: duckdb.DuckDBPyConnection, stage: str, table: Table) -> list[tuple[str, int, int]]:
-    limited = [c for c in table.columns if c.max_length]
-    if not limited:
-        return []
-    counts = con.execute(
-        "SELECT " + ", ".join(f'count_if(length("{c.name}") > {c.max_length})' for c in limited) + f' FROM "{stage}"'
-    ).fetchone()
-    return [(c.name, c.max_length or 0, n) for c, n in zip(limited, counts, strict=True) if n]
 
 
 def empty_row(table: Table) -> str:

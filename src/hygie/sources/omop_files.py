@@ -6,6 +6,7 @@ This module only finds files and describes how to read them; the ingest stage de
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,8 +151,11 @@ def header(con: duckdb.DuckDBPyConnection, source: SourceFile) -> list[str]:
     return [c.strip().strip('"').lower() for c in line.split(source.delimiter)]
 
 
-def relation_sql(source: SourceFile, columns: list[str], *, numbered: bool = False) -> str:
-    """SQL reading the file with the given (header) columns: CSV as text, Parquet as stored.
+def relation_sql(
+    source: SourceFile, columns: list[str], *, numbered: bool = False, types: Mapping[str, str] | None = None
+) -> str:
+    """SQL reading the file with the given (header) columns: CSV as text (or with the SQL ``types`` given by
+    column, which the read fails on the first value that does not convert), Parquet as stored.
 
     ``numbered`` adds ``_row``, the 1-based data row (the header is row 0). DuckDB keeps file order when
     reading a CSV (insertion order is preserved), so numbering rows as they arrive matches the file; the
@@ -168,7 +172,7 @@ def relation_sql(source: SourceFile, columns: list[str], *, numbered: bool = Fal
             f"SELECT * EXCLUDE (file_row_number), file_row_number + 1 AS _row "
             f"FROM {_parquet(source, 'file_row_number = true')}"
         )
-    cols = ", ".join(f"'{c}': 'VARCHAR'" for c in columns)
+    cols = ", ".join(f"'{c}': '{(types or {}).get(c, 'VARCHAR')}'" for c in columns)
     delim = "\\t" if source.delimiter == "\t" else source.delimiter
     # Tab files (Athena) are unquoted: concept names contain quotes.
     quote = "''" if source.delimiter == "\t" else "'\"'"
@@ -178,6 +182,37 @@ def relation_sql(source: SourceFile, columns: list[str], *, numbered: bool = Fal
         f"auto_detect = false, delim = E'{delim}', quote = {quote}, escape = {quote}, columns = {{{cols}}}, "
         f"strict_mode = true, null_padding = false)"
     )
+
+
+def sample_filled(source: SourceFile, columns: list[str], *, chunks: int = 16, chunk_bytes: int = 1 << 18) -> set[str]:
+    """The columns with a value in a sample of a CSV file's rows: ``chunks`` blocks spread over the file (a
+    file sorted by date or by person may fill a column only in its later part). A guess, not a check: a
+    block may start inside a quoted field, so the caller must verify what it concludes from it."""
+    import csv
+    import io
+
+    size = source.path.stat().st_size
+    quoting = csv.QUOTE_NONE if source.delimiter == "\t" else csv.QUOTE_MINIMAL
+    filled: set[str] = set()
+    with source.path.open("rb") as f:
+        for i in range(chunks):
+            f.seek(size * i // chunks)
+            block = f.read(chunk_bytes)
+            if len(block) == chunk_bytes:
+                block = block.rpartition(b"\n")[0]  # up to the last whole line
+            if i:
+                block = block.partition(b"\n")[2]  # from the first whole line
+            text = block.decode("utf-8", errors="replace")
+            rows = csv.reader(io.StringIO(text), delimiter=source.delimiter or ",", quoting=quoting)
+            try:
+                for n, row in enumerate(rows):
+                    if (n or i) and len(row) == len(columns):  # the header, and torn lines, say nothing
+                        filled.update(c for c, v in zip(columns, row, strict=True) if v != "")
+            except csv.Error:
+                pass  # a block that is not CSV to Python's reader (e.g. NUL bytes): the read will say
+            if len(filled) == len(columns):
+                break
+    return filled
 
 
 def first_line(error: BaseException) -> str:
