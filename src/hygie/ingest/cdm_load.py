@@ -148,7 +148,7 @@ class LoadHooks:
     # True: the tables come from ``sources`` (relations ``prepare`` made on the builder's connection, with
     # their digests in ``file_digests`` by table), not from the folder's files.
     supplies_sources: bool = False
-    # True: each table file holds only the columns its source supplied (deposits, ``ingest.deposit_format``);
+    # True: each table file holds only the columns its source supplied (deposits, ``cdm.narrow``);
     # the absent ones are not written, and readers add them back as typed NULLs. Releases keep every column.
     narrow_tables: bool = False
 

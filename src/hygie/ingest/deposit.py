@@ -276,7 +276,7 @@ def _read_identities(path: Path) -> list[dict[str, str | None]]:
 
 
 class _DepositHooks(LoadHooks):
-    narrow_tables = True  # a deposit stores only the columns its extract supplied (ingest.deposit_format)
+    narrow_tables = True  # a deposit stores only the columns its extract supplied (cdm.narrow)
 
     def __init__(
         self,

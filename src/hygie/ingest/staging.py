@@ -41,7 +41,7 @@ class StagedTable:
     rows: int = 0
     notes: list[str] = field(default_factory=list)
     # The CDM columns the source gives at least one value to (read or implied by a 5.3 upgrade), and the required
-    # ones, in schema order; the others are NULL in every row. Deposits write only these (ingest.deposit_format).
+    # ones, in schema order; the others are NULL in every row. Deposits write only these (cdm.narrow).
     supplied: list[str] = field(default_factory=list)
     views: list[str] = field(default_factory=list)  # views built on `stored`, oldest first (dropped after use)
 
