@@ -1,5 +1,6 @@
-"""Deposits store only the CDM columns their extract supplied; every reader sees all of them, and deposits
-written before (every column stored) still read and build the same."""
+"""Deposits store only the CDM columns their extract supplied, releases those their deposits store
+(``cdm.narrow``); every reader sees all of them, and deposits written before (every column stored, or narrow
+with a manifest that does not list its columns) still read and build the same."""
 
 from __future__ import annotations
 
@@ -107,3 +108,40 @@ def test_deposits_written_with_every_column_still_build_the_same_release(tmp_pat
     assert releases[0].manifest.linkage == releases[1].manifest.linkage
     assert releases[0].manifest.quality == releases[1].manifest.quality
     assert _contents(releases[0], old) == _contents(releases[1], new)
+
+
+def test_a_release_stores_the_columns_of_its_deposits_and_reads_as_the_whole_cdm(tmp_path, keys, monkeypatch):
+    from hygie.engine.spark import release_tables
+
+    settings = _hub(tmp_path, monkeypatch=monkeypatch)
+    release = build_release("r", settings)
+    entry = release.manifest.tables["condition_occurrence"]
+    stored = _stored_columns(release, settings, "condition_occurrence")
+    assert entry.columns == stored and "stop_reason" not in stored  # no deposit stores it
+    assert "condition_source_value" in stored and "condition_source_concept_id" in stored
+    assert release.manifest.tables["cdm_source"].columns is None  # made by the build: whole
+    every = cdm_schema("5.4")["condition_occurrence"].column_names
+    with DuckDBEngine(release, settings) as engine:
+        assert [r[0] for r in engine.sql("DESCRIBE condition_occurrence").fetchall()] == every
+        assert engine.sql("SELECT count(*), count(stop_reason) FROM condition_occurrence").fetchone() == (5, 0)
+    spark_side = release_tables(release, settings)["condition_occurrence"]  # what SparkEngine loads
+    assert spark_side.column_names == every and spark_side.num_rows == 5
+
+
+def test_a_narrow_deposit_whose_manifest_does_not_list_its_columns_reads_as_the_whole_cdm(tmp_path, keys, monkeypatch):
+    """Deposits written by the first narrow version list no columns in their manifest: their files say."""
+    import json
+
+    from hygie.releases.manifest import MANIFEST_FILE
+
+    settings = _hub(tmp_path, monkeypatch=monkeypatch)
+    deposit = SiteRegistry(settings).deposits(SiteRegistry(settings).get("site-d")).list()[-1]
+    path = deposit.path / MANIFEST_FILE
+    data = json.loads(path.read_text())
+    for table in data["tables"].values():
+        table.pop("columns", None)
+    path.chmod(0o640)
+    path.write_text(json.dumps(data))
+    older = SiteRegistry(settings).deposits(SiteRegistry(settings).get("site-d")).list()[-1]
+    assert all(e.columns is None for e in older.manifest.tables.values())
+    assert _contents(older, settings) == _contents(deposit, settings)
