@@ -364,3 +364,17 @@ def test_references_are_read_like_the_pattern(reference):
     assert fast == pattern
     if reference in ("Patient/p-1", "p-1"):
         assert fast == "p-1"
+
+
+def test_a_condition_without_a_code_is_kept_with_concept_zero(site, export, settings):
+    """``Condition.code`` is optional in FHIR: left out, or an empty list of codings, the condition is kept with
+    concept 0 (like an unmapped code), not refused."""
+    base = {k: v for k, v in RESOURCES["Condition"][0].items() if k != "code"}
+    without = [json.dumps({**base, "id": "c1"}), json.dumps({**base, "id": "c2", "code": {"coding": []}})]
+    _write(export, "Condition", without)
+    deposit = ingest(site, export, settings, synthetic=True).deposit
+    with DuckDBEngine(deposit, settings) as engine:
+        rows = engine.sql(
+            "SELECT condition_concept_id, condition_source_value FROM condition_occurrence ORDER BY 1"
+        ).fetchall()
+    assert rows == [(0, None), (0, None)]

@@ -326,7 +326,8 @@ def _code_map(con: duckdb.DuckDBPyConnection) -> None:
 
 def _coded(con: duckdb.DuckDBPyConnection, parsed: str) -> tuple[str, dict[str, str]]:
     """The chosen coding of each row of ``parsed``: the first coding that maps to a standard concept, else the
-    first coding (its code kept as source value, concept 0); none when there is no coding. Returns the joins
+    first coding (its code kept as source value, concept 0); none (NULL) when there is no coding, which the
+    tables' statements make concept 0 once a Medication had its chance. Returns the joins
     to add to ``FROM parsed r`` and the expressions (source_value, source_concept_id, concept_id, domain_id).
 
     A row with one coding (most) is looked up directly; only rows with several are unnested and grouped, by
@@ -471,11 +472,11 @@ def _drugs(con: duckdb.DuckDBPyConnection, files: dict[str, list[Path]], extract
             pick = coded
         select = f"""
             SELECT {_record_id(part)} AS drug_exposure_id, r.person_id,
-                   {pick["concept_id"]} AS drug_concept_id,
+                   coalesce({pick["concept_id"]}, 0) AS drug_concept_id,
                    r.start_date AS drug_exposure_start_date, r.end_date AS drug_exposure_end_date,
                    {EHR} AS drug_type_concept_id, r.days_supply, v.visit_occurrence_id,
                    {pick["source_value"]} AS drug_source_value,
-                   {pick["source_concept_id"]} AS drug_source_concept_id
+                   coalesce({pick["source_concept_id"]}, 0) AS drug_source_concept_id
             FROM {parsed} r {joins} {VISIT_JOIN}
         """
         con.execute(
@@ -562,8 +563,9 @@ def _events(con: duckdb.DuckDBPyConnection, files: dict[str, list[Path]], extrac
                    CASE WHEN target IN (0, 1) THEN end_date END AS end_date, visit_occurrence_id,
                    value_as_number, value_as_string, unit_source_value, unit_concept_id, target
             FROM (
-                SELECT {_record_id(part)} AS _id, r.person_id, {coded["concept_id"]} AS concept_id,
-                       {coded["source_value"]} AS source_value, {coded["source_concept_id"]} AS source_concept_id,
+                SELECT {_record_id(part)} AS _id, r.person_id, coalesce({coded["concept_id"]}, 0) AS concept_id,
+                       {coded["source_value"]} AS source_value,
+                       coalesce({coded["source_concept_id"]}, 0) AS source_concept_id,
                        r.start_date, {end} AS end_date, v.visit_occurrence_id, {values}, {unit} AS unit_concept_id,
                        CAST(coalesce(CASE {coded["domain_id"]} {domains} END, {default}) AS UTINYINT) AS target
                 FROM {parsed} r {joins} {VISIT_JOIN}
