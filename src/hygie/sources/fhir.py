@@ -13,7 +13,8 @@ domain; MedicationRequest / MedicationAdministration / MedicationStatement / Imm
 by domain, values and units kept; Procedure -> procedure_occurrence. Observation periods span each patient's
 first to last recorded date. References may be ``Patient/<id>`` or ``urn:uuid:<id>``. Each CodeableConcept
 may carry several codings: the first whose code maps to a standard concept wins, else the first coding is
-kept as source value with concept id 0. Resource types with no mapping are counted and reported.
+kept as source value with concept id 0; a resource without any coding (an optional code left out) is kept with
+concept id 0 too. Resource types with no mapping are counted and reported.
 
 Record ids follow the files, without sorting: ``part * 2**40 + line``, where part numbers the resource types
 mapped into a table and line is the resource's row in its type's files (in name order), from 1; visit ids are
