@@ -358,6 +358,16 @@ def _coded(con: duckdb.DuckDBPyConnection, parsed: str) -> tuple[str, dict[str, 
     return joins, exprs
 
 
+def _drop_coded(con: duckdb.DuckDBPyConnection, parsed: str) -> None:
+    """Free a parsed resource type once mapped, with the codings table ``_coded`` made for it."""
+    con.execute(f"DROP TABLE {parsed}; DROP TABLE {parsed}_multi")
+
+
+def _append(con: duckdb.DuckDBPyConnection, table: str, select: str, exists: bool) -> None:
+    """Add the rows of ``select`` to the temp table ``table``, creating it from them the first time."""
+    con.execute(f"INSERT INTO {table} BY NAME {select}" if exists else f"CREATE TEMP TABLE {table} AS {select}")
+
+
 def convert(con: duckdb.DuckDBPyConnection, folder: Path) -> FhirExtract:
     """Convert a Bulk Data export into temp tables and views on ``con`` (which must hold ``_source_map``).
 
@@ -459,7 +469,7 @@ def _drugs(con: duckdb.DuckDBPyConnection, files: dict[str, list[Path]], extract
             CREATE TEMP TABLE _fhir_medications AS
             SELECT r.id, arg_min({{{chosen}}}, r.rowid) AS c FROM {parsed} r {joins} GROUP BY r.id
         """)
-        con.execute(f"DROP TABLE {parsed}; DROP TABLE {parsed}_multi")
+        _drop_coded(con, parsed)
     created = False
     for part, resource in enumerate(DRUG_PARTS):
         if resource not in files:
@@ -480,13 +490,9 @@ def _drugs(con: duckdb.DuckDBPyConnection, files: dict[str, list[Path]], extract
                    coalesce({pick["source_concept_id"]}, 0) AS drug_source_concept_id
             FROM {parsed} r {joins} {VISIT_JOIN}
         """
-        con.execute(
-            f"INSERT INTO _omop_drug_exposure BY NAME {select}"
-            if created
-            else f"CREATE TEMP TABLE _omop_drug_exposure AS {select}"
-        )
+        _append(con, "_omop_drug_exposure", select, created)
         created = True
-        con.execute(f"DROP TABLE {parsed}; DROP TABLE {parsed}_multi")
+        _drop_coded(con, parsed)
     if medications:
         con.execute("DROP TABLE _fhir_medications")
     if created:
@@ -573,11 +579,9 @@ def _events(con: duckdb.DuckDBPyConnection, files: dict[str, list[Path]], extrac
                 WHERE r.start_date IS NOT NULL AND r.person_id IS NOT NULL
             )
         """
-        con.execute(
-            f"INSERT INTO _fhir_events BY NAME {select}" if created else f"CREATE TEMP TABLE _fhir_events AS {select}"
-        )
+        _append(con, "_fhir_events", select, created)
         created = True
-        con.execute(f"DROP TABLE {parsed}; DROP TABLE {parsed}_multi")
+        _drop_coded(con, parsed)
     con.execute("DROP TABLE _fhir_units")
     for table, shape in EVENT_SHAPES.items():
         con.execute(f"""
